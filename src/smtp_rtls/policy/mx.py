@@ -1,0 +1,176 @@
+"""MX resolution (RFC 5321 §5.1, RFC 7505) that knows whether DNSSEC vouched for it.
+
+:func:`resolve_mx` is a :data:`~smtp_rtls.policy.requests.Lookup`: it yields a
+``DNSQuery(domain, "MX")`` and turns the answer into an :class:`MXResult`, the
+list of hosts in the order a client must try them.  :func:`resolve_addresses`
+does the same for an MX host's A and AAAA records, which DANE needs to know
+are secure (RFC 7672 §2.2.2).
+
+``dnssec`` is True only when the driver marked the answer ``authentic``: the AD
+bit from a resolver the configuration trusts.  An AD bit is never read here.
+"""
+
+from __future__ import annotations
+
+import random
+
+import attrs
+
+from .requests import DNSAnswer, DNSQuery, Lookup
+
+__all__ = ["AddressResult", "MXHost", "MXResult", "resolve_addresses", "resolve_mx"]
+
+# rcodes that say "try again later": the answer may exist, we could not get it.
+TEMPORARY_RCODES = frozenset({"SERVFAIL", "TIMEOUT", "REFUSED"})
+
+
+@attrs.frozen(slots=True)
+class MXHost:
+    """One mail exchanger: a host name (no trailing dot, lower case) and its preference."""
+
+    name: str
+    preference: int
+
+
+@attrs.frozen(slots=True)
+class MXResult:
+    """The outcome of an MX look-up for ``domain``.
+
+    Exactly one of these holds:
+
+    * ``hosts`` is not empty: try them in this order (``implicit`` when the
+      domain had no MX records and is its own exchanger, RFC 5321 §5.1);
+    * ``null_mx``: the domain accepts no mail (RFC 7505), a permanent failure
+      (5.1.10);
+    * ``temporary_failure``: DNS could not answer now, defer (4.4.3);
+    * otherwise the domain does not exist (NXDOMAIN) or has no usable MX,
+      a permanent failure (5.1.2).
+
+    ``reason`` says why in words, for logs and DSNs.
+    """
+
+    domain: str
+    hosts: tuple[MXHost, ...]
+    dnssec: bool
+    implicit: bool = False
+    null_mx: bool = False
+    temporary_failure: bool = False
+    reason: str = ""
+
+    @property
+    def permanent_failure(self) -> bool:
+        """True when no host can ever be tried: null MX, no such domain, no usable MX."""
+        return not self.hosts and not self.temporary_failure
+
+
+@attrs.frozen(slots=True)
+class AddressResult:
+    """The A and AAAA records of ``host``.
+
+    ``addresses`` holds IPv6 addresses first, then IPv4, each family in the
+    order the resolver gave.  ``dnssec`` is True only if every answer (the A
+    and the AAAA one, including a NODATA one) was authentic; DANE requires
+    secure address records (RFC 7672 §2.2.2).
+    """
+
+    host: str
+    addresses: tuple[str, ...]
+    dnssec: bool
+    temporary_failure: bool = False
+    reason: str = ""
+
+
+def normalize_name(name: str) -> str:
+    """A domain name as this module compares it: lower case, without the root dot."""
+    return name.strip().rstrip(".").lower()
+
+
+def _parse_mx(record: str) -> MXHost:
+    preference, _, exchange = record.strip().partition(" ")
+    return MXHost(name=normalize_name(exchange), preference=int(preference))
+
+
+def resolve_mx(domain: str, *, rng: random.Random | None = None) -> Lookup[MXResult]:
+    """Look up the MX records of ``domain`` and order them for delivery.
+
+    ``rng`` shuffles hosts of equal preference (RFC 5321 §5.1 "MUST randomize");
+    pass a seeded :class:`random.Random` for repeatable tests.
+    """
+    domain = normalize_name(domain)
+    answer = yield DNSQuery(domain, "MX")
+    assert isinstance(answer, DNSAnswer)
+    secure = answer.authentic
+    if answer.rcode in TEMPORARY_RCODES:
+        # RFC 5321 §5.1: "If a temporary error is returned, the message MUST be
+        # queued and retried later".
+        return MXResult(
+            domain, (), secure, temporary_failure=True, reason=f"MX lookup: {answer.rcode}"
+        )
+    if answer.rcode == "NXDOMAIN":
+        # RFC 5321 §5.1: "If a non-existent domain error is returned, this
+        # situation MUST be reported as an error."
+        return MXResult(domain, (), secure, reason="domain does not exist (NXDOMAIN)")
+    if answer.rcode != "NOERROR":
+        return MXResult(domain, (), secure, reason=f"MX lookup failed: {answer.rcode}")
+    if not answer.records:
+        # RFC 5321 §5.1: an empty list of MXs means an implicit MX of preference
+        # 0 pointing to the domain itself.
+        return MXResult(domain, (MXHost(domain, 0),), secure, implicit=True, reason="implicit MX")
+    try:
+        hosts = [_parse_mx(r) for r in answer.records]
+    except ValueError:
+        return MXResult(domain, (), secure, temporary_failure=True, reason="malformed MX record")
+    # RFC 7505 (not on disk; cited from memory) §3: a null MX is a single MX RR
+    # with preference 0 and the root "." as exchange, and a domain that has one
+    # MUST NOT publish other MX RRs.  §4.1: a client MUST NOT try to deliver to
+    # such a domain (no fall back to address records) and fails at once with
+    # 556 / 5.1.10.
+    real = [h for h in hosts if h.name != ""]
+    if not real:
+        return MXResult(domain, (), secure, null_mx=True, reason="null MX: domain accepts no mail")
+    # A "." mixed with real exchangers breaks RFC 7505 §3 on the publisher's
+    # side; the "." itself names no host, so only the real ones are tried.
+    # RFC 5321 §5.1: address records of the domain are never used when MX
+    # records exist, so there is no implicit-MX fall back from here on.
+    rng = rng if rng is not None else random.Random()
+    ordered: list[MXHost] = []
+    for preference in sorted({h.preference for h in real}):
+        group = [h for h in real if h.preference == preference]
+        # RFC 5321 §5.1: equal preferences "MUST randomize".
+        rng.shuffle(group)
+        ordered.extend(group)
+    return MXResult(domain, tuple(_dedupe(ordered)), secure, reason="MX")
+
+
+def _dedupe(hosts: list[MXHost]) -> list[MXHost]:
+    seen: set[str] = set()
+    out = []
+    for h in hosts:
+        if h.name not in seen:
+            seen.add(h.name)
+            out.append(h)
+    return out
+
+
+def resolve_addresses(host: str) -> Lookup[AddressResult]:
+    """Look up AAAA then A for ``host``; secure only if both answers are authentic."""
+    host = normalize_name(host)
+    addresses: list[str] = []
+    secure = True
+    failures: list[str] = []
+    for rdtype in ("AAAA", "A"):
+        answer = yield DNSQuery(host, rdtype)
+        assert isinstance(answer, DNSAnswer)
+        # RFC 7672 §2.2.2: DANE applies only when the MX host's address
+        # records are secure; one insecure family spoils the whole host,
+        # since the client cannot choose which address a TLSA set protects.
+        secure = secure and answer.authentic
+        if answer.rcode == "NOERROR":
+            addresses.extend(r.strip() for r in answer.records)
+        elif answer.rcode != "NXDOMAIN":
+            failures.append(f"{rdtype}: {answer.rcode}")
+    if addresses:
+        return AddressResult(host, tuple(addresses), secure)
+    if failures:
+        return AddressResult(host, (), secure, temporary_failure=True, reason="; ".join(failures))
+    return AddressResult(host, (), secure, reason="no address records")

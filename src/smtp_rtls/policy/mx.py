@@ -18,7 +18,15 @@ import attrs
 
 from .requests import DNSAnswer, DNSQuery, Lookup
 
-__all__ = ["AddressResult", "MXHost", "MXResult", "resolve_addresses", "resolve_mx"]
+__all__ = [
+    "AddressResult",
+    "MXHost",
+    "MXResult",
+    "normalize_name",
+    "resolve_addresses",
+    "resolve_mx",
+    "wildcard_match",
+]
 
 # rcodes that say "try again later": the answer may exist, we could not get it.
 TEMPORARY_RCODES = frozenset({"SERVFAIL", "TIMEOUT", "REFUSED"})
@@ -83,6 +91,32 @@ class AddressResult:
 def normalize_name(name: str) -> str:
     """A domain name as this module compares it: lower case, without the root dot."""
     return name.strip().rstrip(".").lower()
+
+
+def wildcard_match(pattern: str, name: str) -> bool:
+    """True when the presented identifier ``pattern`` matches the reference ``name``.
+
+    The rule shared by MTA-STS mx patterns (RFC 8461 §4.1) and certificate
+    DNS-IDs for DANE-TA (RFC 7672 §3.2.3, RFC 9525 §6.3): labels compare
+    case-insensitively; a ``*`` is allowed only as the whole left-most label and
+    matches exactly one label, so ``*.example.com`` matches
+    ``mail.example.com`` but neither ``example.com`` nor ``a.b.example.com``.
+    A pattern with ``*`` anywhere else matches nothing (RFC 9525 §6.3: such an
+    identifier "MUST be ignored").
+    """
+    p_labels = normalize_name(pattern).split(".")
+    n_labels = normalize_name(name).split(".")
+    if "" in p_labels or "" in n_labels:
+        return False
+    if "*" in "".join(p_labels[1:]) or ("*" in p_labels[0] and p_labels[0] != "*"):
+        return False
+    if p_labels[0] == "*":
+        # A bare "*.tld" would match a whole top-level domain: refused, as
+        # browsers and MTAs do; RFC 9525 §7.1 warns about broad wildcards.
+        if len(p_labels) < 3:
+            return False
+        return len(n_labels) == len(p_labels) and n_labels[1:] == p_labels[1:]
+    return n_labels == p_labels
 
 
 def _parse_mx(record: str) -> MXHost:

@@ -1,0 +1,61 @@
+"""RFC 5321 / RFC 6531 / RFC 3461 grammar pieces as regular expressions.
+
+Each piece quotes the ABNF it implements.  ABNF quoted strings are
+case-insensitive (RFC 5234 §2.3), so verbs and keywords are matched with
+``re.IGNORECASE`` by their users.  The ``_U`` variants add RFC 6531 §3.3's
+UTF-8 alternatives (``UTF8-non-ascii``) and apply only under SMTPUTF8.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Let-dig = ALPHA / DIGIT ; Ldh-str = *( ALPHA / DIGIT / "-" ) Let-dig
+# sub-domain = Let-dig [Ldh-str]            (RFC 5321 §4.1.2)
+SUB_DOMAIN = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+# Domain = sub-domain *("." sub-domain)
+DOMAIN = rf"{SUB_DOMAIN}(?:\.{SUB_DOMAIN})*"
+# RFC 6531 §3.3: sub-domain =/ U-label (approximated: any run of letters,
+# digits, hyphens and non-ASCII characters not starting or ending with "-")
+SUB_DOMAIN_U = (
+    r"[A-Za-z0-9\u0080-\U0010ffff](?:[A-Za-z0-9\u0080-\U0010ffff-]*[A-Za-z0-9\u0080-\U0010ffff])?"
+)
+DOMAIN_U = rf"{SUB_DOMAIN_U}(?:\.{SUB_DOMAIN_U})*"
+
+# Snum = 1*3DIGIT  ; representing a decimal integer value in the range 0 through 255
+# IPv4-address-literal = Snum 3("."  Snum)
+# IPv6-address-literal = "IPv6:" IPv6-addr
+# General-address-literal = Standardized-tag ":" 1*dcontent
+# Standardized-tag = Ldh-str ; dcontent = %d33-90 / %d94-126
+ADDRESS_LITERAL = r"\[[\x21-\x5a\x5e-\x7e]+\]"  # refined in _address.py
+
+# atext (RFC 5322 §3.2.3) = ALPHA / DIGIT / "!" / "#" / "$" / "%" / "&" / "'" / "*"
+#        / "+" / "-" / "/" / "=" / "?" / "^" / "_" / "`" / "{" / "|" / "}" / "~"
+ATEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]"
+ATEXT_U = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\U0010ffff]"
+# Dot-string = Atom *("."  Atom) ; Atom = 1*atext
+DOT_STRING = rf"{ATEXT}+(?:\.{ATEXT}+)*"
+DOT_STRING_U = rf"{ATEXT_U}+(?:\.{ATEXT_U}+)*"
+# Quoted-string = DQUOTE *QcontentSMTP DQUOTE
+# QcontentSMTP = qtextSMTP / quoted-pairSMTP
+# quoted-pairSMTP = %d92 %d32-126 ; qtextSMTP = %d32-33 / %d35-91 / %d93-126
+QUOTED_STRING = r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"'
+QUOTED_STRING_U = r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])*"'
+
+# esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
+ESMTP_KEYWORD = r"[A-Za-z0-9][A-Za-z0-9-]*"
+# esmtp-value = 1*(%d33-60 / %d62-126) ; RFC 6531 §3.3 adds UTF8-non-ascii
+ESMTP_VALUE = r"[\x21-\x3c\x3e-\x7e\u0080-\U0010ffff]+"
+# xtext = *( xchar / hexchar ) (RFC 3461 §4): xchar is "!".."~" but "+" and "=";
+# hexchar = "+" 2(%x30-39 / %x41-46)
+XTEXT = r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*"
+
+re_domain = re.compile(DOMAIN)
+re_domain_u = re.compile(DOMAIN_U)
+re_dot_string = re.compile(DOT_STRING)
+re_dot_string_u = re.compile(DOT_STRING_U)
+re_quoted_string = re.compile(QUOTED_STRING)
+re_quoted_string_u = re.compile(QUOTED_STRING_U)
+re_keyword = re.compile(ESMTP_KEYWORD)
+re_value = re.compile(ESMTP_VALUE)
+re_xtext = re.compile(XTEXT)

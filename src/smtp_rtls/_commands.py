@@ -1,0 +1,297 @@
+"""Command lines <-> command events (RFC 5321 §4.1.1, §4.1.2).
+
+Parsing is role-free: it turns one command line into an event, or raises
+:class:`CommandSyntaxError` carrying the reply the server should give.  What
+is *allowed* (which extension is offered, which state we are in) is the
+server's business, not this module's.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ._address import Address, AddressError
+from ._errors import LocalProtocolError
+from ._events import (
+    Auth,
+    AuthResponse,
+    Bdat,
+    Data,
+    Ehlo,
+    Event,
+    Expn,
+    Helo,
+    Help,
+    MailFrom,
+    Noop,
+    Quit,
+    RcptTo,
+    Rset,
+    StartTLS,
+    Vrfy,
+)
+from ._params import ParamError, format_params, parse_params, xtext_decode, xtext_encode
+from ._reply import Reply
+
+__all__ = ["CommandSyntaxError", "format_command", "parse_command"]
+
+# Verbs this library parses.  TURN, ETRN, SEND, SOML and SAML are known but
+# not implemented (502, RFC 5321 §4.2.4).
+KNOWN_VERBS = frozenset(
+    [
+        "EHLO",
+        "HELO",
+        "LHLO",
+        "MAIL",
+        "RCPT",
+        "DATA",
+        "BDAT",
+        "RSET",
+        "NOOP",
+        "QUIT",
+        "VRFY",
+        "EXPN",
+        "HELP",
+        "STARTTLS",
+        "AUTH",
+    ]
+)
+UNIMPLEMENTED_VERBS = frozenset(["TURN", "ETRN", "SEND", "SOML", "SAML", "ATRN"])
+
+_MAIL_RE = re.compile(r"FROM: ?(<[^>]*>)(?: (.*))?", re.IGNORECASE | re.DOTALL)
+_RCPT_RE = re.compile(r"TO: ?(<[^>]*>)(?: (.*))?", re.IGNORECASE | re.DOTALL)
+_BDAT_RE = re.compile(r"([0-9]{1,18})(?: (LAST))?", re.IGNORECASE)
+_SIZE_RE = re.compile(r"[0-9]{1,20}")
+
+
+class CommandSyntaxError(LocalProtocolError):
+    """A command line that cannot become an event; ``reply`` says why."""
+
+    reply: Reply
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.text, reply)
+        self.reply = reply
+
+
+def _reject(code: int, enhanced: str, text: str) -> CommandSyntaxError:
+    return CommandSyntaxError(Reply(code, text, enhanced))
+
+
+def split_verb(line: str) -> tuple[str, str]:
+    """Split a command line (no CRLF) into its upper-cased verb and argument."""
+    verb, _, arg = line.partition(" ")
+    return verb.upper(), arg
+
+
+def _address(text: str, *, reverse: bool, utf8: bool) -> Address:
+    try:
+        return Address.parse(text, utf8=utf8, null=reverse, postmaster=not reverse)
+    except AddressError as exc:
+        if exc.too_long:
+            raise _reject(501, "5.5.4", "Path too long") from None
+        if not utf8 and not text.isascii():
+            # RFC 6531 §3.5 / X.6.7: non-ASCII address without SMTPUTF8
+            code = 550 if reverse else 553
+            raise _reject(code, "5.6.7", "Non-ASCII address needs SMTPUTF8") from None
+        raise _reject(501, "5.1.7" if reverse else "5.1.3", f"Bad address syntax: {exc}") from None
+
+
+def _mail_from(arg: str) -> MailFrom:
+    m = _MAIL_RE.fullmatch(arg)
+    if m is None:
+        raise _reject(501, "5.5.4", "Syntax: MAIL FROM:<address> [parameters]")
+    try:
+        params = parse_params(m[2] or "")
+    except ParamError as exc:
+        raise _reject(501, "5.5.4", str(exc)) from None
+    kw: dict[str, object] = {}
+    extra: list[tuple[str, str | None]] = []
+    for key, value in params:
+        if key in ("SMTPUTF8", "REQUIRETLS"):
+            # RFC 6531 §3.4 and RFC 8689 §2 item 4: these take no value.
+            if value is not None:
+                raise _reject(501, "5.5.4", f"{key} takes no value")
+            kw[key.lower()] = True
+        elif key == "SIZE":
+            if value is None or not _SIZE_RE.fullmatch(value):
+                raise _reject(501, "5.5.4", "SIZE needs a number (RFC 1870 §3)")
+            kw["size"] = int(value)
+        elif key == "BODY":
+            if value is None or value.upper() not in ("7BIT", "8BITMIME", "BINARYMIME"):
+                raise _reject(501, "5.5.4", "BODY must be 7BIT, 8BITMIME or BINARYMIME")
+            kw["body"] = value.upper()
+        elif key == "RET":
+            if value is None or value.upper() not in ("FULL", "HDRS"):
+                raise _reject(501, "5.5.4", "RET must be FULL or HDRS (RFC 3461 §4.3)")
+            kw["ret"] = value.upper()
+        elif key in ("ENVID", "AUTH"):
+            if value is None:
+                raise _reject(501, "5.5.4", f"{key} needs a value")
+            try:
+                kw[key.lower()] = value if value == "<>" and key == "AUTH" else xtext_decode(value)
+            except ParamError as exc:
+                raise _reject(501, "5.5.4", str(exc)) from None
+        else:
+            extra.append((key, value))
+    utf8 = bool(kw.get("smtputf8"))
+    path = _address(m[1], reverse=True, utf8=utf8)
+    try:
+        return MailFrom(path, extra=extra, **kw)  # type: ignore[arg-type]
+    except LocalProtocolError as exc:
+        raise _reject(501, "5.5.4", str(exc)) from None
+
+
+def _rcpt_to(arg: str, *, utf8: bool) -> RcptTo:
+    m = _RCPT_RE.fullmatch(arg)
+    if m is None:
+        raise _reject(501, "5.5.4", "Syntax: RCPT TO:<address> [parameters]")
+    try:
+        params = parse_params(m[2] or "")
+    except ParamError as exc:
+        raise _reject(501, "5.5.4", str(exc)) from None
+    kw: dict[str, object] = {}
+    extra: list[tuple[str, str | None]] = []
+    for key, value in params:
+        if key == "NOTIFY":
+            if value is None:
+                raise _reject(501, "5.5.4", "NOTIFY needs a value (RFC 3461 §4.1)")
+            kw["notify"] = value
+        elif key == "ORCPT":
+            addr_type, semi, original = (value or "").partition(";")
+            if not semi:
+                raise _reject(501, "5.5.4", "ORCPT is addr-type;xtext (RFC 3461 §4.2)")
+            try:
+                kw["orcpt"] = (addr_type, xtext_decode(original))
+            except ParamError as exc:
+                raise _reject(501, "5.5.4", str(exc)) from None
+        else:
+            extra.append((key, value))
+    path = _address(m[1], reverse=False, utf8=utf8)
+    try:
+        return RcptTo(path, extra=extra, **kw)  # type: ignore[arg-type]
+    except LocalProtocolError as exc:
+        raise _reject(501, "5.5.4", str(exc)) from None
+
+
+def _no_argument(verb: str, arg: str, event: Event) -> Event:
+    if arg:
+        raise _reject(501, "5.5.4", f"{verb} takes no argument")
+    return event
+
+
+def parse_command(line: str, *, utf8: bool = False) -> Event:
+    """Turn one command line (decoded, without CRLF) into a command event.
+
+    ``utf8`` admits UTF-8 addresses in RCPT (the transaction used SMTPUTF8).
+    Raises CommandSyntaxError with the reply for unknown verbs (500),
+    unimplemented ones (502) and bad arguments (501).
+    """
+    verb, arg = split_verb(line)
+    if verb in UNIMPLEMENTED_VERBS:
+        raise _reject(502, "5.5.1", f"{verb} not implemented")
+    if verb not in KNOWN_VERBS:
+        raise _reject(500, "5.5.2", "Command unrecognized")
+    if verb != "MAIL" and not (verb == "RCPT" and utf8) and not line.isascii():
+        raise _reject(500, "5.5.2", "Non-ASCII characters in command")
+    try:
+        if verb in ("EHLO", "HELO", "LHLO"):
+            if not arg:
+                raise _reject(501, "5.5.4", f"Syntax: {verb} hostname")
+            return Helo(arg) if verb == "HELO" else Ehlo(arg)
+        if verb == "MAIL":
+            return _mail_from(arg)
+        if verb == "RCPT":
+            return _rcpt_to(arg, utf8=utf8)
+        if verb == "DATA":
+            return _no_argument(verb, arg, Data())
+        if verb == "BDAT":
+            m = _BDAT_RE.fullmatch(arg)
+            if m is None:
+                raise _reject(501, "5.5.4", "Syntax: BDAT size [LAST] (RFC 3030 §2)")
+            return Bdat(int(m[1]), last=m[2] is not None)
+        if verb == "RSET":
+            return _no_argument(verb, arg, Rset())
+        if verb == "QUIT":
+            return _no_argument(verb, arg, Quit())
+        if verb == "STARTTLS":
+            # RFC 3207 §4: "501 Syntax error (no parameters allowed)"
+            return _no_argument(verb, arg, StartTLS())
+        if verb == "NOOP":
+            return Noop(arg)
+        if verb == "HELP":
+            return Help(arg)
+        if verb == "VRFY":
+            if not arg:
+                raise _reject(501, "5.5.4", "Syntax: VRFY string")
+            return Vrfy(arg)
+        if verb == "EXPN":
+            if not arg:
+                raise _reject(501, "5.5.4", "Syntax: EXPN string")
+            return Expn(arg)
+        # AUTH (RFC 4954 §4): AUTH mechanism [initial-response]
+        words = arg.split(" ")
+        if not arg or len(words) > 2:
+            raise _reject(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]")
+        return Auth(words[0].upper(), words[1] if len(words) == 2 else None)
+    except CommandSyntaxError:
+        raise
+    except LocalProtocolError as exc:
+        raise _reject(501, "5.5.4", str(exc)) from None
+
+
+def format_command(event: Event, *, lmtp: bool = False) -> bytes:
+    """The command line for ``event``, CRLF-terminated.
+
+    ``lmtp`` writes ``Ehlo`` as LHLO (RFC 2033 §4.1).  Raises
+    LocalProtocolError for events that are not commands.
+    """
+    if isinstance(event, Ehlo):
+        line = f"{'LHLO' if lmtp else 'EHLO'} {event.domain}"
+    elif isinstance(event, Helo):
+        line = f"HELO {event.domain}"
+    elif isinstance(event, MailFrom):
+        params: list[tuple[str, str | None]] = []
+        if event.size is not None:
+            params.append(("SIZE", str(event.size)))
+        if event.body is not None:
+            params.append(("BODY", event.body))
+        if event.smtputf8:
+            params.append(("SMTPUTF8", None))
+        if event.requiretls:
+            params.append(("REQUIRETLS", None))
+        if event.ret is not None:
+            params.append(("RET", event.ret))
+        if event.envid is not None:
+            params.append(("ENVID", xtext_encode(event.envid)))
+        if event.auth is not None:
+            params.append(("AUTH", "<>" if event.auth == "<>" else xtext_encode(event.auth)))
+        params.extend(event.extra)
+        line = " ".join(
+            filter(None, [f"MAIL FROM:{event.reverse_path.path()}", format_params(params)])
+        )
+    elif isinstance(event, RcptTo):
+        params = []
+        if event.notify is not None:
+            params.append(("NOTIFY", ",".join(event.notify)))
+        if event.orcpt is not None:
+            params.append(("ORCPT", f"{event.orcpt[0]};{xtext_encode(event.orcpt[1])}"))
+        params.extend(event.extra)
+        line = " ".join(
+            filter(None, [f"RCPT TO:{event.forward_path.path()}", format_params(params)])
+        )
+    elif isinstance(event, Bdat):
+        line = f"BDAT {event.size}" + (" LAST" if event.last else "")
+    elif isinstance(event, Auth):
+        line = " ".join(filter(None, ["AUTH", event.mechanism, event.initial_response]))
+    elif isinstance(event, AuthResponse):
+        line = event.data
+    elif isinstance(event, Noop | Help | Vrfy | Expn):
+        verb = type(event).__name__.upper()
+        text = event.topic if isinstance(event, Help) else event.text
+        line = f"{verb} {text}" if text else verb
+    elif isinstance(event, Data | Rset | Quit | StartTLS):
+        line = {Data: "DATA", Rset: "RSET", Quit: "QUIT", StartTLS: "STARTTLS"}[type(event)]
+    else:
+        raise LocalProtocolError(f"{type(event).__name__} is not a command")
+    return line.encode("utf-8") + b"\r\n"

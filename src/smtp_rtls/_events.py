@@ -1,0 +1,352 @@
+"""The events: one class per protocol element, used by both roles.
+
+What a client passes to ``ClientConnection.send()`` is exactly what the server
+gets back from ``ServerConnection.next_event()``.  Every event validates in
+its constructor, so an ill-formed command (a CR or LF smuggled in a field, a
+bad path, a parameter that breaks the grammar) cannot exist, and ``send()``
+never has to guess.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import attrs
+
+from . import _abnf
+from ._address import Address, to_address
+from ._errors import LocalProtocolError
+from ._params import xtext_encode
+from ._reply import Reply
+
+__all__ = [
+    "Auth",
+    "AuthResponse",
+    "Bdat",
+    "CommandRejected",
+    "ConnectionClosed",
+    "Data",
+    "Ehlo",
+    "EndOfMessage",
+    "Envelope",
+    "Event",
+    "Expn",
+    "Helo",
+    "Help",
+    "MailFrom",
+    "MessageData",
+    "Noop",
+    "Quit",
+    "RcptTo",
+    "Rset",
+    "StartTLS",
+    "Vrfy",
+]
+
+# Any C0 control or DEL in a field could end a command line early on the wire.
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control(_inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be str, not {value!r}")
+    if _CONTROL_RE.search(value):
+        raise LocalProtocolError(f"control character in {attribute.name}: {value!r}")
+
+
+def _token(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
+    _no_control(_inst, attribute, value)
+    if not value or " " in value:
+        raise LocalProtocolError(f"{attribute.name} must be one non-empty word: {value!r}")
+
+
+class Event:
+    """Base class of all events (a marker, for type hints)."""
+
+    __slots__ = ()
+
+
+@attrs.frozen(slots=True)
+class Ehlo(Event):
+    """``EHLO domain`` (RFC 5321 §4.1.1.1); also LHLO in LMTP mode (RFC 2033 §4.1)."""
+
+    domain: str = attrs.field(validator=_token)
+
+
+@attrs.frozen(slots=True)
+class Helo(Event):
+    """``HELO domain``: no service extensions (RFC 5321 §4.1.1.1)."""
+
+    domain: str = attrs.field(validator=_token)
+
+
+@attrs.frozen(slots=True)
+class StartTLS(Event):
+    """``STARTTLS`` (RFC 3207 §4); it takes no parameters."""
+
+
+@attrs.frozen(slots=True)
+class Auth(Event):
+    """``AUTH mechanism [initial-response]`` (RFC 4954 §4).
+
+    ``initial_response`` is the base64 text as sent (``"="`` for an empty
+    response), or ``None`` when there was none.
+    """
+
+    mechanism: str = attrs.field(validator=_token)
+    initial_response: str | None = attrs.field(default=None)
+
+    def __attrs_post_init__(self) -> None:
+        if not _abnf.re_keyword.fullmatch(self.mechanism.replace("_", "-")):
+            raise LocalProtocolError(f"bad SASL mechanism name {self.mechanism!r}")
+        if self.initial_response is not None and not re.fullmatch(
+            r"[A-Za-z0-9+/]*={0,2}", self.initial_response
+        ):
+            raise LocalProtocolError("initial response must be base64 (or '=')")
+
+
+@attrs.frozen(slots=True)
+class AuthResponse(Event):
+    """One client line inside a SASL exchange (RFC 4954 §4): base64, or ``"*"``
+    to cancel."""
+
+    data: str = attrs.field(validator=_no_control)
+
+    def __attrs_post_init__(self) -> None:
+        if self.data != "*" and not re.fullmatch(r"[A-Za-z0-9+/]*={0,2}", self.data):
+            raise LocalProtocolError("a SASL response is base64 or '*'")
+
+
+Body = Literal["7BIT", "8BITMIME", "BINARYMIME"]
+_BODIES = ("7BIT", "8BITMIME", "BINARYMIME")
+
+
+def _extra(value: Iterable[tuple[str, str | None]]) -> tuple[tuple[str, str | None], ...]:
+    out = []
+    for keyword, val in value:
+        if not isinstance(keyword, str) or not _abnf.re_keyword.fullmatch(keyword):
+            raise LocalProtocolError(f"bad parameter keyword {keyword!r}")
+        if val is not None and (not isinstance(val, str) or not _abnf.re_value.fullmatch(val)):
+            raise LocalProtocolError(f"bad value for parameter {keyword}: {val!r}")
+        out.append((keyword, val))
+    return tuple(out)
+
+
+def _opt_upper(value: str | None) -> str | None:
+    return value.upper() if isinstance(value, str) else value
+
+
+_MAIL_KEYWORDS = {"SIZE", "BODY", "SMTPUTF8", "REQUIRETLS", "RET", "ENVID", "AUTH"}
+_RCPT_KEYWORDS = {"NOTIFY", "ORCPT"}
+
+
+@attrs.frozen(slots=True)
+class MailFrom(Event):
+    """``MAIL FROM:<reverse-path> [parameters]`` (RFC 5321 §4.1.1.2).
+
+    The parameters of the extensions the library knows are typed fields:
+    ``size`` (RFC 1870), ``body`` (RFC 6152, RFC 3030), ``smtputf8``
+    (RFC 6531), ``requiretls`` (RFC 8689 §2), ``ret`` and ``envid``
+    (RFC 3461, ``envid`` xtext-decoded), ``auth`` (RFC 4954 §5, decoded;
+    ``"<>"`` for the empty identity).  Any other parameter is kept as sent in
+    ``extra``.
+    """
+
+    reverse_path: Address = attrs.field(converter=to_address)
+    size: int | None = attrs.field(default=None, kw_only=True)
+    body: Body | None = attrs.field(default=None, kw_only=True, converter=_opt_upper)
+    smtputf8: bool = attrs.field(default=False, kw_only=True)
+    requiretls: bool = attrs.field(default=False, kw_only=True)
+    ret: Literal["FULL", "HDRS"] | None = attrs.field(
+        default=None, kw_only=True, converter=_opt_upper
+    )
+    envid: str | None = attrs.field(default=None, kw_only=True)
+    auth: str | None = attrs.field(default=None, kw_only=True)
+    extra: tuple[tuple[str, str | None], ...] = attrs.field(
+        default=(), kw_only=True, converter=_extra
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.reverse_path.is_postmaster:
+            raise LocalProtocolError("<Postmaster> is a forward path only")
+        if self.size is not None and (
+            not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 0
+        ):
+            raise LocalProtocolError(f"SIZE must be a non-negative integer, not {self.size!r}")
+        if self.body is not None and self.body not in _BODIES:
+            raise LocalProtocolError(f"BODY must be one of {_BODIES}, not {self.body!r}")
+        if self.ret is not None and self.ret not in ("FULL", "HDRS"):
+            raise LocalProtocolError(f"RET must be FULL or HDRS, not {self.ret!r}")
+        if self.envid is not None:
+            _no_control(self, attrs.fields(MailFrom).envid, self.envid)
+            # RFC 3461 §4.4: the ENVID value is at most 100 characters.
+            if len(xtext_encode(self.envid)) > 100:
+                raise LocalProtocolError("ENVID longer than 100 characters (RFC 3461 §4.4)")
+        if self.auth is not None:
+            _no_control(self, attrs.fields(MailFrom).auth, self.auth)
+        for keyword, _ in self.extra:
+            if keyword.upper() in _MAIL_KEYWORDS:
+                raise LocalProtocolError(f"{keyword} is a typed field, not an extra parameter")
+        if not self.reverse_path.is_ascii and not self.smtputf8:
+            raise LocalProtocolError("a non-ASCII reverse path needs smtputf8=True (RFC 6531)")
+
+
+Notify = Literal["NEVER", "SUCCESS", "FAILURE", "DELAY"]
+
+
+def _notify(value: Iterable[str] | str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.split(",")
+    return tuple(v.upper() for v in value)
+
+
+@attrs.frozen(slots=True)
+class RcptTo(Event):
+    """``RCPT TO:<forward-path> [parameters]`` (RFC 5321 §4.1.1.3).
+
+    ``notify`` and ``orcpt`` are the DSN parameters (RFC 3461 §4.1, §4.2);
+    ``orcpt`` is ``(addr_type, original_address)`` with the address
+    xtext-decoded.  Other parameters are kept in ``extra``.
+    """
+
+    forward_path: Address = attrs.field(converter=to_address)
+    notify: tuple[str, ...] | None = attrs.field(default=None, kw_only=True, converter=_notify)
+    orcpt: tuple[str, str] | None = attrs.field(default=None, kw_only=True)
+    extra: tuple[tuple[str, str | None], ...] = attrs.field(
+        default=(), kw_only=True, converter=_extra
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.forward_path.is_null:
+            raise LocalProtocolError("the null path is not a forward path")
+        if self.notify is not None:
+            values = set(self.notify)
+            # RFC 3461 §4.1: "NEVER" or a comma-separated list of the others.
+            if (
+                not values
+                or not values <= {"NEVER", "SUCCESS", "FAILURE", "DELAY"}
+                or ("NEVER" in values and len(values) > 1)
+                or len(values) != len(self.notify)
+            ):
+                raise LocalProtocolError(f"bad NOTIFY value {self.notify!r}")
+        if self.orcpt is not None:
+            addr_type, original = self.orcpt
+            if not _abnf.re_keyword.fullmatch(addr_type):
+                raise LocalProtocolError(f"bad ORCPT address type {addr_type!r}")
+            _no_control(self, attrs.fields(RcptTo).orcpt, original)
+        for keyword, _ in self.extra:
+            if keyword.upper() in _RCPT_KEYWORDS:
+                raise LocalProtocolError(f"{keyword} is a typed field, not an extra parameter")
+
+
+@attrs.frozen(slots=True)
+class Data(Event):
+    """``DATA`` (RFC 5321 §4.1.1.4)."""
+
+
+@attrs.frozen(slots=True)
+class Bdat(Event):
+    """``BDAT size [LAST]`` (RFC 3030 §2): the next ``size`` octets are content."""
+
+    size: int
+    last: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 0:
+            raise LocalProtocolError(f"BDAT size must be a non-negative integer: {self.size!r}")
+
+
+@attrs.frozen(slots=True)
+class MessageData(Event):
+    """A piece of message content, with SMTP's transparency undone.
+
+    On the server side it is what the client meant (dot-stuffing removed);
+    on the client side it is what the application wants delivered.
+    """
+
+    data: bytes = attrs.field(validator=attrs.validators.instance_of(bytes))
+
+
+@attrs.frozen(slots=True)
+class Envelope:
+    """The transaction a message belongs to: the accepted MAIL and RCPTs."""
+
+    mail_from: MailFrom
+    recipients: tuple[RcptTo, ...]
+
+    @property
+    def requiretls(self) -> bool:
+        """The message must be handled per RFC 8689 (§4.1 ¶1 tagging)."""
+        return self.mail_from.requiretls
+
+
+@attrs.frozen(slots=True)
+class EndOfMessage(Event):
+    """The end of the message content (``.`` after DATA, or BDAT LAST).
+
+    On the server side ``envelope`` is the transaction the message belongs
+    to, with the REQUIRETLS tag (RFC 8689 §4.1); it is ignored by ``==``.
+    """
+
+    envelope: Envelope | None = attrs.field(default=None, eq=False)
+
+
+@attrs.frozen(slots=True)
+class Rset(Event):
+    """``RSET`` (RFC 5321 §4.1.1.5)."""
+
+
+@attrs.frozen(slots=True)
+class Noop(Event):
+    """``NOOP [string]`` (RFC 5321 §4.1.1.9)."""
+
+    text: str = attrs.field(default="", validator=_no_control)
+
+
+@attrs.frozen(slots=True)
+class Vrfy(Event):
+    """``VRFY string`` (RFC 5321 §4.1.1.6)."""
+
+    text: str = attrs.field(validator=_no_control)
+
+
+@attrs.frozen(slots=True)
+class Expn(Event):
+    """``EXPN string`` (RFC 5321 §4.1.1.7)."""
+
+    text: str = attrs.field(validator=_no_control)
+
+
+@attrs.frozen(slots=True)
+class Help(Event):
+    """``HELP [string]`` (RFC 5321 §4.1.1.8)."""
+
+    topic: str = attrs.field(default="", validator=_no_control)
+
+
+@attrs.frozen(slots=True)
+class Quit(Event):
+    """``QUIT`` (RFC 5321 §4.1.1.10)."""
+
+
+@attrs.frozen(slots=True)
+class CommandRejected(Event):
+    """The server connection answered a command by itself.
+
+    ``command`` is the verb (upper-cased, ``""`` when none could be read) and
+    ``reply`` what was sent: 500/501/502/503/504/530/552/554/555 and friends.
+    The application only needs to log it; the reply is already queued in
+    ``data_to_send()``.
+    """
+
+    command: str
+    reply: Reply
+
+
+@attrs.frozen(slots=True)
+class ConnectionClosed(Event):
+    """The peer closed the connection, or the session ended with QUIT."""

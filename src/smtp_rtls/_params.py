@@ -1,0 +1,83 @@
+"""MAIL / RCPT parameters (RFC 5321 §4.1.2) and xtext (RFC 3461 §4).
+
+::
+
+    Mail-parameters  = esmtp-param *(SP esmtp-param)
+    esmtp-param      = esmtp-keyword ["=" esmtp-value]
+
+Keywords are case-insensitive (RFC 5321 §2.4); a keyword given twice is a
+syntax error (every extension defines its parameter once per command).
+"""
+
+from __future__ import annotations
+
+from . import _abnf
+from ._errors import LocalProtocolError
+
+__all__ = ["ParamError", "parse_params", "xtext_decode", "xtext_encode"]
+
+
+class ParamError(LocalProtocolError):
+    """A malformed parameter list (reply 501 5.5.4)."""
+
+
+def parse_params(text: str) -> list[tuple[str, str | None]]:
+    """Split ``"SIZE=100 BODY=8BITMIME REQUIRETLS"`` into keyword/value pairs.
+
+    Keywords are returned upper-cased; values untouched.  Raises ParamError
+    on bad syntax or a repeated keyword.
+    """
+    out: list[tuple[str, str | None]] = []
+    seen: set[str] = set()
+    if not text:
+        return out
+    for word in text.split(" "):
+        if not word:
+            raise ParamError("empty parameter (two spaces in a row)")
+        keyword, eq, value = word.partition("=")
+        if not _abnf.re_keyword.fullmatch(keyword):
+            raise ParamError(f"bad parameter keyword {keyword!r}")
+        if eq and not _abnf.re_value.fullmatch(value):
+            raise ParamError(f"bad value for {keyword}")
+        key = keyword.upper()
+        if key in seen:
+            raise ParamError(f"parameter {key} given twice")
+        seen.add(key)
+        out.append((key, value if eq else None))
+    return out
+
+
+def format_params(params: list[tuple[str, str | None]]) -> str:
+    """The inverse of :func:`parse_params`."""
+    return " ".join(k if v is None else f"{k}={v}" for k, v in params)
+
+
+def xtext_encode(text: str) -> str:
+    """Encode ``text`` as xtext (RFC 3461 §4): ``+`` and ``=`` and anything
+    outside ``!``..``~`` become ``+XX`` (upper-case hex of each UTF-8 octet)."""
+    out = []
+    for byte in text.encode("utf-8"):
+        if 0x21 <= byte <= 0x7E and byte not in (0x2B, 0x3D):
+            out.append(chr(byte))
+        else:
+            out.append(f"+{byte:02X}")
+    return "".join(out)
+
+
+def xtext_decode(text: str) -> str:
+    """Decode xtext; raise ParamError when ``text`` is not xtext."""
+    if not text.isascii() or not _abnf.re_xtext.fullmatch(text):
+        raise ParamError(f"not xtext: {text!r}")
+    raw = bytearray()
+    i = 0
+    while i < len(text):
+        if text[i] == "+":
+            raw.append(int(text[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            raw.append(ord(text[i]))
+            i += 1
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ParamError("xtext does not decode to UTF-8") from None

@@ -1,0 +1,246 @@
+"""Reply and EnhancedStatus: SMTP replies and RFC 3463 enhanced status codes.
+
+A reply is formatted and parsed per RFC 5321 §4.2 and §4.2.1 (multi-line replies
+repeat the code, with ``-`` on every line but the last).  When an enhanced status
+code is present it leads the text of every line (RFC 2034 §4).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+from ._errors import LocalProtocolError, RemoteProtocolError
+
+__all__ = ["EnhancedStatus", "Reply"]
+
+# RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets including the code and CRLF.
+MAX_REPLY_LINE = 512
+
+# RFC 3463 §2: status-code = class "." subject "." detail;
+# class = "2" / "4" / "5"; subject = 1*3digit; detail = 1*3digit
+_ENHANCED_RE = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})")
+# RFC 5321 §4.2: Reply-code = %x32-35 %x30-35 %x30-39
+_CODE_RE = re.compile(rb"[2-5][0-5][0-9]")
+# Anything below SP and DEL may never reach the wire inside a field: a CR or LF
+# in a reply text would let an application's data forge a second reply.
+# RFC 5321 §4.2 textstring = 1*(%d09 / %d32-126): HT is the one control allowed.
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _check_text(value: str, what: str) -> None:
+    if _CONTROL_RE.search(value):
+        raise LocalProtocolError(f"control character in {what}: {value!r}")
+
+
+@attrs.frozen(slots=True, order=True)
+class EnhancedStatus:
+    """An enhanced mail system status code, ``class.subject.detail`` (RFC 3463 §2).
+
+    ``klass`` is 2 (success), 4 (persistent transient failure) or 5 (permanent
+    failure); it must agree with the first digit of the reply code it goes with.
+    """
+
+    klass: int
+    subject: int
+    detail: int
+
+    def __attrs_post_init__(self) -> None:
+        if self.klass not in (2, 4, 5):
+            raise LocalProtocolError(f"enhanced status class must be 2, 4 or 5, not {self.klass}")
+        for name, value in (("subject", self.subject), ("detail", self.detail)):
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 999:
+                raise LocalProtocolError(f"enhanced status {name} out of range: {value!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> EnhancedStatus:
+        """Parse ``"5.7.30"``; raise LocalProtocolError when it is not one."""
+        m = _ENHANCED_RE.fullmatch(text)
+        if m is None:
+            raise LocalProtocolError(f"not an enhanced status code: {text!r}")
+        return cls(int(m[1]), int(m[2]), int(m[3]))
+
+    def __str__(self) -> str:
+        return f"{self.klass}.{self.subject}.{self.detail}"
+
+
+def _to_enhanced(value: EnhancedStatus | str | None) -> EnhancedStatus | None:
+    if value is None or isinstance(value, EnhancedStatus):
+        return value
+    if isinstance(value, str):
+        return EnhancedStatus.parse(value)
+    raise TypeError(f"enhanced must be an EnhancedStatus, a str or None, not {value!r}")
+
+
+def _to_lines(value: str | Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        lines: tuple[str, ...] = tuple(value.split("\n")) if "\n" in value else (value,)
+        # A str with embedded newlines is the caller's multi-line text; CR is
+        # never a separator and is refused below.
+    else:
+        lines = tuple(value)
+    if not lines:
+        lines = ("",)
+    for line in lines:
+        if not isinstance(line, str):
+            raise TypeError(f"reply lines must be str, not {line!r}")
+    return lines
+
+
+@attrs.frozen(slots=True)
+class Reply:
+    """An SMTP reply: a three-digit ``code``, an optional ``enhanced`` status and
+    one or more text ``lines`` (RFC 5321 §4.2).
+
+    ``Reply(250, "OK", enhanced="2.1.0")`` formats as ``250 2.1.0 OK``.  A text
+    with ``"\\n"`` in it, or a sequence of strings, makes a multi-line reply.
+
+    ``command`` is filled in by :class:`ClientConnection` with the verb of the
+    command the reply answers (``"MAIL"``, ``"RCPT"``, ``"DATA"``, ``"GREETING"``,
+    ...); it is not part of the wire format and is ignored by ``==``.
+    """
+
+    code: int
+    lines: tuple[str, ...] = attrs.field(default=("",), converter=_to_lines)
+    enhanced: EnhancedStatus | None = attrs.field(default=None, converter=_to_enhanced)
+    command: str | None = attrs.field(default=None, eq=False, kw_only=True)
+
+    def __attrs_post_init__(self) -> None:
+        if (
+            not isinstance(self.code, int)
+            or isinstance(self.code, bool)
+            or not _CODE_RE.fullmatch(str(self.code).encode())
+        ):
+            raise LocalProtocolError(f"not an SMTP reply code: {self.code!r}")
+        if self.enhanced is not None and self.enhanced.klass != self.code // 100:
+            raise LocalProtocolError(
+                f"enhanced status {self.enhanced} does not match reply code {self.code}"
+            )
+        prefix = 4 + (len(str(self.enhanced)) + 1 if self.enhanced is not None else 0)
+        for line in self.lines:
+            _check_text(line, "reply text")
+            if prefix + len(line.encode("utf-8", "surrogateescape")) + 2 > MAX_REPLY_LINE:
+                raise LocalProtocolError(
+                    f"reply line longer than {MAX_REPLY_LINE} octets (RFC 5321 §4.5.3.1.5)"
+                )
+
+    # -- convenience -------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        """All text lines joined with ``"\\n"``."""
+        return "\n".join(self.lines)
+
+    @property
+    def is_positive(self) -> bool:
+        """2xx: the command was accepted."""
+        return 200 <= self.code < 300
+
+    @property
+    def is_intermediate(self) -> bool:
+        """3xx: more is expected (354 after DATA, 334 during AUTH)."""
+        return 300 <= self.code < 400
+
+    @property
+    def is_transient(self) -> bool:
+        """4xx: try again later."""
+        return 400 <= self.code < 500
+
+    @property
+    def is_permanent(self) -> bool:
+        """5xx: do not try again as is."""
+        return self.code >= 500
+
+    # -- wire format -------------------------------------------------------
+
+    def format(self) -> bytes:
+        """The reply as it goes on the wire, CRLF-terminated lines."""
+        code = str(self.code)
+        status = f"{self.enhanced} " if self.enhanced is not None else ""
+        out = []
+        last = len(self.lines) - 1
+        for i, line in enumerate(self.lines):
+            sep = " " if i == last else "-"
+            text = f"{status}{line}"
+            if i == last and not text:
+                out.append(f"{code}\r\n")
+            else:
+                out.append(f"{code}{sep}{text}\r\n")
+        return "".join(out).encode("utf-8", "surrogateescape")
+
+    @classmethod
+    def parse(cls, data: bytes) -> Reply:
+        """Parse one complete reply (all its lines, CRLF-terminated).
+
+        Raises RemoteProtocolError when ``data`` is not exactly one reply.
+        """
+        if not data.endswith(b"\r\n"):
+            raise RemoteProtocolError("reply does not end with CRLF")
+        raw_lines = data[:-2].split(b"\r\n")
+        return cls.from_lines(raw_lines)
+
+    @classmethod
+    def from_lines(cls, raw_lines: Sequence[bytes]) -> Reply:
+        """Build a reply from its wire lines, without their CRLF."""
+        if not raw_lines:
+            raise RemoteProtocolError("empty reply")
+        code: bytes | None = None
+        texts: list[str] = []
+        last = len(raw_lines) - 1
+        for i, raw in enumerate(raw_lines):
+            this_code, is_last, text = parse_reply_line(raw)
+            if code is None:
+                code = this_code
+            elif this_code != code:
+                raise RemoteProtocolError("reply code changes inside a multi-line reply")
+            if is_last != (i == last):
+                raise RemoteProtocolError("multi-line reply continuation markers out of order")
+            texts.append(text)
+        assert code is not None
+        icode = int(code)
+        enhanced: EnhancedStatus | None = None
+        # RFC 2034 §4 puts the status code at the start of each line; take it
+        # as the reply's enhanced status only when every line agrees.
+        candidates = [_ENHANCED_RE.match(t) for t in texts]
+        if all(m is not None for m in candidates):
+            first = candidates[0]
+            assert first is not None
+            tokens = {m[0] for m in candidates if m is not None}
+            token = first[0]
+            if (
+                len(tokens) == 1
+                and int(token[0]) == icode // 100
+                and all(t == token or t[len(token)] == " " for t in texts)
+            ):
+                enhanced = EnhancedStatus.parse(token)
+                texts = [t[len(token) + 1 :] for t in texts]
+        try:
+            return cls(icode, tuple(texts), enhanced)
+        except LocalProtocolError as exc:
+            raise RemoteProtocolError(f"malformed reply: {exc}") from None
+
+
+def parse_reply_line(raw: bytes) -> tuple[bytes, bool, str]:
+    """Split one reply line (no CRLF) into (code, is_last_line, text).
+
+    RFC 5321 §4.2: ``Reply-code [ SP textstring ]`` for the last line,
+    ``Reply-code "-" [ textstring ]`` for the others.
+    """
+    if len(raw) + 2 > MAX_REPLY_LINE:
+        raise RemoteProtocolError("reply line too long (RFC 5321 §4.5.3.1.5)")
+    code = raw[:3]
+    if not _CODE_RE.fullmatch(code):
+        raise RemoteProtocolError(f"bad reply code in {raw[:20]!r}")
+    sep = raw[3:4]
+    if sep == b"-":
+        is_last = False
+    elif sep in (b" ", b""):
+        is_last = True
+    else:
+        raise RemoteProtocolError(f"bad reply line {raw[:20]!r}")
+    text = raw[4:].decode("utf-8", "surrogateescape")
+    if _CONTROL_RE.search(text):
+        raise RemoteProtocolError("control character in reply text")
+    return code, is_last, text

@@ -14,7 +14,7 @@ the policy code never sees an exception from the I/O layer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from typing import TypeAlias, TypeVar
 
 import attrs
@@ -44,6 +44,12 @@ class DNSQuery:
     rdtype: str  # "MX", "A", "AAAA", "TXT", "TLSA", "CNAME"
 
 
+def _str_tuple(records: Iterable[str]) -> tuple[str, ...]:
+    # A typed converter: with the bare ``tuple`` mypy cannot infer the
+    # element type of DNSAnswer's ``records`` argument.
+    return tuple(records)
+
+
 @attrs.frozen(slots=True)
 class DNSAnswer:
     """The result of a :class:`DNSQuery`.
@@ -58,7 +64,7 @@ class DNSAnswer:
 
     query: DNSQuery
     rcode: str
-    records: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    records: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
     authentic: bool = False
 
 

@@ -1,0 +1,1 @@
+"""Adapters: blocking, asyncio and trio I/O around the Sans-IO core and the policy."""

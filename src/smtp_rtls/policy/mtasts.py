@@ -309,9 +309,17 @@ class STSCache:
         return entry
 
     def store(self, domain: str, policy: STSPolicy, now: float) -> None:
-        """Remember ``policy`` as fetched at ``now`` and save the file."""
+        """Remember ``policy`` as fetched at ``now`` and save the file.
+
+        A failed save is logged, not raised: the policy is still applied from
+        memory, and delivery must not fail because a cache file could not be
+        written.
+        """
         self._entries[normalize_name(domain)] = CachedPolicy(policy, now)
-        self.save()
+        try:
+            self.save()
+        except OSError as exc:
+            log.warning("could not save MTA-STS cache %s: %s", self.path, exc)
 
     def discover(self, domain: str, now: float) -> Lookup[STSOutcome]:
         """The policy to apply for ``domain`` now, fetching only when needed."""

@@ -30,7 +30,10 @@ from smtp_rtls.policy.requests import (
     run_lookup,
 )
 
-POLICY = "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.example.net\r\nmax_age: 604800\r\n"
+POLICY = (
+    "version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\n"
+    "mx: *.example.net\r\nmax_age: 604800\r\n"
+)
 
 
 # --- TXT record, RFC 8461 §3.1 -------------------------------------------------------
@@ -91,7 +94,10 @@ def test_policy_parses_crlf_rfc8461_3_2() -> None:
 
 
 def test_policy_accepts_lf_and_unknown_keys_and_first_duplicate_wins() -> None:
-    text = "version: STSv1\nmode: testing\nmode: enforce\nfoo: bar baz\nmx: MX.Example.org.\nmax_age:86400"
+    text = (
+        "version: STSv1\nmode: testing\nmode: enforce\n"
+        "foo: bar baz\nmx: MX.Example.org.\nmax_age:86400"
+    )
     policy = STSPolicy.parse(text)
     assert policy.mode == "testing"
     assert policy.mx == ("mx.example.org",)

@@ -28,11 +28,15 @@ from ._events import (
     Vrfy,
 )
 from ._reply import EnhancedStatus, Reply
+from ._sentinels import NEED_DATA, PAUSED
+from ._server import ServerConnection
 from ._tls import TLSInfo
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "NEED_DATA",
+    "PAUSED",
     "Address",
     "AddressError",
     "Auth",
@@ -62,6 +66,7 @@ __all__ = [
     "RequireTLSError",
     "Rset",
     "ServerConfig",
+    "ServerConnection",
     "StartTLS",
     "TLSInfo",
     "Vrfy",

@@ -154,7 +154,9 @@ def test_address_failure_vs_absence() -> None:
         }
     )
     result = run_lookup(resolve_addresses("mx.example"), partial)
-    assert result.addresses == ("192.0.2.1",) and not result.dnssec
+    # RFC 7672 §2.1.2: one failed family fails the host (no DANE downgrade).
+    assert result.temporary_failure and not result.dnssec
+    assert result.addresses == ("192.0.2.1",)
 
 
 @pytest.mark.parametrize(

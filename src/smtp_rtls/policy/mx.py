@@ -78,7 +78,10 @@ class AddressResult:
     ``addresses`` holds IPv6 addresses first, then IPv4, each family in the
     order the resolver gave.  ``dnssec`` is True only if every answer (the A
     and the AAAA one, including a NODATA one) was authentic; DANE requires
-    secure address records (RFC 7672 §2.2.2).
+    secure address records (RFC 7672 §2.2.2).  ``temporary_failure`` is set
+    when either look-up failed, even if the other gave addresses: the host is
+    then to be skipped (RFC 7672 §2.1.2); ``addresses`` still lists what was
+    found, for logs.
     """
 
     host: str
@@ -203,8 +206,13 @@ def resolve_addresses(host: str) -> Lookup[AddressResult]:
             addresses.extend(r.strip() for r in answer.records)
         elif answer.rcode != "NXDOMAIN":
             failures.append(f"{rdtype}: {answer.rcode}")
+    if failures:
+        # RFC 7672 §2.1.2: a failed (or bogus) look-up is not an answer.  One
+        # failing family marks the whole host, or an attacker who breaks the
+        # A look-up of a signed zone would turn DANE off for it.
+        return AddressResult(
+            host, tuple(addresses), False, temporary_failure=True, reason="; ".join(failures)
+        )
     if addresses:
         return AddressResult(host, tuple(addresses), secure)
-    if failures:
-        return AddressResult(host, (), secure, temporary_failure=True, reason="; ".join(failures))
     return AddressResult(host, (), secure, reason="no address records")

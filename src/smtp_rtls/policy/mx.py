@@ -80,8 +80,8 @@ class AddressResult:
     and the AAAA one, including a NODATA one) was authentic; DANE requires
     secure address records (RFC 7672 §2.2.2).  ``temporary_failure`` is set
     when either look-up failed, even if the other gave addresses: the host is
-    then to be skipped (RFC 7672 §2.1.2); ``addresses`` still lists what was
-    found, for logs.
+    then to be skipped (RFC 7672 §2.1.2), so ``addresses`` is empty and
+    ``reason`` names what was found, for logs.
     """
 
     host: str
@@ -210,8 +210,9 @@ def resolve_addresses(host: str) -> Lookup[AddressResult]:
         # RFC 7672 §2.1.2: a failed (or bogus) look-up is not an answer.  One
         # failing family marks the whole host, or an attacker who breaks the
         # A look-up of a signed zone would turn DANE off for it.
+        found = f" (found {', '.join(addresses)})" if addresses else ""
         return AddressResult(
-            host, tuple(addresses), False, temporary_failure=True, reason="; ".join(failures)
+            host, (), False, temporary_failure=True, reason="; ".join(failures) + found
         )
     if addresses:
         return AddressResult(host, tuple(addresses), secure)

@@ -64,7 +64,10 @@ def test_routing_codes(reason: Reason, status: str) -> None:
 def test_basic_codes_follow_the_registry() -> None:
     for row in CODES.values():
         key = f"X.{row.status.subject}.{row.status.detail}"
-        if key in REGISTRY_BASIC_CODES:
+        if row.status.klass == 4:
+            # A transient row keeps a 4yz code even where the registry names a 5yz.
+            assert row.reply_code // 100 == 4, row
+        elif key in REGISTRY_BASIC_CODES:
             assert row.reply_code in REGISTRY_BASIC_CODES[key], row
 
 

@@ -47,6 +47,7 @@ class Reason(enum.Enum):
     # -- §4.2.1 step 2: the MX host name was not validated ----------------
     MX_NOT_VALIDATED = "MX host not validated by DNSSEC or an MTA-STS enforce policy"
     MTASTS_MISMATCH = "MX host not listed in the MTA-STS policy"
+    MTASTS_UNAVAILABLE = "MTA-STS policy announced but could not be fetched"
     # -- routing (RFC 5321 §5.1, RFC 7505, RFC 7672 §2.2) -----------------
     NULL_MX = "recipient domain has a null MX"
     NO_SUCH_DOMAIN = "recipient domain does not exist"
@@ -127,6 +128,8 @@ CODES: Mapping[Reason, Code] = MappingProxyType(
             _row(
                 Reason.MTASTS_MISMATCH, "5.7.10", 523, "Encryption needed: MX not in MTA-STS", _S
             ),
+            # Retrying later may find the policy (RFC 8461 §3.3 fetch failures).
+            _row(Reason.MTASTS_UNAVAILABLE, "4.7.10", 451, "MTA-STS policy unavailable", _T),
             # RFC 7505 §4: null MX, basic code 556.
             _row(Reason.NULL_MX, "5.1.10", 556, "Recipient address has null MX", _H),
             _row(Reason.NO_SUCH_DOMAIN, "5.1.2", 550, "Bad destination system address", _H),

@@ -1,0 +1,100 @@
+"""Client-side content writers: message content -> bytes on the wire.
+
+DATA content (RFC 5321 §4.1.1.4, §4.5.2) is written line-end-normalised and
+dot-stuffed, a whole chunk at a time with C-speed ``bytes`` operations: no
+Python loop ever runs per line.  The only state carried from one chunk to the
+next is the little a chunk boundary can split: a trailing CR whose LF may be
+the first octet of the next chunk, and whether the next octet starts a line.
+
+BDAT content (RFC 3030 §2) is sent as is, octet for octet: the size in the
+command line is the size on the wire, so nothing may be rewritten.
+"""
+
+from __future__ import annotations
+
+from ._errors import LocalProtocolError
+
+__all__ = ["DataWriter", "bdat_chunk"]
+
+
+def _normalise(data: bytes) -> bytes:
+    """Every bare CR and bare LF of ``data`` as CRLF (RFC 5321 §2.3.8)."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\r") == crlf and data.count(b"\n") == crlf:
+        return data  # the usual case: already canonical, three counts, no copy
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+
+
+class DataWriter:
+    """Turns message content into DATA wire bytes.
+
+    :meth:`write` takes any split of the content and returns the bytes to
+    send; :meth:`end` returns the end-of-data sequence.  The concatenation
+    of the outputs is the same whatever the split.
+
+    * RFC 5321 §2.3.8: "<CR> and <LF> MUST only occur together as CRLF" in
+      the mail data: a bare CR or bare LF becomes CRLF, so none is ever
+      emitted (a bare LF followed by "." is what SMTP smuggling is made of).
+    * RFC 5321 §4.5.2: "Before sending a line of mail text, the SMTP client
+      checks the first character of the line.  If it is a period, one
+      additional period is inserted at the beginning of the line."
+    * RFC 5321 §4.1.1.4: the data ends with CRLF "." CRLF, where the first
+      CRLF ends the last line; it is not added again when the content
+      already ended with one.
+    """
+
+    __slots__ = ("_held_cr", "_line_start", "octets")
+
+    def __init__(self) -> None:
+        self._held_cr = False  # the previous chunk ended with a CR not yet sent
+        self._line_start = True  # the next octet written starts a line
+        self.octets = 0  # content octets written so far (before stuffing)
+
+    def write(self, data: bytes) -> bytes:
+        """The wire bytes for the next piece of content."""
+        if not data:
+            return b""
+        self.octets += len(data)
+        if self._held_cr:
+            data = b"\r" + data
+            self._held_cr = False
+        # A trailing CR may be the first half of a CRLF split across chunks:
+        # hold it back rather than decide now.
+        hold = data.endswith(b"\r")
+        if hold:
+            data = data[:-1]
+            self._held_cr = True
+            if not data:
+                return b""
+        data = _normalise(data)
+        # RFC 5321 §4.5.2: a period at the start of a line is doubled.
+        out = data.replace(b"\r\n.", b"\r\n..")
+        if self._line_start and out[:1] == b".":
+            out = b"." + out
+        self._line_start = out.endswith(b"\r\n")
+        return out
+
+    def end(self) -> bytes:
+        """The end-of-data sequence (RFC 5321 §4.1.1.4)."""
+        if self._held_cr:
+            # a bare CR at the very end of the content: it ends the last line
+            self._held_cr = False
+            self._line_start = True
+            return b"\r\n.\r\n"
+        if self._line_start:
+            return b".\r\n"
+        self._line_start = True
+        return b"\r\n.\r\n"
+
+
+def bdat_chunk(data: bytes, *, last: bool = False) -> bytes:
+    """``BDAT <size> [LAST]`` followed by ``data`` unchanged (RFC 3030 §2).
+
+    The size is the exact octet count of ``data``: BDAT is binary-safe, so
+    no dot-stuffing and no line-end rewriting.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise LocalProtocolError("BDAT content must be bytes")
+    payload = bytes(data)
+    head = f"BDAT {len(payload)}{' LAST' if last else ''}\r\n".encode("ascii")
+    return head + payload

@@ -1,0 +1,706 @@
+"""ClientConnection: the client side of an SMTP (or LMTP) session, Sans-IO.
+
+Events in, bytes out (:meth:`ClientConnection.send`); bytes in, replies out
+(:meth:`ClientConnection.receive_data`, :meth:`ClientConnection.next_event`).
+The connection never does I/O and never guesses: whatever the server did not
+advertise, or the session state forbids, is refused with LocalProtocolError
+*before* any byte exists; whatever the server sends that breaks the protocol
+is a RemoteProtocolError, never a desynchronised session.
+
+Replies are matched to commands by counting, in the order the commands were
+sent (RFC 2920 §3.1), and every :class:`Reply` event carries the command it
+answers in ``.command``: ``"GREETING"``, ``"EHLO"`` (``"LHLO"`` in LMTP
+mode), ``"HELO"``, ``"STARTTLS"``, ``"AUTH"`` (also for the replies to
+:class:`AuthResponse` lines), ``"MAIL"``, ``"RCPT"``, ``"DATA"`` (the 354),
+``"EOM"`` (the reply to the end of the DATA content; in LMTP one per
+accepted recipient, RFC 2033 §4.2), ``"BDAT"``, ``"RSET"``, ``"NOOP"``,
+``"VRFY"``, ``"EXPN"``, ``"HELP"``, ``"QUIT"``.  An unsolicited ``421``
+(RFC 5321 §3.8) is the one reply with ``command=None``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import attrs
+
+from ._capabilities import Capabilities
+from ._commands import format_command
+from ._errors import LocalProtocolError, RemoteProtocolError, RequireTLSError
+from ._events import (
+    Auth,
+    AuthResponse,
+    Bdat,
+    ConnectionClosed,
+    Data,
+    Ehlo,
+    EndOfMessage,
+    Event,
+    Expn,
+    Helo,
+    Help,
+    MailFrom,
+    MessageData,
+    Noop,
+    Quit,
+    RcptTo,
+    Rset,
+    StartTLS,
+    Vrfy,
+)
+from ._framing import LineBuffer
+from ._reply import MAX_REPLY_LINE, Reply, parse_reply_line
+from ._sentinels import NEED_DATA
+from ._tls import TLSInfo
+from ._writers import DataWriter
+
+__all__ = ["ClientConnection"]
+
+# RFC 2920 §3.1: "the commands RSET, MAIL FROM, SEND FROM, SOML FROM, SAML
+# FROM, and RCPT TO can all appear anywhere in a pipelined command group";
+# every other command ends a group.  The end of the message content may
+# start a group ("The actual transfer of message content is explicitly
+# allowed to be the first 'command' in a group"), so MAIL may follow it;
+# RFC 3030 §4.2 lets BDAT chunks be pipelined, BDAT LAST ends the group.
+_GROUP_CONTINUES = frozenset(["MAIL", "RCPT", "RSET", "EOM", "BDAT"])
+
+_VERBS: dict[type[Event], str] = {
+    Ehlo: "EHLO",
+    Helo: "HELO",
+    StartTLS: "STARTTLS",
+    Auth: "AUTH",
+    AuthResponse: "AUTH",
+    MailFrom: "MAIL",
+    RcptTo: "RCPT",
+    Data: "DATA",
+    Bdat: "BDAT",
+    Rset: "RSET",
+    Noop: "NOOP",
+    Vrfy: "VRFY",
+    Expn: "EXPN",
+    Help: "HELP",
+    Quit: "QUIT",
+}
+
+# RFC 5321 §4.2.1 puts no limit on the lines of a reply; this one is bound by
+# memory only (each line is at most 512 octets, §4.5.3.1.5).
+DEFAULT_MAX_REPLY_LINES = 100
+
+
+@attrs.define(slots=True, eq=False)
+class ClientTransaction:
+    """A mail transaction as the client sent it, and the replies so far."""
+
+    mail: MailFrom
+    mail_reply: Reply | None = None
+    rcpts_sent: int = 0
+    rcpt_replies: list[tuple[RcptTo, Reply]] = attrs.Factory(list)
+    data_sent: bool = False
+    data_refused: bool = False
+    bdat_sent: bool = False
+    bdat_failed: bool = False
+    content_started: bool = False
+
+    @property
+    def requiretls(self) -> bool:
+        """The transaction was opened with MAIL FROM ... REQUIRETLS."""
+        return self.mail.requiretls
+
+    @property
+    def mail_refused(self) -> bool:
+        """MAIL got a negative reply."""
+        return self.mail_reply is not None and not self.mail_reply.is_positive
+
+    @property
+    def accepted(self) -> tuple[RcptTo, ...]:
+        """The recipients the server accepted, in order (per-recipient results
+        are in ``rcpt_replies``)."""
+        if self.mail_refused:
+            return ()
+        return tuple(r for r, reply in self.rcpt_replies if reply.is_positive)
+
+    @property
+    def all_rcpts_refused(self) -> bool:
+        """Every RCPT sent has a reply and none was positive."""
+        return len(self.rcpt_replies) == self.rcpts_sent and not self.accepted
+
+
+@attrs.define(slots=True)
+class _Pending:
+    """A command awaiting its reply (or, for an LMTP end of data, replies)."""
+
+    verb: str
+    event: Event | None = None
+    transaction: ClientTransaction | None = None
+    ends_group: bool = True
+    # LMTP: the end of data gets one reply per accepted recipient (RFC 2033
+    # §4.2); the count is known only when the earlier replies are read.
+    remaining: int | None = 1
+
+
+def _injection() -> RemoteProtocolError:
+    # RFC 3207 §4 and the STARTTLS injection attacks (CVE-2011-0411, the 2021
+    # "Why TLS is better without STARTTLS" client cases): bytes after the 220
+    # and before the handshake were sent in plaintext, by the server or by a
+    # man in the middle; read after TLS they would pass for protected replies.
+    return RemoteProtocolError("plaintext data after the 220 reply to STARTTLS (injection)")
+
+
+class ClientConnection:
+    """The client side of one SMTP session.
+
+    ``local_hostname`` is the name used by :meth:`hello` helpers and kept for
+    the application; events carry their own arguments.  ``lmtp`` writes EHLO
+    as LHLO and expects one reply per recipient after the content
+    (RFC 2033).  ``max_reply_lines`` bounds a multi-line reply.
+
+    The session starts waiting for the server's greeting.  With
+    ``implicit_tls`` the caller has already done the TLS handshake (port 465,
+    RFC 8314 §3) and passes its ``TLSInfo`` through :meth:`start_tls` before
+    any byte is received.
+    """
+
+    def __init__(
+        self,
+        local_hostname: str,
+        *,
+        lmtp: bool = False,
+        max_reply_lines: int = DEFAULT_MAX_REPLY_LINES,
+    ) -> None:
+        if max_reply_lines < 1:
+            raise ValueError("max_reply_lines must be at least 1")
+        self.local_hostname = local_hostname
+        self.lmtp = lmtp
+        self.max_reply_lines = max_reply_lines
+        # RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets with CRLF.
+        self._buffer = LineBuffer(MAX_REPLY_LINE)
+        self._lines: list[bytes] = []
+        self._code: bytes | None = None
+        self._pending: deque[_Pending] = deque([_Pending("GREETING")])
+        self._eof = False
+        self._error: RemoteProtocolError | None = None
+        self._received_any = False
+        self._greeted = False
+        self._refused = False  # greeted with 554 (or 421): only QUIT
+        self._closing = False  # a 421 was seen: the server is going away
+        self._quit_sent = False
+        self._closed = False
+        self._caps: Capabilities | None = None
+        self._hello: str | None = None  # "EHLO" / "LHLO" / "HELO" once accepted
+        self._tls: TLSInfo | None = None
+        self._tls_due = False  # 220 to STARTTLS read; start_tls() must come next
+        self._authenticated = False
+        self._auth_challenge = False  # a 334 was read: an AuthResponse is due
+        self._txn: ClientTransaction | None = None
+        self._content: str | None = None  # "DATA" after a 354, "BDAT" mid-chunk
+        self._writer: DataWriter | None = None
+        self._content_txn: ClientTransaction | None = None
+        self._bdat_left = 0
+
+    # -- what the application may look at ----------------------------------
+
+    @property
+    def capabilities(self) -> Capabilities | None:
+        """What the last accepted EHLO offered (``None`` before one, and
+        again after :meth:`start_tls`; a HELO offers no extension)."""
+        return self._caps
+
+    @property
+    def tls(self) -> TLSInfo | None:
+        """The TLS session the caller reported, or ``None`` in plaintext."""
+        return self._tls
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        """The commands awaiting a reply, oldest first (their verbs)."""
+        return tuple(p.verb for p in self._pending)
+
+    @property
+    def transaction(self) -> ClientTransaction | None:
+        """The mail transaction in progress (as sent so far), if any."""
+        return self._txn
+
+    @property
+    def pipelining(self) -> bool:
+        """True when the server offered PIPELINING (RFC 2920)."""
+        return self._caps is not None and "PIPELINING" in self._caps
+
+    @property
+    def closed(self) -> bool:
+        """True when the session is over (QUIT answered or the peer closed)."""
+        return self._closed
+
+    # -- bytes in ----------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Hand over bytes read from the server; ``b""`` means it closed."""
+        if self._eof:
+            raise LocalProtocolError("receive_data() after the peer closed the connection")
+        if not data:
+            self._eof = True
+            return
+        self._received_any = True
+        self._buffer.feed(data)
+
+    def next_event(self) -> Reply | ConnectionClosed | type[NEED_DATA]:
+        """The next reply (with ``.command`` set), ConnectionClosed, or NEED_DATA.
+
+        Raises RemoteProtocolError, and nothing else, when the server broke
+        the protocol; the connection is then unusable.
+        """
+        if self._error is not None:
+            raise self._error
+        try:
+            return self._next_event()
+        except RemoteProtocolError as exc:
+            self._error = exc
+            raise
+
+    def _next_event(self) -> Reply | ConnectionClosed | type[NEED_DATA]:
+        while True:
+            if self._tls_due and len(self._buffer):
+                raise _injection()
+            line = self._buffer.next_line()
+            if line is None:
+                if self._eof:
+                    if self._lines or len(self._buffer):
+                        raise RemoteProtocolError("connection closed in the middle of a reply")
+                    self._closed = True
+                    return ConnectionClosed()
+                return NEED_DATA
+            reply = self._read_line(line)
+            if reply is not None:
+                return self._on_reply(reply)
+
+    def _read_line(self, line: bytes) -> Reply | None:
+        code, is_last, _ = parse_reply_line(line)
+        # RFC 5321 §4.2.1: every line of a multi-line reply has the same code;
+        # a change means a reply ended without its last line: no guessing.
+        if self._code is not None and code != self._code:
+            raise RemoteProtocolError("reply code changes inside a multi-line reply")
+        if len(self._lines) >= self.max_reply_lines:
+            raise RemoteProtocolError(f"reply longer than {self.max_reply_lines} lines")
+        self._code = code
+        self._lines.append(line)
+        if not is_last:
+            return None
+        lines, self._lines, self._code = self._lines, [], None
+        return Reply.from_lines(lines)
+
+    # -- replies change the state ------------------------------------------
+
+    def _on_reply(self, reply: Reply) -> Reply:
+        if reply.code == 421:
+            # RFC 5321 §3.8: 421 may come at any time; the server then closes.
+            self._closing = True
+        if not self._pending:
+            if reply.code == 421:
+                return attrs.evolve(reply, command=None)
+            raise RemoteProtocolError(f"reply {reply.code} with no command pending")
+        head = self._pending[0]
+        if head.remaining is None:
+            txn = head.transaction
+            head.remaining = max(1, len(txn.accepted) if txn is not None else 1)
+        head.remaining -= 1
+        if head.remaining <= 0:
+            self._pending.popleft()
+        verb = head.verb
+        code = reply.code
+        # RFC 5321 §4.3.2: 354 only answers DATA, 334 only AUTH (RFC 4954
+        # §4); an intermediate reply to anything else would make the client
+        # send what the server did not ask for.
+        if reply.is_intermediate and not (
+            (verb == "DATA" and code == 354) or (verb == "AUTH" and code == 334)
+        ):
+            raise RemoteProtocolError(f"{code} is not a reply to {verb}")
+        handler = getattr(self, "_reply_" + verb.lower(), None)
+        if handler is not None:
+            handler(head, reply)
+        return attrs.evolve(reply, command=verb)
+
+    def _reply_greeting(self, _head: _Pending, reply: Reply) -> None:
+        if reply.is_positive:
+            self._greeted = True
+        else:
+            # RFC 5321 §3.1: after 554 the client may only QUIT.
+            self._refused = True
+
+    def _reply_ehlo(self, _head: _Pending, reply: Reply) -> None:
+        if not reply.is_positive:
+            return  # a refused EHLO changes nothing (the client may try HELO)
+        try:
+            caps = Capabilities.from_reply(reply)
+        except LocalProtocolError as exc:
+            raise RemoteProtocolError(f"malformed EHLO reply: {exc}") from None
+        self._accept_hello("LHLO" if self.lmtp else "EHLO", caps)
+
+    _reply_lhlo = _reply_ehlo
+
+    def _reply_helo(self, _head: _Pending, reply: Reply) -> None:
+        if not reply.is_positive:
+            return
+        # RFC 5321 §4.1.1.1: HELO negotiates no extension, whatever lines the
+        # reply carries; in particular never REQUIRETLS (RFC 8689 §4.2.1 step 3).
+        domain = reply.lines[0].split(" ", 1)[0]
+        try:
+            caps = Capabilities(domain or "unknown")
+        except LocalProtocolError:
+            caps = Capabilities("unknown")
+        self._accept_hello("HELO", caps)
+
+    def _accept_hello(self, verb: str, caps: Capabilities) -> None:
+        self._caps = caps
+        self._hello = verb
+        # RFC 5321 §4.1.4: an accepted EHLO/HELO resets the transaction.
+        self._txn = None
+
+    def _reply_starttls(self, _head: _Pending, reply: Reply) -> None:
+        if reply.is_positive:
+            self._tls_due = True
+            if len(self._buffer):
+                raise _injection()
+
+    def _reply_auth(self, _head: _Pending, reply: Reply) -> None:
+        self._auth_challenge = reply.code == 334
+        if reply.is_positive:
+            self._authenticated = True
+
+    def _reply_mail(self, head: _Pending, reply: Reply) -> None:
+        txn = head.transaction
+        assert txn is not None
+        txn.mail_reply = reply
+        if not reply.is_positive and self._txn is txn:
+            self._txn = None
+
+    def _reply_rcpt(self, head: _Pending, reply: Reply) -> None:
+        txn = head.transaction
+        assert txn is not None and isinstance(head.event, RcptTo)
+        txn.rcpt_replies.append((head.event, reply))
+
+    def _reply_data(self, head: _Pending, reply: Reply) -> None:
+        txn = head.transaction
+        assert txn is not None
+        if reply.is_positive:
+            raise RemoteProtocolError(f"{reply.code} to DATA: expected 354 or a failure")
+        if reply.code == 354:
+            self._content = "DATA"
+            self._content_txn = txn
+            self._writer = DataWriter()
+        else:
+            txn.data_refused = True
+
+    def _reply_bdat(self, head: _Pending, reply: Reply) -> None:
+        txn = head.transaction
+        assert txn is not None
+        if not reply.is_positive:
+            # RFC 3030 §2: after a failed BDAT the client "MUST NOT send any
+            # additional BDAT segments"; the state is indeterminate until RSET.
+            txn.bdat_failed = True
+
+    def _reply_quit(self, _head: _Pending, _reply: Reply) -> None:
+        self._closing = True
+
+    # -- events in, bytes out ----------------------------------------------
+
+    def send(self, event: Event) -> bytes:
+        """The bytes for ``event``; raises LocalProtocolError (and produces
+        nothing) when the event is not allowed now."""
+        if isinstance(event, MessageData):
+            return self._send_content(event.data)
+        if isinstance(event, EndOfMessage):
+            return self._send_end()
+        if isinstance(event, ConnectionClosed):
+            self._closed = True
+            return b""
+        verb = _VERBS.get(type(event))
+        if verb is None:
+            raise LocalProtocolError(f"a client cannot send {type(event).__name__}")
+        self._check_can_send(verb, event)
+        check = getattr(self, "_check_" + verb.lower(), None)
+        if check is not None:
+            check(event)
+        data = format_command(event, lmtp=self.lmtp)
+        # Only now, with the bytes made, does the state move.
+        self._after_send(verb, event)
+        return data
+
+    def _check_can_send(self, verb: str, event: Event) -> None:
+        if self._error is not None:
+            raise LocalProtocolError("the connection is broken (the server broke the protocol)")
+        if self._closed or self._quit_sent:
+            raise LocalProtocolError("the session is over")
+        if self._tls_due:
+            # RFC 3207 §4: "After receiving a 220 response to a STARTTLS
+            # command, the client MUST start the TLS negotiation before
+            # giving any other SMTP commands."
+            raise LocalProtocolError("STARTTLS accepted: call start_tls() first")
+        if self._content is not None:
+            raise LocalProtocolError("inside message content: send MessageData / EndOfMessage")
+        if self._auth_challenge and not isinstance(event, AuthResponse):
+            raise LocalProtocolError("a 334 challenge is waiting for an AuthResponse")
+        if not self._auth_challenge and isinstance(event, AuthResponse):
+            raise LocalProtocolError("AuthResponse only answers a 334 challenge")
+        if self._pending:
+            if not self.pipelining:
+                raise LocalProtocolError(
+                    f"{self._pending[0].verb} has no reply yet and the server did not"
+                    " offer PIPELINING"
+                )
+            blocker = next((p for p in self._pending if p.ends_group), None)
+            if blocker is not None:
+                # RFC 2920 §3.1: EHLO, DATA, VRFY, EXPN, NOOP, QUIT (and the
+                # commands of other extensions) end a group.
+                raise LocalProtocolError(f"{blocker.verb} ends a pipelined group: wait for it")
+        if verb == "QUIT":
+            return
+        if self._closing:
+            raise LocalProtocolError("the server is closing the connection (421)")
+        if self._refused:
+            raise LocalProtocolError("the server refused the session: only QUIT (RFC 5321 §3.1)")
+        txn = self._txn
+        if txn is not None and txn.bdat_failed and verb != "RSET":
+            # RFC 3030 §2: "A RSET command MUST be issued to clear the
+            # transaction before additional commands may be sent."
+            raise LocalProtocolError("a BDAT failed: RSET is the only next command")
+
+    def _need_caps(self, keyword: str, what: str) -> Capabilities:
+        caps = self._caps
+        if caps is None or keyword not in caps:
+            raise LocalProtocolError(f"{what} needs {keyword}, which the server did not offer")
+        return caps
+
+    def _need_hello(self) -> None:
+        # RFC 5321 §4.1.4: the client MUST issue EHLO (or HELO) before MAIL.
+        if self._hello is None:
+            raise LocalProtocolError("send EHLO (or HELO) first")
+
+    def _check_ehlo(self, _event: Event) -> None:
+        pass
+
+    def _check_helo(self, _event: Event) -> None:
+        if self.lmtp:
+            # RFC 2033 §4.1: LMTP has LHLO, not HELO.
+            raise LocalProtocolError("LMTP has no HELO: send Ehlo (LHLO)")
+
+    def _check_starttls(self, _event: Event) -> None:
+        if self._tls is not None:
+            # RFC 3207 §4.2: "A client MUST NOT attempt to start a TLS session
+            # if a TLS session is already active."
+            raise LocalProtocolError("TLS is already active")
+        self._need_caps("STARTTLS", "STARTTLS")
+        if self._txn is not None:
+            raise LocalProtocolError("STARTTLS inside a mail transaction")
+
+    def _check_auth(self, event: Event) -> None:
+        if isinstance(event, AuthResponse):
+            return
+        assert isinstance(event, Auth)
+        caps = self._need_caps("AUTH", "AUTH")
+        if event.mechanism.upper() not in caps.auth_mechanisms:
+            raise LocalProtocolError(f"the server did not offer SASL {event.mechanism}")
+        if self._authenticated:
+            # RFC 4954 §4: after a successful AUTH, another one gets 503.
+            raise LocalProtocolError("already authenticated")
+        if self._txn is not None:
+            # RFC 4954 §4: "The AUTH command is not permitted during a mail
+            # transaction."
+            raise LocalProtocolError("AUTH inside a mail transaction")
+
+    def _check_mail(self, event: Event) -> None:
+        assert isinstance(event, MailFrom)
+        if event.requiretls:
+            self._check_requiretls()
+        self._need_hello()
+        if self._txn is not None:
+            raise LocalProtocolError("MAIL inside an open transaction: RSET first")
+        if event.size is not None:
+            caps = self._need_caps("SIZE", "SIZE=")
+            limit = caps.size
+            # RFC 1870 §6: a client SHOULD NOT send a message the server
+            # said is over its fixed limit; the core refuses it outright.
+            if limit and event.size > limit:
+                raise LocalProtocolError(f"SIZE={event.size} is over the server's {limit}")
+        if event.smtputf8 or not event.reverse_path.is_ascii:
+            self._need_caps("SMTPUTF8", "SMTPUTF8")
+        if event.body is not None:
+            self._need_caps("8BITMIME", "BODY=")
+            if event.body == "BINARYMIME":
+                self._need_caps("BINARYMIME", "BODY=BINARYMIME")
+                self._need_caps("CHUNKING", "BODY=BINARYMIME")
+        if event.ret is not None or event.envid is not None:
+            self._need_caps("DSN", "RET= / ENVID=")
+        if event.auth is not None:
+            self._need_caps("AUTH", "AUTH=")
+
+    def _check_requiretls(self) -> None:
+        # RFC 8689 §2: REQUIRETLS "MUST only be specified in the context of
+        # an SMTP session meeting the security requirements of REQUIRETLS";
+        # §4.2.1 step 5: the EHLO response *after* TLS must list it.  The
+        # capabilities are forgotten at start_tls(), so a keyword seen before
+        # TLS can never count here.
+        if self._tls is None:
+            raise RequireTLSError(
+                "REQUIRETLS needs a TLS session (5.7.10)",
+                Reply(523, "Encryption Needed", "5.7.10"),
+            )
+        if self._hello == "HELO" or self._caps is None or "REQUIRETLS" not in self._caps:
+            raise RequireTLSError(
+                "the server did not offer REQUIRETLS after TLS (5.7.30)",
+                Reply(550, "REQUIRETLS support required", "5.7.30"),
+            )
+
+    def _open_txn(self) -> ClientTransaction:
+        txn = self._txn
+        if txn is None or txn.mail_refused:
+            raise LocalProtocolError("no mail transaction: send MAIL first")
+        return txn
+
+    def _check_rcpt(self, event: Event) -> None:
+        assert isinstance(event, RcptTo)
+        txn = self._open_txn()
+        if txn.content_started:
+            raise LocalProtocolError("RCPT after the content has started")
+        if not event.forward_path.is_ascii and not txn.mail.smtputf8:
+            # RFC 6531 §3.4: UTF-8 addresses only in an SMTPUTF8 transaction.
+            raise LocalProtocolError("a non-ASCII recipient needs MAIL ... SMTPUTF8")
+        if event.notify is not None or event.orcpt is not None:
+            self._need_caps("DSN", "NOTIFY= / ORCPT=")
+
+    def _check_content_start(self, txn: ClientTransaction, what: str) -> None:
+        if not txn.rcpts_sent:
+            raise LocalProtocolError(f"{what} before any RCPT")
+        if not self.pipelining and not txn.accepted:
+            raise LocalProtocolError(f"{what} before an accepted RCPT")
+        if txn.all_rcpts_refused:
+            raise LocalProtocolError(f"{what}: every recipient was refused")
+
+    def _check_data(self, _event: Event) -> None:
+        txn = self._open_txn()
+        if txn.bdat_sent:
+            # RFC 3030 §2: "DATA and BDAT commands cannot be used in the same
+            # transaction."
+            raise LocalProtocolError("DATA after BDAT in the same transaction")
+        if txn.mail.body == "BINARYMIME":
+            # RFC 3030 §3: a BINARYMIME body goes with BDAT only.
+            raise LocalProtocolError("BODY=BINARYMIME needs BDAT, not DATA")
+        if txn.data_sent and not txn.data_refused:
+            raise LocalProtocolError("DATA already sent")
+        self._check_content_start(txn, "DATA")
+
+    def _check_bdat(self, _event: Event) -> None:
+        self._need_caps("CHUNKING", "BDAT")
+        txn = self._open_txn()
+        if txn.data_sent:
+            raise LocalProtocolError("BDAT after DATA in the same transaction (RFC 3030 §2)")
+        self._check_content_start(txn, "BDAT")
+
+    def _after_send(self, verb: str, event: Event) -> None:
+        txn = self._txn
+        pending = _Pending(verb, event, txn)
+        if verb in ("EHLO", "HELO"):
+            if self.lmtp:
+                pending.verb = "LHLO"
+        elif verb == "AUTH":
+            self._auth_challenge = False
+        elif verb == "MAIL":
+            assert isinstance(event, MailFrom)
+            txn = self._txn = ClientTransaction(event)
+            pending.transaction = txn
+        elif verb == "RCPT":
+            assert txn is not None
+            txn.rcpts_sent += 1
+        elif verb == "DATA":
+            assert txn is not None
+            txn.data_sent = True
+            txn.data_refused = False
+        elif verb == "BDAT":
+            assert txn is not None and isinstance(event, Bdat)
+            txn.bdat_sent = True
+            if event.size:
+                self._content = "BDAT"
+                self._bdat_left = event.size
+            if event.last:
+                self._txn = None
+        elif verb == "RSET":
+            self._txn = None
+        elif verb == "QUIT":
+            self._quit_sent = True
+        pending.ends_group = not (
+            verb in _GROUP_CONTINUES and not (isinstance(event, Bdat) and event.last)
+        )
+        if verb == "BDAT" and self.lmtp and isinstance(event, Bdat) and event.last:
+            pending.remaining = None
+        self._pending.append(pending)
+
+    # -- content -------------------------------------------------------------
+
+    def _send_content(self, data: bytes) -> bytes:
+        if self._content == "BDAT":
+            if len(data) > self._bdat_left:
+                raise LocalProtocolError(
+                    f"{len(data)} octets for a BDAT chunk with {self._bdat_left} left"
+                )
+            self._bdat_left -= len(data)
+            if not self._bdat_left:
+                self._content = None
+            # RFC 3030 §2: the chunk is sent octet for octet (binary-safe).
+            return bytes(data)
+        if self._content != "DATA":
+            raise LocalProtocolError("MessageData outside message content")
+        txn = self._content_txn
+        assert txn is not None and self._writer is not None
+        if not txn.accepted:
+            # RFC 2920 §3.1: DATA accepted but no recipient was: the content
+            # goes nowhere; "the client SMTP should send a single dot".
+            raise LocalProtocolError("no recipient was accepted: send EndOfMessage (a lone dot)")
+        txn.content_started = True
+        return self._writer.write(data)
+
+    def _send_end(self) -> bytes:
+        if self._content == "DATA":
+            assert self._writer is not None
+            txn = self._content_txn
+            out = self._writer.end()
+            self._content = None
+            self._writer = None
+            self._content_txn = None
+            if self._txn is txn:
+                self._txn = None
+            self._pending.append(
+                _Pending("EOM", None, txn, ends_group=False, remaining=None if self.lmtp else 1)
+            )
+            return out
+        if self._content == "BDAT":
+            raise LocalProtocolError(f"{self._bdat_left} octets of the BDAT chunk are missing")
+        txn = self._txn
+        if txn is not None and txn.bdat_sent:
+            # The BDAT equivalent of the end of data: an empty last chunk.
+            return self.send(Bdat(0, last=True))
+        raise LocalProtocolError("EndOfMessage outside message content")
+
+    # -- TLS -------------------------------------------------------------------
+
+    def start_tls(self, info: TLSInfo) -> None:
+        """Tell the connection the TLS handshake succeeded.
+
+        Allowed right after the 220 reply to STARTTLS, or before anything
+        was received (implicit TLS, RFC 8314 §3).  RFC 3207 §4.2: the client
+        "MUST discard any knowledge obtained from the server" before TLS,
+        so the capabilities are forgotten and EHLO must be sent again.
+        """
+        if not isinstance(info, TLSInfo):
+            raise TypeError("start_tls() takes a TLSInfo")
+        if self._tls is not None:
+            raise LocalProtocolError("TLS is already active (RFC 3207 §4.2)")
+        implicit = not self._received_any and list(self.pending) == ["GREETING"]
+        if not (self._tls_due or implicit):
+            raise LocalProtocolError("start_tls() only after a 220 reply to STARTTLS")
+        if self._tls_due and len(self._buffer):
+            self._error = _injection()
+            raise self._error
+        self._tls = info
+        self._tls_due = False
+        self._caps = None
+        self._hello = None
+        self._txn = None
+        self._authenticated = False

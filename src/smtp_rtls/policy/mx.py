@@ -157,11 +157,12 @@ def resolve_mx(domain: str, *, rng: random.Random | None = None) -> Lookup[MXRes
         hosts = [_parse_mx(r) for r in answer.records]
     except ValueError:
         return MXResult(domain, (), secure, temporary_failure=True, reason="malformed MX record")
-    # RFC 7505 (not on disk; cited from memory) §3: a null MX is a single MX RR
-    # with preference 0 and the root "." as exchange, and a domain that has one
-    # MUST NOT publish other MX RRs.  §4.1: a client MUST NOT try to deliver to
-    # such a domain (no fall back to address records) and fails at once with
-    # 556 / 5.1.10.
+    # RFC 7505 is not on disk; cited from memory, so check the wording there.
+    # §3: a null MX is a single MX RR with preference 0 and an empty exchange
+    # (the root ".") and a domain that publishes it MUST NOT publish other MX
+    # RRs.  §4.1: a client that finds it makes no delivery attempt (and does
+    # not fall back to the domain's address records) but fails the message at
+    # once, as a permanent error (556, enhanced code 5.1.10).
     real = [h for h in hosts if h.name != ""]
     if not real:
         return MXResult(domain, (), secure, null_mx=True, reason="null MX: domain accepts no mail")

@@ -1,0 +1,300 @@
+"""Benchmark of the wire core's server side: commands/s, DATA receive MB/s, memory.
+
+Run ``python bench/core.py`` (about a minute) or ``python bench/core.py --quick``.
+What it measures, and why, is in bench/README.md.  Every number is the best of
+several repetitions measured with :func:`time.perf_counter`; the "floor" of a
+DATA measurement is the least work any DATA reader must do on the same reads in
+the same run: one ``bytes.find(b"\\r\\n.\\r\\n")`` and one
+``bytes.replace(b"\\r\\n.", b"\\r\\n")`` per read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import os
+import platform
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+
+from smtp_rtls import (
+    NEED_DATA,
+    PAUSED,
+    Data,
+    Ehlo,
+    EndOfMessage,
+    MailFrom,
+    MessageData,
+    RcptTo,
+    Reply,
+    ServerConfig,
+    ServerConnection,
+)
+
+KiB = 1024
+MiB = 1024 * KiB
+# The typical socket read: what a server's recv() loop asks for at a time.
+CHUNK = 64 * KiB
+
+OK = Reply(250, "OK", enhanced="2.0.0")
+GO_AHEAD = Reply(354, "End data with <CR><LF>.<CR><LF>")
+
+
+# -- input -------------------------------------------------------------------------
+
+
+def _line_block() -> bytes:
+    """One read of plausible mail text: 78-column lines, every 10th dot-stuffed.
+
+    It starts at a line start (with a letter, so the block can follow itself)
+    and ends in the middle of a line, so the reads of a long message do not
+    all end at a line end.
+    """
+    lines: list[bytes] = []
+    i = 0
+    while sum(len(x) for x in lines) < CHUNK:
+        text = f"line {i:06d} " + "lorem ipsum dolor sit amet " * 3
+        text = text[:76]
+        # RFC 5321 §4.5.2: a content line starting with "." goes on the wire as ".."
+        lines.append((".." + text[2:] if i % 10 == 9 else text).encode() + b"\r\n")
+        i += 1
+    return b"".join(lines)[:CHUNK]
+
+
+BLOCK = _line_block()
+assert not BLOCK.endswith((b"\r", b"\r\n")), "reads must not end on a line end"
+
+
+def data_reads(size: int) -> Iterator[bytes]:
+    """The DATA content of a ``size``-octet message as ``CHUNK``-sized reads, then
+    the end marker.  Reads are slices of one pre-built block, made lazily, so
+    the message as a whole never exists in memory."""
+    full, tail = divmod(size, CHUNK)
+    for _ in range(full):
+        yield BLOCK
+    # the last read carries the rest of the content and the end of data
+    yield BLOCK[:tail] + b"\r\n.\r\n"
+
+
+# -- the application: trivial, it only answers and counts -------------------------
+
+
+def ready_server() -> ServerConnection:
+    """A server past its greeting and EHLO, with no limit on the message size."""
+    conn = ServerConnection("mx.example.org", ServerConfig(max_message_size=0))
+    conn.send(Reply(220, "mx.example.org ESMTP"))
+    conn.receive_data(b"EHLO client.example.org\r\n")
+    event = conn.next_event()
+    assert isinstance(event, Ehlo), event
+    conn.send(Reply(250, "Hello"))
+    return conn
+
+
+def open_data(conn: ServerConnection) -> None:
+    """MAIL, RCPT and DATA, answered so that content is expected next."""
+    conn.receive_data(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n")
+    for kind, reply in ((MailFrom, OK), (RcptTo, OK), (Data, GO_AHEAD)):
+        event = conn.next_event()
+        assert isinstance(event, kind), event
+        conn.send(reply)
+    conn.data_to_send()
+
+
+def receive_message(conn: ServerConnection, reads: Iterator[bytes]) -> int:
+    """Feed the reads; return the content octets the application got."""
+    got = 0
+    for read in reads:
+        conn.receive_data(read)
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                break
+            if type(event) is MessageData:
+                got += len(event.data)
+            elif type(event) is EndOfMessage:
+                conn.send(OK)
+                return got
+            else:
+                raise AssertionError(f"unexpected {event!r}")
+    raise AssertionError("no EndOfMessage")
+
+
+def floor_message(reads: Iterator[bytes]) -> int:
+    """The floor: the two bytes operations any DATA reader needs, per read."""
+    got = 0
+    for read in reads:
+        end = read.find(b"\r\n.\r\n")
+        if end >= 0:
+            read = read[: end + 2]
+        got += len(read.replace(b"\r\n.", b"\r\n"))
+    return got
+
+
+def expected_octets(size: int) -> int:
+    """The unstuffed content length, computed on the whole message at once."""
+    wire = b"".join(data_reads(size)) if size <= 2 * MiB else b""
+    if wire:
+        return len(wire[: wire.index(b"\r\n.\r\n") + 2].replace(b"\r\n.", b"\r\n"))
+    # BLOCK never ends on a line end, so no "\r\n." spans two reads
+    full, tail = divmod(size, CHUNK)
+    per_block = len(BLOCK.replace(b"\r\n.", b"\r\n"))
+    return full * per_block + len((BLOCK[:tail] + b"\r\n").replace(b"\r\n.", b"\r\n"))
+
+
+# -- measurements --------------------------------------------------------------------
+
+
+def best_of(repeats: int, run: Callable[[], float]) -> float:
+    """The smallest of ``repeats`` timings (the least disturbed by other work)."""
+    times = []
+    for _ in range(repeats):
+        gc.collect()
+        times.append(run())
+    return min(times)
+
+
+def batch_for(size: int) -> int:
+    """How many messages one timing covers: small ones in batches, so that the
+    clock's resolution and one-off costs do not decide the result."""
+    return max(1, min(1000, MiB // size))
+
+
+def best_of_pair(repeats: int, size: int) -> tuple[float, float]:
+    """Best of ``repeats`` for ours and for the floor, run alternately so that a
+    burst of load from other work on the machine hits both alike."""
+    ours: list[float] = []
+    floor: list[float] = []
+    for _ in range(repeats):
+        gc.collect()
+        ours.append(time_ours(size))
+        gc.collect()
+        floor.append(time_floor(size))
+    return min(ours), min(floor)
+
+
+def time_ours(size: int) -> float:
+    """Seconds per message, from its first content read to its EndOfMessage."""
+    conn = ready_server()
+    expected = expected_octets(size)
+    elapsed = 0.0
+    for _ in range(batch_for(size)):
+        open_data(conn)  # not timed: the command exchange is measured apart
+        reads = data_reads(size)
+        start = time.perf_counter()
+        got = receive_message(conn, reads)
+        elapsed += time.perf_counter() - start
+        assert got == expected, (got, expected)
+    return elapsed / batch_for(size)
+
+
+def time_floor(size: int) -> float:
+    """Seconds per message for the floor on the same reads."""
+    expected = expected_octets(size)
+    elapsed = 0.0
+    for _ in range(batch_for(size)):
+        reads = data_reads(size)
+        start = time.perf_counter()
+        got = floor_message(reads)
+        elapsed += time.perf_counter() - start
+        assert got == expected, (got, expected)
+    return elapsed / batch_for(size)
+
+
+def commands_per_second(repeats: int, groups: int) -> float:
+    """Pipelined MAIL / RCPT / RSET groups, fed in CHUNK-sized reads."""
+    group = b"MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.net>\r\nRSET\r\n"
+    stream = group * groups
+    reads = [stream[i : i + CHUNK] for i in range(0, len(stream), CHUNK)]
+
+    def run() -> float:
+        conn = ready_server()
+        commands = 0
+        start = time.perf_counter()
+        for read in reads:
+            conn.receive_data(read)
+            while True:
+                event = conn.next_event()
+                if event is NEED_DATA:
+                    break
+                commands += 1
+                if event is PAUSED:
+                    raise AssertionError("a reply is owed and was not sent")
+                if type(event) is MailFrom or type(event) is RcptTo:
+                    conn.send(OK)
+            conn.data_to_send()
+        elapsed = time.perf_counter() - start
+        assert commands == 3 * groups, commands
+        return elapsed
+
+    return 3 * groups / best_of(repeats, run)
+
+
+def memory_growth(size: int) -> tuple[int, int]:
+    """Peak traced memory growth while receiving a ``size``-octet message, and
+    what is still held at its end (both in octets, the input reads excluded:
+    they are slices of BLOCK, made before tracing starts, except the last)."""
+    conn = ready_server()
+    open_data(conn)
+    reads = data_reads(size)
+    gc.collect()
+    tracemalloc.start()
+    base, _ = tracemalloc.get_traced_memory()
+    tracemalloc.reset_peak()
+    receive_message(conn, reads)
+    now, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak - base, now - base
+
+
+def machine() -> str:
+    u = platform.uname()
+    return (
+        f"{u.system} {u.release} {u.machine}; nproc {os.cpu_count()}; "
+        f"Python {platform.python_version()} ({platform.python_implementation()})"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, 8 MiB not 50")
+    args = parser.parse_args()
+    repeats = 3 if args.quick else 7
+    big = 8 * MiB if args.quick else 50 * MiB
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"smtp_rtls bench/core.py  {now}")
+    print(f"machine: {machine()}")
+    print(f"read size: {CHUNK // KiB} KiB; best of {repeats}\n")
+
+    cps = commands_per_second(repeats, 2000 if args.quick else 10000)
+    print(f"pipelined MAIL/RCPT/RSET: {cps:,.0f} commands/s\n")
+
+    print(f"{'message':>10} {'ours MB/s':>11} {'floor MB/s':>11} {'ours/floor':>11}  target")
+    failed = False
+    for size, label in ((KiB, "1 KiB"), (MiB, "1 MiB"), (big, f"{big // MiB} MiB")):
+        ours, floor = best_of_pair(repeats, size)
+        ratio = ours / floor
+        target = "<= 2x" if size >= MiB else "-"
+        ok = "" if size < MiB or ratio <= 2.0 else "  MISSED"
+        failed |= bool(ok)
+        print(
+            f"{label:>10} {size / ours / 1e6:>11.1f} {size / floor / 1e6:>11.1f}"
+            f" {ratio:>10.2f}x  {target}{ok}"
+        )
+
+    peak, held = memory_growth(big)
+    limit = 4 * CHUNK
+    verdict = "ok" if peak < limit else "MISSED"
+    print(
+        f"\nmemory while receiving {big // MiB} MiB: peak growth {peak / KiB:.0f} KiB"
+        f" = {peak / CHUNK:.2f}x the read size (target < 4x: {verdict});"
+        f" held after the message {held / KiB:.1f} KiB"
+    )
+    failed |= peak >= limit
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

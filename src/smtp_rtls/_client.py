@@ -25,8 +25,9 @@ from collections import deque
 import attrs
 
 from ._capabilities import Capabilities
+from ._client_rules import ClientTransaction, SessionView, check_command
 from ._commands import format_command
-from ._errors import LocalProtocolError, RemoteProtocolError, RequireTLSError
+from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
     Auth,
     AuthResponse,
@@ -85,44 +86,6 @@ _VERBS: dict[type[Event], str] = {
 # RFC 5321 §4.2.1 puts no limit on the lines of a reply; this one is bound by
 # memory only (each line is at most 512 octets, §4.5.3.1.5).
 DEFAULT_MAX_REPLY_LINES = 100
-
-
-@attrs.define(slots=True, eq=False)
-class ClientTransaction:
-    """A mail transaction as the client sent it, and the replies so far."""
-
-    mail: MailFrom
-    mail_reply: Reply | None = None
-    rcpts_sent: int = 0
-    rcpt_replies: list[tuple[RcptTo, Reply]] = attrs.Factory(list)
-    data_sent: bool = False
-    data_refused: bool = False
-    bdat_sent: bool = False
-    bdat_failed: bool = False
-    content_started: bool = False
-
-    @property
-    def requiretls(self) -> bool:
-        """The transaction was opened with MAIL FROM ... REQUIRETLS."""
-        return self.mail.requiretls
-
-    @property
-    def mail_refused(self) -> bool:
-        """MAIL got a negative reply."""
-        return self.mail_reply is not None and not self.mail_reply.is_positive
-
-    @property
-    def accepted(self) -> tuple[RcptTo, ...]:
-        """The recipients the server accepted, in order (per-recipient results
-        are in ``rcpt_replies``)."""
-        if self.mail_refused:
-            return ()
-        return tuple(r for r, reply in self.rcpt_replies if reply.is_positive)
-
-    @property
-    def all_rcpts_refused(self) -> bool:
-        """Every RCPT sent has a reply and none was positive."""
-        return len(self.rcpt_replies) == self.rcpts_sent and not self.accepted
 
 
 @attrs.define(slots=True)
@@ -416,9 +379,7 @@ class ClientConnection:
         if verb is None:
             raise LocalProtocolError(f"a client cannot send {type(event).__name__}")
         self._check_can_send(verb, event)
-        check = getattr(self, "_check_" + verb.lower(), None)
-        if check is not None:
-            check(event)
+        check_command(verb, event, self._view())
         data = format_command(event, lmtp=self.lmtp)
         # Only now, with the bytes made, does the state move.
         self._after_send(verb, event)
@@ -463,136 +424,10 @@ class ClientConnection:
             # transaction before additional commands may be sent."
             raise LocalProtocolError("a BDAT failed: RSET is the only next command")
 
-    def _need_caps(self, keyword: str, what: str) -> Capabilities:
-        caps = self._caps
-        if caps is None or keyword not in caps:
-            raise LocalProtocolError(f"{what} needs {keyword}, which the server did not offer")
-        return caps
-
-    def _need_hello(self) -> None:
-        # RFC 5321 §4.1.4: the client MUST issue EHLO (or HELO) before MAIL.
-        if self._hello is None:
-            raise LocalProtocolError("send EHLO (or HELO) first")
-
-    def _check_ehlo(self, _event: Event) -> None:
-        pass
-
-    def _check_helo(self, _event: Event) -> None:
-        if self.lmtp:
-            # RFC 2033 §4.1: LMTP has LHLO, not HELO.
-            raise LocalProtocolError("LMTP has no HELO: send Ehlo (LHLO)")
-
-    def _check_starttls(self, _event: Event) -> None:
-        if self._tls is not None:
-            # RFC 3207 §4.2: "A client MUST NOT attempt to start a TLS session
-            # if a TLS session is already active."
-            raise LocalProtocolError("TLS is already active")
-        self._need_caps("STARTTLS", "STARTTLS")
-        if self._txn is not None:
-            raise LocalProtocolError("STARTTLS inside a mail transaction")
-
-    def _check_auth(self, event: Event) -> None:
-        if isinstance(event, AuthResponse):
-            return
-        assert isinstance(event, Auth)
-        caps = self._need_caps("AUTH", "AUTH")
-        if event.mechanism.upper() not in caps.auth_mechanisms:
-            raise LocalProtocolError(f"the server did not offer SASL {event.mechanism}")
-        if self._authenticated:
-            # RFC 4954 §4: after a successful AUTH, another one gets 503.
-            raise LocalProtocolError("already authenticated")
-        if self._txn is not None:
-            # RFC 4954 §4: "The AUTH command is not permitted during a mail
-            # transaction."
-            raise LocalProtocolError("AUTH inside a mail transaction")
-
-    def _check_mail(self, event: Event) -> None:
-        assert isinstance(event, MailFrom)
-        if event.requiretls:
-            self._check_requiretls()
-        self._need_hello()
-        if self._txn is not None:
-            raise LocalProtocolError("MAIL inside an open transaction: RSET first")
-        if event.size is not None:
-            caps = self._need_caps("SIZE", "SIZE=")
-            limit = caps.size
-            # RFC 1870 §6: a client SHOULD NOT send a message the server
-            # said is over its fixed limit; the core refuses it outright.
-            if limit and event.size > limit:
-                raise LocalProtocolError(f"SIZE={event.size} is over the server's {limit}")
-        if event.smtputf8 or not event.reverse_path.is_ascii:
-            self._need_caps("SMTPUTF8", "SMTPUTF8")
-        if event.body is not None:
-            self._need_caps("8BITMIME", "BODY=")
-            if event.body == "BINARYMIME":
-                self._need_caps("BINARYMIME", "BODY=BINARYMIME")
-                self._need_caps("CHUNKING", "BODY=BINARYMIME")
-        if event.ret is not None or event.envid is not None:
-            self._need_caps("DSN", "RET= / ENVID=")
-        if event.auth is not None:
-            self._need_caps("AUTH", "AUTH=")
-
-    def _check_requiretls(self) -> None:
-        # RFC 8689 §2: REQUIRETLS "MUST only be specified in the context of
-        # an SMTP session meeting the security requirements of REQUIRETLS";
-        # §4.2.1 step 5: the EHLO response *after* TLS must list it.  The
-        # capabilities are forgotten at start_tls(), so a keyword seen before
-        # TLS can never count here.
-        if self._tls is None:
-            raise RequireTLSError(
-                "REQUIRETLS needs a TLS session (5.7.10)",
-                Reply(523, "Encryption Needed", "5.7.10"),
-            )
-        if self._hello == "HELO" or self._caps is None or "REQUIRETLS" not in self._caps:
-            raise RequireTLSError(
-                "the server did not offer REQUIRETLS after TLS (5.7.30)",
-                Reply(550, "REQUIRETLS support required", "5.7.30"),
-            )
-
-    def _open_txn(self) -> ClientTransaction:
-        txn = self._txn
-        if txn is None or txn.mail_refused:
-            raise LocalProtocolError("no mail transaction: send MAIL first")
-        return txn
-
-    def _check_rcpt(self, event: Event) -> None:
-        assert isinstance(event, RcptTo)
-        txn = self._open_txn()
-        if txn.content_started:
-            raise LocalProtocolError("RCPT after the content has started")
-        if not event.forward_path.is_ascii and not txn.mail.smtputf8:
-            # RFC 6531 §3.4: UTF-8 addresses only in an SMTPUTF8 transaction.
-            raise LocalProtocolError("a non-ASCII recipient needs MAIL ... SMTPUTF8")
-        if event.notify is not None or event.orcpt is not None:
-            self._need_caps("DSN", "NOTIFY= / ORCPT=")
-
-    def _check_content_start(self, txn: ClientTransaction, what: str) -> None:
-        if not txn.rcpts_sent:
-            raise LocalProtocolError(f"{what} before any RCPT")
-        if not self.pipelining and not txn.accepted:
-            raise LocalProtocolError(f"{what} before an accepted RCPT")
-        if txn.all_rcpts_refused:
-            raise LocalProtocolError(f"{what}: every recipient was refused")
-
-    def _check_data(self, _event: Event) -> None:
-        txn = self._open_txn()
-        if txn.bdat_sent:
-            # RFC 3030 §2: "DATA and BDAT commands cannot be used in the same
-            # transaction."
-            raise LocalProtocolError("DATA after BDAT in the same transaction")
-        if txn.mail.body == "BINARYMIME":
-            # RFC 3030 §3: a BINARYMIME body goes with BDAT only.
-            raise LocalProtocolError("BODY=BINARYMIME needs BDAT, not DATA")
-        if txn.data_sent and not txn.data_refused:
-            raise LocalProtocolError("DATA already sent")
-        self._check_content_start(txn, "DATA")
-
-    def _check_bdat(self, _event: Event) -> None:
-        self._need_caps("CHUNKING", "BDAT")
-        txn = self._open_txn()
-        if txn.data_sent:
-            raise LocalProtocolError("BDAT after DATA in the same transaction (RFC 3030 §2)")
-        self._check_content_start(txn, "BDAT")
+    def _view(self) -> SessionView:
+        return SessionView(
+            self._caps, self._hello, self._tls, self._txn, self._authenticated, self.lmtp
+        )
 
     def _after_send(self, verb: str, event: Event) -> None:
         txn = self._txn

@@ -1,0 +1,235 @@
+"""What a client may send now: the refusal rules of :class:`ClientConnection`.
+
+Each rule looks at a :class:`SessionView` (what the server offered, whether
+TLS is active, the transaction as sent so far) and raises LocalProtocolError
+when the command must not exist.  They run before a byte is made, so a
+refused command leaves no trace on the wire.  Ordering rules (pipelined
+groups, a reply still owed) stay in the connection, which owns the queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from ._capabilities import Capabilities
+from ._errors import LocalProtocolError, RequireTLSError
+from ._events import Auth, AuthResponse, Event, MailFrom, RcptTo
+from ._reply import Reply
+from ._tls import TLSInfo
+
+__all__ = ["ClientTransaction", "SessionView", "check_command", "check_requiretls"]
+
+
+@attrs.define(slots=True, eq=False)
+class ClientTransaction:
+    """A mail transaction as the client sent it, and the replies so far."""
+
+    mail: MailFrom
+    mail_reply: Reply | None = None
+    rcpts_sent: int = 0
+    rcpt_replies: list[tuple[RcptTo, Reply]] = attrs.Factory(list)
+    data_sent: bool = False
+    data_refused: bool = False
+    bdat_sent: bool = False
+    bdat_failed: bool = False
+    content_started: bool = False
+
+    @property
+    def requiretls(self) -> bool:
+        """The transaction was opened with MAIL FROM ... REQUIRETLS."""
+        return self.mail.requiretls
+
+    @property
+    def mail_refused(self) -> bool:
+        """MAIL got a negative reply."""
+        return self.mail_reply is not None and not self.mail_reply.is_positive
+
+    @property
+    def accepted(self) -> tuple[RcptTo, ...]:
+        """The recipients the server accepted, in order (per-recipient results
+        are in ``rcpt_replies``)."""
+        if self.mail_refused:
+            return ()
+        return tuple(r for r, reply in self.rcpt_replies if reply.is_positive)
+
+    @property
+    def all_rcpts_refused(self) -> bool:
+        """Every RCPT sent has a reply and none was positive."""
+        return len(self.rcpt_replies) == self.rcpts_sent and not self.accepted
+
+
+@attrs.frozen(slots=True)
+class SessionView:
+    """The facts the rules look at, as the connection knows them at send time."""
+
+    caps: Capabilities | None
+    hello: str | None
+    tls: TLSInfo | None
+    txn: ClientTransaction | None
+    authenticated: bool
+    lmtp: bool
+
+    @property
+    def pipelining(self) -> bool:
+        """The server offered PIPELINING (RFC 2920)."""
+        return self.caps is not None and "PIPELINING" in self.caps
+
+
+def _need(view: SessionView, keyword: str, what: str) -> Capabilities:
+    caps = view.caps
+    if caps is None or keyword not in caps:
+        raise LocalProtocolError(f"{what} needs {keyword}, which the server did not offer")
+    return caps
+
+
+def _need_hello(view: SessionView) -> None:
+    # RFC 5321 §4.1.4: the client MUST issue EHLO (or HELO) before MAIL.
+    if view.hello is None:
+        raise LocalProtocolError("send EHLO (or HELO) first")
+
+
+def _check_helo(view: SessionView, _event: Event) -> None:
+    if view.lmtp:
+        # RFC 2033 §4.1: LMTP has LHLO, not HELO.
+        raise LocalProtocolError("LMTP has no HELO: send Ehlo (LHLO)")
+
+
+def _check_starttls(view: SessionView, _event: Event) -> None:
+    if view.tls is not None:
+        # RFC 3207 §4.2: "A client MUST NOT attempt to start a TLS session
+        # if a TLS session is already active."
+        raise LocalProtocolError("TLS is already active")
+    _need(view, "STARTTLS", "STARTTLS")
+    if view.txn is not None:
+        raise LocalProtocolError("STARTTLS inside a mail transaction")
+
+
+def _check_auth(view: SessionView, event: Event) -> None:
+    if isinstance(event, AuthResponse):
+        return
+    assert isinstance(event, Auth)
+    caps = _need(view, "AUTH", "AUTH")
+    if event.mechanism.upper() not in caps.auth_mechanisms:
+        raise LocalProtocolError(f"the server did not offer SASL {event.mechanism}")
+    if view.authenticated:
+        # RFC 4954 §4: after a successful AUTH, another one gets 503.
+        raise LocalProtocolError("already authenticated")
+    if view.txn is not None:
+        # RFC 4954 §4: "The AUTH command is not permitted during a mail
+        # transaction."
+        raise LocalProtocolError("AUTH inside a mail transaction")
+
+
+def _check_mail(view: SessionView, event: Event) -> None:
+    assert isinstance(event, MailFrom)
+    if event.requiretls:
+        check_requiretls(view)
+    _need_hello(view)
+    if view.txn is not None:
+        raise LocalProtocolError("MAIL inside an open transaction: RSET first")
+    if event.size is not None:
+        caps = _need(view, "SIZE", "SIZE=")
+        limit = caps.size
+        # RFC 1870 §6: a client SHOULD NOT send a message the server
+        # said is over its fixed limit; the core refuses it outright.
+        if limit and event.size > limit:
+            raise LocalProtocolError(f"SIZE={event.size} is over the server's {limit}")
+    if event.smtputf8 or not event.reverse_path.is_ascii:
+        _need(view, "SMTPUTF8", "SMTPUTF8")
+    if event.body is not None:
+        _need(view, "8BITMIME", "BODY=")
+        if event.body == "BINARYMIME":
+            _need(view, "BINARYMIME", "BODY=BINARYMIME")
+            _need(view, "CHUNKING", "BODY=BINARYMIME")
+    if event.ret is not None or event.envid is not None:
+        _need(view, "DSN", "RET= / ENVID=")
+    if event.auth is not None:
+        _need(view, "AUTH", "AUTH=")
+
+
+def check_requiretls(view: SessionView) -> None:
+    # RFC 8689 §2: REQUIRETLS "MUST only be specified in the context of
+    # an SMTP session meeting the security requirements of REQUIRETLS";
+    # §4.2.1 step 5: the EHLO response *after* TLS must list it.  The
+    # capabilities are forgotten at start_tls(), so a keyword seen before
+    # TLS can never count here.
+    if view.tls is None:
+        raise RequireTLSError(
+            "REQUIRETLS needs a TLS session (5.7.10)",
+            Reply(523, "Encryption Needed", "5.7.10"),
+        )
+    if view.hello == "HELO" or view.caps is None or "REQUIRETLS" not in view.caps:
+        raise RequireTLSError(
+            "the server did not offer REQUIRETLS after TLS (5.7.30)",
+            Reply(550, "REQUIRETLS support required", "5.7.30"),
+        )
+
+
+def _open_txn(view: SessionView) -> ClientTransaction:
+    txn = view.txn
+    if txn is None or txn.mail_refused:
+        raise LocalProtocolError("no mail transaction: send MAIL first")
+    return txn
+
+
+def _check_rcpt(view: SessionView, event: Event) -> None:
+    assert isinstance(event, RcptTo)
+    txn = _open_txn(view)
+    if txn.content_started:
+        raise LocalProtocolError("RCPT after the content has started")
+    if not event.forward_path.is_ascii and not txn.mail.smtputf8:
+        # RFC 6531 §3.4: UTF-8 addresses only in an SMTPUTF8 transaction.
+        raise LocalProtocolError("a non-ASCII recipient needs MAIL ... SMTPUTF8")
+    if event.notify is not None or event.orcpt is not None:
+        _need(view, "DSN", "NOTIFY= / ORCPT=")
+
+
+def _content_start(view: SessionView, txn: ClientTransaction, what: str) -> None:
+    if not txn.rcpts_sent:
+        raise LocalProtocolError(f"{what} before any RCPT")
+    if not view.pipelining and not txn.accepted:
+        raise LocalProtocolError(f"{what} before an accepted RCPT")
+    if txn.all_rcpts_refused:
+        raise LocalProtocolError(f"{what}: every recipient was refused")
+
+
+def _check_data(view: SessionView, _event: Event) -> None:
+    txn = _open_txn(view)
+    if txn.bdat_sent:
+        # RFC 3030 §2: "DATA and BDAT commands cannot be used in the same
+        # transaction."
+        raise LocalProtocolError("DATA after BDAT in the same transaction")
+    if txn.mail.body == "BINARYMIME":
+        # RFC 3030 §3: a BINARYMIME body goes with BDAT only.
+        raise LocalProtocolError("BODY=BINARYMIME needs BDAT, not DATA")
+    if txn.data_sent and not txn.data_refused:
+        raise LocalProtocolError("DATA already sent")
+    _content_start(view, txn, "DATA")
+
+
+def _check_bdat(view: SessionView, _event: Event) -> None:
+    _need(view, "CHUNKING", "BDAT")
+    txn = _open_txn(view)
+    if txn.data_sent:
+        raise LocalProtocolError("BDAT after DATA in the same transaction (RFC 3030 §2)")
+    _content_start(view, txn, "BDAT")
+
+
+_RULES: dict[str, Callable[[SessionView, Event], None]] = {
+    "HELO": _check_helo,
+    "STARTTLS": _check_starttls,
+    "AUTH": _check_auth,
+    "MAIL": _check_mail,
+    "RCPT": _check_rcpt,
+    "DATA": _check_data,
+    "BDAT": _check_bdat,
+}
+
+
+def check_command(verb: str, event: Event, view: SessionView) -> None:
+    """Raise LocalProtocolError when ``event`` (a command) may not be sent."""
+    rule = _RULES.get(verb)
+    if rule is not None:
+        rule(view, event)

@@ -308,7 +308,7 @@ def plan_delivery(
     domain = normalize_name(domain)
     level = config.level_for(domain) if tag is TLSTag.REQUIRETLS else None
     mode = _mode(tag, None if bounce else level)
-    if tag is TLSTag.REQUIRETLS and (bounce or level is not RequireTLSLevel.DISABLE):
+    if tag is TLSTag.REQUIRETLS and level is not RequireTLSLevel.DISABLE:
         param = RequireTLSParam.REQUIRED if mode is _Mode.STRICT else RequireTLSParam.IF_OFFERED
     else:
         param = RequireTLSParam.NEVER
@@ -381,11 +381,10 @@ def plan_delivery(
                 # RFC 7672 §2.1.2: a failed TLSA look-up rules the host out.
                 skipped.append(skip_verdict(host.name, Reason.TLSA_LOOKUP_FAILED, tlsa.reason))
                 continue
-        candidate = _candidate(mode, domain, mx, host, addresses.addresses, tlsa, enforce)
+        candidate = _candidate(mode, domain, host, addresses.addresses, tlsa, enforce, param)
         if isinstance(candidate, Verdict):
             skipped.append(candidate)
             continue
-        candidate = attrs.evolve(candidate, requiretls=param)
         if require_tls and candidate.security is Security.OPPORTUNISTIC:
             candidate = attrs.evolve(
                 candidate,
@@ -429,23 +428,27 @@ def _name_problem(
 def _candidate(
     mode: _Mode,
     domain: str,
-    mx: MXResult,
     host: MXHost,
     addresses: tuple[str, ...],
     tlsa: TLSAResult | None,
     enforce: STSPolicy | None,
+    param: RequireTLSParam,
 ) -> Candidate | Verdict:
-    def make(security: Security, names: tuple[str, ...], why: str, **kw: object) -> Candidate:
+    """The candidate for ``host``, or the TRY_NEXT verdict that rules it out."""
+
+    def make(
+        security: Security, names: tuple[str, ...], why: str, usable: tuple[TLSARecord, ...] = ()
+    ) -> Candidate:
         return Candidate(
             host.name,
             host.preference,
             addresses,
             security,
             names,
-            RequireTLSParam.NEVER,
+            param,
             strong_tls=mode is _Mode.STRICT,
+            tlsa=usable,
             why=why,
-            **kw,  # type: ignore[arg-type]
         )
 
     # RFC 8689 §4.2.1 step 4: the MX host name, or the domain for an implicit MX.
@@ -456,7 +459,7 @@ def _candidate(
         # RFC 8461 §2: DANE takes precedence over MTA-STS.  RFC 7672 §3.2.2:
         # a secure MX adds the recipient domain to the reference identifiers.
         names = own if host.name == domain else (host.name, domain)
-        return make(Security.DANE, names, "usable TLSA records (RFC 7672)", tlsa=tlsa.usable)
+        return make(Security.DANE, names, "usable TLSA records (RFC 7672)", tlsa.usable)
     if enforce is not None and enforce.matches(host.name):
         return make(Security.PKIX, own, "MTA-STS enforce policy lists the host (RFC 8461)")
     if enforce is not None:

@@ -14,6 +14,8 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from plan_world import DOMAIN, MX_HOST, Certificates, Server, answers, attempt
 
 from smtp_rtls._reply import Reply
@@ -543,3 +545,44 @@ def test_pkix_candidate_needs_the_verified_name() -> None:
     assert check(candidate, unverified, caps).reason is Reason.CERTIFICATE_NOT_VERIFIED
     assert check(candidate, other, caps).reason is Reason.NAME_MISMATCH
     assert check(candidate, right, caps).requiretls
+
+
+def test_disable_level_sends_no_requiretls_on_a_bounce_either(certs: Certificates) -> None:
+    config = PolicyConfig(levels={DOMAIN: LEVELS.DISABLE}, rng=random.Random(1))
+    _, verdict = deliver(
+        certs,
+        REQ,
+        dnssec=True,
+        sts="absent",
+        tlsa="none",
+        cert="valid",
+        requiretls=True,
+        config=config,
+        bounce=True,
+    )
+    assert outcome(verdict) == "deliver"
+
+
+@given(
+    prefs=st.lists(st.integers(0, 3), min_size=1, max_size=6),
+    dnssec=st.booleans(),
+    tag=st.sampled_from([REQ, OPT, DEF]),
+    seed=st.integers(0, 1000),
+)
+def test_every_mx_host_is_a_candidate_or_skipped_in_preference_order(
+    prefs: list[int], dnssec: bool, tag: TLSTag, seed: int
+) -> None:
+    """RFC 5321 §5.1: hosts in preference order; none silently lost."""
+    hosts = [f"mx{i}.example.org" for i in range(len(prefs))]
+    mx = [f"{p} {h}." for p, h in zip(prefs, hosts, strict=True)]
+    answer = answers(dnssec=dnssec, sts="absent", mx=mx, hosts=hosts)
+    config = PolicyConfig(rng=random.Random(seed))
+    plan = run_lookup(plan_delivery(DOMAIN, tag, config=config), answer)
+    seen = [c.host for c in plan.candidates] + [v.host for v in plan.skipped]
+    assert sorted(seen) == sorted(hosts)
+    order = [c.preference for c in plan.candidates]
+    assert order == sorted(order)
+    if tag is REQ and not dnssec:
+        assert plan.candidates == ()  # §4.2.1 step 2: nothing validates these names
+    else:
+        assert len(plan.candidates) == len(hosts)

@@ -28,13 +28,16 @@ import re
 import attrs
 
 __all__ = [
+    "Origination",
     "TLSRequiredField",
     "TLSTag",
     "TagConflictError",
     "expand",
+    "header_section",
     "message_tag",
     "originate",
     "parse_tls_required",
+    "remove_tls_required",
     "reoriginate",
     "set_tls_required_no",
 ]

@@ -17,7 +17,6 @@ import inspect
 from collections.abc import Mapping
 
 from docutils import nodes
-from docutils.parsers.rst import directives
 from docutils.statemachine import StringList
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
@@ -95,7 +94,6 @@ class StateTable(SphinxDirective):
 
     required_arguments = 1
     has_content = False
-    option_spec = {"class": directives.class_option}
 
     def run(self) -> list[nodes.Node]:
         protocol = self.arguments[0].lower()

@@ -10,6 +10,7 @@ the way the candidate's :class:`Handshake` says.
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 from pathlib import Path
 
@@ -586,3 +587,34 @@ def test_every_mx_host_is_a_candidate_or_skipped_in_preference_order(
         assert plan.candidates == ()  # §4.2.1 step 2: nothing validates these names
     else:
         assert len(plan.candidates) == len(hosts)
+
+
+def test_rfc8689_s5_sending_a_requiretls_bounce_without_requiretls_is_logged(
+    certs: Certificates, caplog: pytest.LogCaptureFixture
+) -> None:
+    """§5 ¶4: information may leak when a bounce cannot go with REQUIRETLS; log it."""
+    with caplog.at_level(logging.WARNING, logger="smtp_rtls.policy.verdict"):
+        deliver(
+            certs,
+            REQ,
+            dnssec=False,
+            sts="absent",
+            tlsa="none",
+            cert="valid",
+            requiretls=False,
+            bounce=True,
+        )
+    assert any("without REQUIRETLS" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="smtp_rtls.policy.verdict"):
+        deliver(
+            certs,
+            REQ,
+            dnssec=False,
+            sts="absent",
+            tlsa="none",
+            cert="valid",
+            requiretls=True,
+            bounce=True,
+        )
+    assert not caplog.records

@@ -9,6 +9,7 @@ FAIL (5.x.x, never transmit, non-delivery report, §4.2.1 ¶3-4) or DEFER
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 
@@ -29,6 +30,8 @@ from .plan import (
     skip_verdict,
 )
 from .tags import TLSTag
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "check",
@@ -69,7 +72,7 @@ def check(candidate: Candidate, tls: TLSInfo | None, capabilities: Capabilities 
     """
     if tls is None:
         if not candidate.handshake.required:
-            return Verdict(Action.PROCEED, host=candidate.host, detail="plaintext allowed")
+            return _proceed(candidate, False, "plaintext allowed", tls=False)
         if capabilities is not None and "STARTTLS" not in capabilities:
             return _next(candidate, Reason.STARTTLS_NOT_OFFERED)
         return _next(candidate, Reason.TLS_FAILED)
@@ -94,8 +97,20 @@ def check(candidate: Candidate, tls: TLSInfo | None, capabilities: Capabilities 
     if candidate.requiretls is RequireTLSParam.REQUIRED and not offered:
         # RFC 8689 §4.2.1 step 5.
         return _next(candidate, Reason.REQUIRETLS_NOT_OFFERED)
+    return _proceed(candidate, offered, candidate.why, tls=True)
+
+
+def _proceed(candidate: Candidate, offered: bool, detail: str, *, tls: bool) -> Verdict:
+    if candidate.requiretls is RequireTLSParam.IF_OFFERED and not offered:
+        # RFC 8689 §5 ¶4 (bounces) and the relaxed levels: a REQUIRETLS message
+        # leaves without the parameter, so its protection ends here; say so.
+        logger.warning(
+            "REQUIRETLS message sent to %s without REQUIRETLS (not offered%s)",
+            candidate.host,
+            "" if tls else ", no TLS",
+        )
     send = offered and candidate.requiretls is not RequireTLSParam.NEVER
-    return Verdict(Action.PROCEED, host=candidate.host, requiretls=send, detail=candidate.why)
+    return Verdict(Action.PROCEED, host=candidate.host, requiretls=send, detail=detail)
 
 
 def connection_failed(candidate: Candidate, detail: str = "") -> Verdict:

@@ -10,6 +10,12 @@ from __future__ import annotations
 
 import re
 
+# UTF8-non-ascii (RFC 6531 §3.3, RFC 3629 §4): every code point from U+0080 but
+# the surrogates, which have no UTF-8 form.  The server decodes input with
+# "surrogateescape", so invalid UTF-8 arrives as lone surrogates and must not
+# match any grammar piece.
+UTF8_NON_ASCII = r"\u0080-\ud7ff\ue000-\U0010ffff"
+
 # Let-dig = ALPHA / DIGIT ; Ldh-str = *( ALPHA / DIGIT / "-" ) Let-dig
 # sub-domain = Let-dig [Ldh-str]            (RFC 5321 §4.1.2)
 SUB_DOMAIN = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -18,7 +24,7 @@ DOMAIN = rf"{SUB_DOMAIN}(?:\.{SUB_DOMAIN})*"
 # RFC 6531 §3.3: sub-domain =/ U-label (approximated: any run of letters,
 # digits, hyphens and non-ASCII characters not starting or ending with "-")
 SUB_DOMAIN_U = (
-    r"[A-Za-z0-9\u0080-\U0010ffff](?:[A-Za-z0-9\u0080-\U0010ffff-]*[A-Za-z0-9\u0080-\U0010ffff])?"
+    rf"[A-Za-z0-9{UTF8_NON_ASCII}](?:[A-Za-z0-9{UTF8_NON_ASCII}-]*[A-Za-z0-9{UTF8_NON_ASCII}])?"
 )
 DOMAIN_U = rf"{SUB_DOMAIN_U}(?:\.{SUB_DOMAIN_U})*"
 
@@ -32,7 +38,7 @@ ADDRESS_LITERAL = r"\[[\x21-\x5a\x5e-\x7e]+\]"  # refined in _address.py
 # atext (RFC 5322 §3.2.3) = ALPHA / DIGIT / "!" / "#" / "$" / "%" / "&" / "'" / "*"
 #        / "+" / "-" / "/" / "=" / "?" / "^" / "_" / "`" / "{" / "|" / "}" / "~"
 ATEXT = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]"
-ATEXT_U = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\U0010ffff]"
+ATEXT_U = rf"[A-Za-z0-9!#$%&'*+\-/=?^_`{{|}}~{UTF8_NON_ASCII}]"
 # Dot-string = Atom *("."  Atom) ; Atom = 1*atext
 DOT_STRING = rf"{ATEXT}+(?:\.{ATEXT}+)*"
 DOT_STRING_U = rf"{ATEXT_U}+(?:\.{ATEXT_U}+)*"
@@ -40,12 +46,12 @@ DOT_STRING_U = rf"{ATEXT_U}+(?:\.{ATEXT_U}+)*"
 # QcontentSMTP = qtextSMTP / quoted-pairSMTP
 # quoted-pairSMTP = %d92 %d32-126 ; qtextSMTP = %d32-33 / %d35-91 / %d93-126
 QUOTED_STRING = r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"'
-QUOTED_STRING_U = r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])*"'
+QUOTED_STRING_U = rf'"(?:[\x20\x21\x23-\x5b\x5d-\x7e{UTF8_NON_ASCII}]|\\[\x20-\x7e])*"'
 
 # esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
 ESMTP_KEYWORD = r"[A-Za-z0-9][A-Za-z0-9-]*"
 # esmtp-value = 1*(%d33-60 / %d62-126) ; RFC 6531 §3.3 adds UTF8-non-ascii
-ESMTP_VALUE = r"[\x21-\x3c\x3e-\x7e\u0080-\U0010ffff]+"
+ESMTP_VALUE = rf"[\x21-\x3c\x3e-\x7e{UTF8_NON_ASCII}]+"
 # xtext = *( xchar / hexchar ) (RFC 3461 §4): xchar is "!".."~" but "+" and "=";
 # hexchar = "+" 2(%x30-39 / %x41-46)
 XTEXT = r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*"

@@ -58,8 +58,12 @@ KNOWN_VERBS = frozenset(
 )
 UNIMPLEMENTED_VERBS = frozenset(["TURN", "ETRN", "SEND", "SOML", "SAML", "ATRN"])
 
-_MAIL_RE = re.compile(r"FROM: ?(<[^>]*>)(?: (.*))?", re.IGNORECASE | re.DOTALL)
-_RCPT_RE = re.compile(r"TO: ?(<[^>]*>)(?: (.*))?", re.IGNORECASE | re.DOTALL)
+# The path ends at the first ">" outside a quoted local part and outside an
+# address literal: qtextSMTP and dcontent admit ">" (RFC 5321 §4.1.2, §4.1.3),
+# as in <"a>b"@example.com> and <a@[tag:x>y]>.
+_PATH = r'(<(?:[^>"\[]|"(?:[^"\\]|\\.)*"|\[[^\]]*\])*>)'
+_MAIL_RE = re.compile(rf"FROM: ?{_PATH}(?: (.*))?", re.IGNORECASE | re.DOTALL)
+_RCPT_RE = re.compile(rf"TO: ?{_PATH}(?: (.*))?", re.IGNORECASE | re.DOTALL)
 _BDAT_RE = re.compile(r"([0-9]{1,18})(?: (LAST))?", re.IGNORECASE)
 _SIZE_RE = re.compile(r"[0-9]{1,20}")
 

@@ -45,6 +45,12 @@ __all__ = [
     "Vrfy",
 ]
 
+# RFC 1870 §4: size-value = 1*20DIGIT
+MAX_SIZE_VALUE = 10**20 - 1
+# RFC 3030 §2 sets no bound on chunk-size; this library reads at most 18
+# digits (see _commands.py), so a larger chunk could not be read back.
+MAX_CHUNK_SIZE = 10**18 - 1
+
 # Any C0 control or DEL in a field could end a command line early on the wire.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -56,10 +62,20 @@ def _no_control(_inst: object, attribute: attrs.Attribute[Any], value: str) -> N
         raise LocalProtocolError(f"control character in {attribute.name}: {value!r}")
 
 
+def _non_empty(_inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    _no_control(_inst, attribute, value)
+    if not value:
+        raise LocalProtocolError(f"{attribute.name} cannot be empty")
+
+
 def _token(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
     _no_control(_inst, attribute, value)
     if not value or " " in value:
         raise LocalProtocolError(f"{attribute.name} must be one non-empty word: {value!r}")
+
+
+def _opt_upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
 
 
 class Event:
@@ -95,14 +111,18 @@ class Auth(Event):
     response), or ``None`` when there was none.
     """
 
-    mechanism: str = attrs.field(validator=_token)
+    # RFC 4422 §3.1: mechanism names are upper-case; the server upper-cases
+    # what it reads, so the event does too and both sides compare equal.
+    mechanism: str = attrs.field(validator=_token, converter=_opt_upper)
     initial_response: str | None = attrs.field(default=None)
 
     def __attrs_post_init__(self) -> None:
         if not _abnf.re_keyword.fullmatch(self.mechanism.replace("_", "-")):
             raise LocalProtocolError(f"bad SASL mechanism name {self.mechanism!r}")
+        # RFC 4954 §4: an empty initial response is sent as "="; "" would
+        # vanish from the command line and mean "no initial response".
         if self.initial_response is not None and not re.fullmatch(
-            r"[A-Za-z0-9+/]*={0,2}", self.initial_response
+            r"[A-Za-z0-9+/]+={0,2}|=", self.initial_response
         ):
             raise LocalProtocolError("initial response must be base64 (or '=')")
 
@@ -130,12 +150,10 @@ def _extra(value: Iterable[tuple[str, str | None]]) -> tuple[tuple[str, str | No
             raise LocalProtocolError(f"bad parameter keyword {keyword!r}")
         if val is not None and (not isinstance(val, str) or not _abnf.re_value.fullmatch(val)):
             raise LocalProtocolError(f"bad value for parameter {keyword}: {val!r}")
-        out.append((keyword, val))
+        # Keywords are case-insensitive (RFC 5321 §2.4) and parsed upper-cased:
+        # one spelling, so that a sent and a received event compare equal.
+        out.append((keyword.upper(), val))
     return tuple(out)
-
-
-def _opt_upper(value: str | None) -> str | None:
-    return value.upper() if isinstance(value, str) else value
 
 
 _MAIL_KEYWORDS = {"SIZE", "BODY", "SMTPUTF8", "REQUIRETLS", "RET", "ENVID", "AUTH"}
@@ -172,20 +190,31 @@ class MailFrom(Event):
         if self.reverse_path.is_postmaster:
             raise LocalProtocolError("<Postmaster> is a forward path only")
         if self.size is not None and (
-            not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 0
+            not isinstance(self.size, int)
+            or isinstance(self.size, bool)
+            or not 0 <= self.size <= MAX_SIZE_VALUE
         ):
-            raise LocalProtocolError(f"SIZE must be a non-negative integer, not {self.size!r}")
+            # RFC 1870 §4: size-value = 1*20DIGIT
+            raise LocalProtocolError(
+                f"SIZE must be an integer of 1 to 20 digits, not {self.size!r}"
+            )
         if self.body is not None and self.body not in _BODIES:
             raise LocalProtocolError(f"BODY must be one of {_BODIES}, not {self.body!r}")
         if self.ret is not None and self.ret not in ("FULL", "HDRS"):
             raise LocalProtocolError(f"RET must be FULL or HDRS, not {self.ret!r}")
         if self.envid is not None:
             _no_control(self, attrs.fields(MailFrom).envid, self.envid)
+            # esmtp-value = 1*(...) (RFC 5321 §4.1.2): "ENVID=" is no parameter
+            if not self.envid:
+                raise LocalProtocolError("ENVID cannot be empty")
             # RFC 3461 §4.4: the ENVID value is at most 100 characters.
             if len(xtext_encode(self.envid)) > 100:
                 raise LocalProtocolError("ENVID longer than 100 characters (RFC 3461 §4.4)")
         if self.auth is not None:
             _no_control(self, attrs.fields(MailFrom).auth, self.auth)
+            if not self.auth:
+                # RFC 4954 §5: the empty identity is written "<>", never "AUTH="
+                raise LocalProtocolError('AUTH cannot be empty (use "<>")')
         for keyword, _ in self.extra:
             if keyword.upper() in _MAIL_KEYWORDS:
                 raise LocalProtocolError(f"{keyword} is a typed field, not an extra parameter")
@@ -256,8 +285,12 @@ class Bdat(Event):
     last: bool = False
 
     def __attrs_post_init__(self) -> None:
-        if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 0:
-            raise LocalProtocolError(f"BDAT size must be a non-negative integer: {self.size!r}")
+        if (
+            not isinstance(self.size, int)
+            or isinstance(self.size, bool)
+            or not 0 <= self.size <= MAX_CHUNK_SIZE
+        ):
+            raise LocalProtocolError(f"BDAT size must be 0 to {MAX_CHUNK_SIZE}: {self.size!r}")
 
 
 @attrs.frozen(slots=True)
@@ -311,14 +344,15 @@ class Noop(Event):
 class Vrfy(Event):
     """``VRFY string`` (RFC 5321 §4.1.1.6)."""
 
-    text: str = attrs.field(validator=_no_control)
+    # RFC 5321 §4.1.1.6: the argument is required ("VRFY" alone is a 501)
+    text: str = attrs.field(validator=_non_empty)
 
 
 @attrs.frozen(slots=True)
 class Expn(Event):
     """``EXPN string`` (RFC 5321 §4.1.1.7)."""
 
-    text: str = attrs.field(validator=_no_control)
+    text: str = attrs.field(validator=_non_empty)
 
 
 @attrs.frozen(slots=True)
@@ -343,8 +377,8 @@ class CommandRejected(Event):
     ``data_to_send()``.
     """
 
-    command: str
-    reply: Reply
+    command: str = attrs.field(validator=_no_control)
+    reply: Reply = attrs.field(validator=attrs.validators.instance_of(Reply))
 
 
 @attrs.frozen(slots=True)

@@ -64,8 +64,9 @@ class Capabilities:
     def __attrs_post_init__(self) -> None:
         if not self.domain or not _PARAM_RE.fullmatch(self.domain):
             raise LocalProtocolError(f"bad EHLO domain {self.domain!r}")
-        # The greeting is free text; Reply's own checks refuse control characters.
-        Reply(250, self.greeting)
+        # The greeting is free text on the first line; Reply's own checks refuse
+        # control characters (a list, so that a "\n" is refused, not split).
+        Reply(250, [f"{self.domain} {self.greeting}"])
 
     # -- look-ups ----------------------------------------------------------
 

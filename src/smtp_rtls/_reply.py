@@ -118,10 +118,18 @@ class Reply:
             raise LocalProtocolError(
                 f"enhanced status {self.enhanced} does not match reply code {self.code}"
             )
+        if self.command is not None:
+            _check_text(self.command, "command")
         prefix = 4 + (len(str(self.enhanced)) + 1 if self.enhanced is not None else 0)
         for line in self.lines:
             _check_text(line, "reply text")
-            if prefix + len(line.encode("utf-8", "surrogateescape")) + 2 > MAX_REPLY_LINE:
+            try:
+                # surrogateescape keeps a peer's raw non-UTF-8 octets; any
+                # other lone surrogate has no wire form at all
+                octets = len(line.encode("utf-8", "surrogateescape"))
+            except UnicodeEncodeError:
+                raise LocalProtocolError(f"reply text cannot be encoded: {line!r}") from None
+            if prefix + octets + 2 > MAX_REPLY_LINE:
                 raise LocalProtocolError(
                     f"reply line longer than {MAX_REPLY_LINE} octets (RFC 5321 §4.5.3.1.5)"
                 )

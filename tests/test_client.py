@@ -632,6 +632,19 @@ def test_after_a_failed_bdat_only_rset_rfc3030_2() -> None:
     assert conn.send(Rset()) == b"RSET\r\n"
 
 
+def test_after_a_failed_bdat_last_rset_is_still_required_rfc3030_2() -> None:
+    conn = ready("CHUNKING")
+    transaction(conn)
+    conn.send(Bdat(0, last=True))
+    assert conn.transaction is None  # as far as the client can tell, the end
+    answer(conn, Reply(503, "5.5.1 no valid recipients"))
+    # the server may still hold the transaction: nothing but RSET (or QUIT)
+    refused(conn, MailFrom("c@example.org"))
+    assert conn.send(Rset()) == b"RSET\r\n"
+    answer(conn, OK)
+    assert conn.send(MailFrom("c@example.org"))
+
+
 def test_binarymime_goes_with_bdat_only_rfc3030_3() -> None:
     conn = ready("8BITMIME", "CHUNKING", "BINARYMIME")
     conn.send(MailFrom("a@example.org", body="BINARYMIME"))

@@ -357,8 +357,13 @@ class ClientConnection:
         assert txn is not None
         if not reply.is_positive:
             # RFC 3030 §2: after a failed BDAT the client "MUST NOT send any
-            # additional BDAT segments"; the state is indeterminate until RSET.
+            # additional BDAT segments", and "The resulting state from a
+            # failed BDAT command is indeterminate.  A RSET command MUST be
+            # issued ...".  That holds for a failed BDAT LAST too: the server
+            # may still hold the transaction the client thought was over.
             txn.bdat_failed = True
+            if self._txn is None:
+                self._txn = txn
 
     def _reply_quit(self, _head: _Pending, _reply: Reply) -> None:
         self._closing = True

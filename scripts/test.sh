@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Run every check of smtp_rtls on this machine: installs what the tests need
+# (Debian packages for the real-peer lab, when run as root; a .venv with the
+# test and docs extras), then pytest, ruff, mypy --strict and sphinx-build -W.
+# Exits non-zero on the first failing step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY="${PYTHON:-python3}"
+if [ "$(id -u)" = 0 ]; then
+    bash tests/lab/install.sh
+fi
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,docs,trio,dane]'
+
+step() { printf '\n== %s\n' "$*"; }
+step "pytest"
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+step "ruff check"
+.venv/bin/ruff check src tests bench docs
+step "ruff format --check"
+.venv/bin/ruff format --check src tests bench docs
+step "mypy --strict src"
+.venv/bin/mypy --strict src
+step "sphinx-build -W"
+.venv/bin/sphinx-build -W -q -b html docs docs/_build/html
+echo
+echo "all checks passed"

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from smtp_rtls._framing import DataReader, normalise_line_endings
-from smtp_rtls._writers import DataWriter, bdat_chunk
+from smtp_rtls._writers import DataWriter, bdat_chunk, is_canonical
 
 
 def write_all(chunks: list[bytes]) -> bytes:
@@ -111,6 +111,12 @@ def test_the_server_reader_gets_the_content_back(
     assert done
     assert rest == b""
     assert b"".join(got) == expected
+
+
+@given(content)
+def test_the_fast_canonical_check_agrees_with_counting(data: bytes) -> None:
+    crlf = data.count(b"\r\n")
+    assert is_canonical(data) == (data.count(b"\r") == crlf == data.count(b"\n"))
 
 
 def test_bdat_chunk_is_exact_and_binary_safe_rfc3030_2() -> None:

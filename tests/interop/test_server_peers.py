@@ -1,0 +1,169 @@
+"""ServerConnection against real clients: smtplib and aiosmtplib, over loopback,
+with a real TLS handshake after STARTTLS."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import ssl
+from collections.abc import Iterator
+
+import aiosmtplib
+import pytest
+import trustme
+
+from interop.serve import LoopbackServer
+from smtp_rtls import CommandRejected, MailFrom, ServerConfig
+
+MESSAGE = (
+    b"From: alice@example.org\r\nTo: bob@example.net\r\nSubject: interop\r\n\r\n"
+    b"first line\r\n.a line that starts with a dot\r\n..two dots\r\nlast line\r\n"
+)
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def server_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("mx.test", "127.0.0.1").configure_cert(context)
+    return context
+
+
+@pytest.fixture
+def client_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+@pytest.fixture
+def server(server_context: ssl.SSLContext) -> Iterator[LoopbackServer]:
+    with LoopbackServer(server_context) as srv:
+        yield srv
+
+
+def test_smtplib_plaintext_requiretls_is_refused_rfc8689_2(server: LoopbackServer) -> None:
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+        code, _ = client.ehlo("client.test")
+        assert code == 250
+        assert client.has_extn("starttls")
+        assert not client.has_extn("requiretls")  # RFC 8689 §2: not before TLS
+        code, text = client.mail("alice@example.org", ["REQUIRETLS"])
+        assert code == 555 and text.startswith(b"5.5.4")
+        code, _ = client.rcpt("bob@example.net")
+        assert code == 503  # no transaction was opened
+    session = server.sessions[0]
+    assert session.error is None
+    assert not any(isinstance(e, MailFrom) for e in session.events)
+    assert any(isinstance(e, CommandRejected) and e.reply.code == 555 for e in session.events)
+
+
+def test_smtplib_starttls_then_requiretls_delivers_tagged(
+    server: LoopbackServer, client_context: ssl.SSLContext
+) -> None:
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+        client.ehlo("client.test")
+        client.starttls(context=client_context)
+        client.ehlo("client.test")
+        assert client.has_extn("requiretls")
+        assert not client.has_extn("starttls")  # RFC 3207 §4.2
+        refused = client.sendmail(
+            "alice@example.org", ["bob@example.net"], MESSAGE, mail_options=["REQUIRETLS"]
+        )
+        assert refused == {}
+    session = server.sessions[0]
+    assert session.error is None
+    ((eom, content),) = session.messages
+    assert eom.envelope is not None and eom.envelope.requiretls
+    assert content == MESSAGE  # smtplib's dot-stuffing undone exactly
+
+
+def test_smtplib_large_message_with_size_and_8bitmime(
+    server: LoopbackServer, client_context: ssl.SSLContext
+) -> None:
+    body = (b"0123456789" * 99 + b"\r\n") * 5000  # about 5 MB
+    message = b"Subject: big\r\n\r\n" + body + "ünïcode\r\n".encode()
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=20) as client:
+        client.starttls(context=client_context)
+        client.sendmail(
+            "alice@example.org",
+            ["bob@example.net"],
+            message,
+            mail_options=["BODY=8BITMIME"],  # smtplib adds SIZE= itself
+        )
+    ((eom, content),) = server.sessions[0].messages
+    assert content == message
+    assert eom.envelope is not None and eom.envelope.mail_from.size == len(message)
+
+
+def test_smtplib_smtputf8_addresses(server: LoopbackServer) -> None:
+    with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+        client.sendmail(
+            "älice@exämple.org",
+            ["bøb@example.net"],
+            b"Subject: x\r\n\r\nhi\r\n",
+            mail_options=["SMTPUTF8"],
+        )
+    ((eom, _),) = server.sessions[0].messages
+    assert eom.envelope is not None
+    assert eom.envelope.mail_from.smtputf8
+    assert str(eom.envelope.recipients[0].forward_path) == "bøb@example.net"
+
+
+def test_smtplib_oversized_message_is_552(
+    client_context: ssl.SSLContext, server_context: ssl.SSLContext
+) -> None:
+    config = ServerConfig(starttls=True, max_message_size=10_000)
+    with LoopbackServer(server_context, config) as server:
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+            assert client.ehlo()[0] == 250
+            assert client.ehlo_resp is not None and b"SIZE 10000" in client.ehlo_resp
+            big = b"x" * 20_000 + b"\r\n"
+            # declared too big: refused at MAIL (RFC 1870 §6.1)
+            with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+                client.sendmail("a@example.org", ["b@example.net"], big)
+            assert refused.value.smtp_code == 552
+            # undeclared: refused after the real end of data (RFC 1870 §6.2)
+            assert client.mail("a@example.org")[0] == 250
+            assert client.rcpt("b@example.net")[0] == 250
+            code, text = client.data(big)
+            assert (code, text[:5]) == (552, b"5.3.4")
+            assert client.noop()[0] == 250  # still in step after the refusal
+        assert not server.sessions[0].messages
+
+
+def test_aiosmtplib_starttls_requiretls(
+    server: LoopbackServer, client_context: ssl.SSLContext
+) -> None:
+    async def run() -> None:
+        client = aiosmtplib.SMTP(
+            hostname="127.0.0.1",
+            port=server.port,
+            timeout=10,
+            start_tls=False,
+            tls_context=client_context,
+        )
+        await client.connect()
+        await client.ehlo()
+        assert not client.supports_extension("requiretls")
+        await client.starttls(server_hostname="mx.test")
+        await client.ehlo()
+        assert client.supports_extension("requiretls")
+        errors, _ = await client.sendmail(
+            "alice@example.org",
+            ["bob@example.net", "carol@example.net"],
+            MESSAGE,
+            mail_options=["REQUIRETLS"],
+        )
+        assert errors == {}
+        await client.quit()
+
+    asyncio.run(run())
+    ((eom, content),) = server.sessions[0].messages
+    assert eom.envelope is not None and eom.envelope.requiretls
+    assert len(eom.envelope.recipients) == 2
+    assert content == MESSAGE

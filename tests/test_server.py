@@ -341,10 +341,12 @@ def test_message_over_size_answered_after_real_end_of_data_rfc1870_6_2() -> None
 def test_backlog_bound_raises_remote_protocol_error() -> None:
     s = Session(ServerConfig(max_backlog=4096))
     s.conn.receive_data(b"NOOP\r\n" * 600)  # 3600 octets: fine
-    with pytest.raises(RemoteProtocolError):
+    with pytest.raises(RemoteProtocolError) as info:
         s.conn.receive_data(b"NOOP\r\n" * 200)
         s.conn.next_event()
     assert len(s.conn._in) <= 4096
+    # the error suggests the reply to send before closing
+    assert info.value.reply is not None and info.value.reply.code == 421
 
 
 # -- transactions, DATA -------------------------------------------------------------------

@@ -157,7 +157,10 @@ class ServerConnection:
             self._starttls_injection()
             return
         if len(self._in) + len(data) > self.config.max_backlog:
-            self._fail(f"more than {self.config.max_backlog} octets of unprocessed input")
+            self._fail(
+                f"more than {self.config.max_backlog} octets of unprocessed input",
+                _r(421, "4.7.0", "Too much unprocessed input, closing connection"),
+            )
             return
         self._in.feed(data)
 
@@ -276,9 +279,11 @@ class ServerConnection:
         self._chunk: Bdat | None = None
         self._used_bdat = False
 
-    def _fail(self, msg: str) -> None:
+    def _fail(self, msg: str, reply: Reply | None = None) -> None:
+        # ``reply`` is what the application may send before closing (h11's
+        # error_status_hint); the connection itself sends nothing more.
         if self._error is None:
-            self._error = RemoteProtocolError(msg)
+            self._error = RemoteProtocolError(msg, reply)
 
     def _starttls_injection(self) -> None:
         # RFC 2920 §3.2 item 9 says a server must not flush its input buffer,
@@ -288,6 +293,8 @@ class ServerConnection:
         # (possibly a MITM's) to the protected session; dropping them quietly
         # would hide the attack.  So the connection fails loudly instead.
         self._in.take_all()
+        # No reply hint: the peer expects a TLS handshake now, so the only
+        # sensible answer is to close the connection.
         self._fail("plaintext data after STARTTLS (command injection refused, RFC 3207 §4)")
 
     def _reject(self, verb: str, reply: Reply) -> CommandRejected:

@@ -47,7 +47,15 @@ from ._events import (
 from ._framing import BdatReader, DataReader, LineBuffer, LineTooLong
 from ._reply import Reply
 from ._sentinels import NEED_DATA, PAUSED
-from ._state import TRANSACTION_STATES, State, transitions_for
+from ._server_rules import (
+    check_auth,
+    check_mail,
+    check_rcpt,
+    offered_keys,
+    sequence_reply,
+)
+from ._server_rules import reply as _r
+from ._state import State, transitions_for
 from ._tls import TLSInfo
 
 __all__ = ["ServerConnection"]
@@ -56,10 +64,6 @@ NextEvent = Event | type[NEED_DATA] | type[PAUSED]
 
 # RFC 3207 §4: with STARTTLS required, only these may precede it.
 _BEFORE_TLS_OK = frozenset({"EHLO", "HELO", "LHLO", "STARTTLS", "NOOP", "QUIT"})
-
-
-def _r(code: int, enhanced: str, text: str) -> Reply:
-    return Reply(code, text, enhanced)
 
 
 class ServerConnection:
@@ -430,7 +434,7 @@ class ServerConnection:
                 return self._reject(verb, exc.reply)
             event = None
         if verb not in allowed:
-            return self._reject(verb, self._sequence_reply(verb))
+            return self._reject(verb, sequence_reply(verb, self.state))
         assert event is not None
         return self._dispatch(verb, event)
 
@@ -444,21 +448,6 @@ class ServerConnection:
             # RFC 4954 §4: the initial response may make the line longer
             return self.config.mail_line_limit(offered)
         return self.config.max_command_line
-
-    def _sequence_reply(self, verb: str) -> Reply:
-        state = self.state
-        if verb == "DATA" and state is State.MAIL:
-            # RFC 5321 §3.3 / RFC 2920 §3.2 (3): DATA with no valid recipient
-            return _r(554, "5.5.1", "No valid recipients")
-        if verb == "DATA" and state is State.BDAT_MORE:
-            return _r(503, "5.5.1", "DATA after BDAT in the same transaction (RFC 3030 §2)")
-        if verb == "MAIL" and state in TRANSACTION_STATES:
-            return _r(503, "5.5.1", "Nested MAIL command")
-        if verb == "STARTTLS" and state in TRANSACTION_STATES:
-            return _r(503, "5.5.1", "STARTTLS inside a mail transaction")
-        if state is State.CONNECTED:
-            return _r(503, "5.5.1", "Send EHLO/HELO first")
-        return _r(503, "5.5.1", "Bad sequence of commands")
 
     def _dispatch(self, verb: str, event: Event) -> NextEvent:
         if isinstance(event, Quit):
@@ -481,14 +470,21 @@ class ServerConnection:
                 # RFC 3207 §4.2: no second TLS session
                 return self._reject(verb, _r(503, "5.5.1", "TLS already active"))
             return self._decision(event)
+        refusal: Reply | None = None
         if isinstance(event, Auth):
-            return self._auth(event)
-        if isinstance(event, MailFrom):
-            reply = self._check_mail(event)
-            return self._reject(verb, reply) if reply else self._decision(event)
-        if isinstance(event, RcptTo):
-            reply = self._check_rcpt(event)
-            return self._reject(verb, reply) if reply else self._decision(event)
+            refusal = check_auth(
+                event,
+                self.config,
+                tls=self._tls is not None,
+                extended=self._extended,
+                authenticated=self._authenticated,
+            )
+        elif isinstance(event, MailFrom):
+            refusal = check_mail(event, self._offered_keys(), self.config)
+        elif isinstance(event, RcptTo):
+            refusal = check_rcpt(event, self._offered_keys(), self.config, len(self._rcpts))
+        if refusal is not None:
+            return self._reject(verb, refusal)
         if isinstance(event, Data) and self._mail is not None and self._mail.body == "BINARYMIME":
             # RFC 3030 §3: DATA after BODY=BINARYMIME: 503, and the
             # transaction MUST be reset.
@@ -502,72 +498,8 @@ class ServerConnection:
         self._out += _r(221, "2.0.0", f"{self.hostname} closing connection").format()
         return Quit()
 
-    def _auth(self, event: Auth) -> NextEvent:
-        if not self.config.auth_mechanisms:
-            return self._reject("AUTH", _r(502, "5.5.1", "AUTH not offered"))
-        if self.config.auth_requires_tls and self._tls is None:
-            # RFC 4954 §6: 538 Encryption required for requested mechanism
-            return self._reject("AUTH", _r(538, "5.7.11", "Encryption required for AUTH"))
-        if not self._extended:
-            return self._reject("AUTH", _r(503, "5.5.1", "Send EHLO first"))
-        if self._authenticated:
-            # RFC 4954 §4: after a successful AUTH, no more AUTH commands
-            return self._reject("AUTH", _r(503, "5.5.1", "Already authenticated"))
-        if event.mechanism not in {m.upper() for m in self.config.auth_mechanisms}:
-            # RFC 4954 §4: unsupported mechanism -> 504
-            return self._reject("AUTH", _r(504, "5.5.4", "Unrecognized authentication type"))
-        return self._decision(event)
-
-    def _offered_keys(self) -> set[str]:
-        if not self._extended:
-            return set()  # HELO: no service extensions in force
-        return {k.upper() for k, _ in self.config.offered(tls=self._tls is not None)}
-
-    def _check_mail(self, mail: MailFrom) -> Reply | None:
-        keys = self._offered_keys()
-
-        def unsupported(what: str) -> Reply:
-            # RFC 5321 §4.1.1.11: a parameter not recognised or not offered -> 555
-            return _r(555, "5.5.4", f"Unsupported option: {what}")
-
-        if mail.requiretls and "REQUIRETLS" not in keys:
-            # RFC 8689 §2: REQUIRETLS only on a TLS session that offered it;
-            # on plaintext it is unrecognised (555 5.5.4, as Postfix answers).
-            return unsupported("REQUIRETLS")
-        if mail.size is not None:
-            if "SIZE" not in keys:
-                return unsupported("SIZE")
-            limit = self.config.max_message_size
-            if limit and mail.size > limit:
-                # RFC 1870 §6.1: declared size over the fixed maximum
-                return _r(552, "5.3.4", "Message size exceeds fixed maximum message size")
-        if mail.body is not None and mail.body != "7BIT":
-            if mail.body not in keys:
-                return unsupported(f"BODY={mail.body}")
-        elif mail.body == "7BIT" and "8BITMIME" not in keys:
-            return unsupported("BODY")
-        if mail.smtputf8 and "SMTPUTF8" not in keys:
-            return unsupported("SMTPUTF8")
-        if (mail.ret is not None or mail.envid is not None) and "DSN" not in keys:
-            return unsupported("RET/ENVID")
-        if mail.auth is not None and "AUTH" not in keys:
-            return unsupported("AUTH")
-        for keyword, _ in mail.extra:
-            if keyword.upper() not in self.config.extra_mail_parameters or not self._extended:
-                return unsupported(keyword)
-        return None
-
-    def _check_rcpt(self, rcpt: RcptTo) -> Reply | None:
-        keys = self._offered_keys()
-        if (rcpt.notify is not None or rcpt.orcpt is not None) and "DSN" not in keys:
-            return _r(555, "5.5.4", "Unsupported option: NOTIFY/ORCPT")
-        for keyword, _ in rcpt.extra:
-            if keyword.upper() not in self.config.extra_rcpt_parameters or not self._extended:
-                return _r(555, "5.5.4", f"Unsupported option: {keyword}")
-        if len(self._rcpts) >= self.config.max_recipients:
-            # RFC 5321 §4.5.3.1.10: too many recipients is 452
-            return _r(452, "4.5.3", "Too many recipients")
-        return None
+    def _offered_keys(self) -> frozenset[str]:
+        return offered_keys(self.config, tls=self._tls is not None, extended=self._extended)
 
     # -- internals: BDAT ---------------------------------------------------------
 
@@ -587,7 +519,7 @@ class ServerConnection:
         if self.state not in (State.RCPT, State.BDAT_MORE):
             # RFC 3030 §2: BDAT without a transaction (or after a failed
             # chunk, or after LAST): read and discard the octets, then 503.
-            return self._discard_bdat(line, self._sequence_reply("BDAT"))
+            return self._discard_bdat(line, sequence_reply("BDAT", self.state))
         self._used_bdat = True
         self._chunk = event
         self._reader = BdatReader(event.size)

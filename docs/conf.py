@@ -9,7 +9,7 @@ sys.path.insert(0, str(HERE / "_ext"))
 
 project = "smtp_rtls"
 author = "smtp_rtls developers"
-copyright = "2026, smtp_rtls developers"  # noqa: A001
+copyright = "2026, smtp_rtls developers"
 release = "0.1.0.dev0"
 
 extensions = [

@@ -1,0 +1,431 @@
+"""Hostile input into a ServerConnection.
+
+The contract (h11's fuzzing oracle): whatever bytes arrive, ``next_event()``
+raises nothing but RemoteProtocolError, and no input grows memory past the
+configured limits.  Also: how the input is split into reads never changes
+the events or the reply bytes (RFC 2920 §3.2: the server processes commands
+in order, however they arrive), and a large message streams through without
+accumulating.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import tracemalloc
+from collections.abc import Callable
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from smtp_rtls import (
+    NEED_DATA,
+    PAUSED,
+    Auth,
+    AuthResponse,
+    CommandRejected,
+    ConnectionClosed,
+    Data,
+    Ehlo,
+    EndOfMessage,
+    Event,
+    Expn,
+    Helo,
+    MessageData,
+    Quit,
+    RemoteProtocolError,
+    Reply,
+    ServerConfig,
+    ServerConnection,
+    StartTLS,
+    TLSInfo,
+    Vrfy,
+)
+from smtp_rtls._framing import DataReader
+
+TLS = TLSInfo("TLSv1.3", "TLS_AES_128_GCM_SHA256", 128)
+
+CONFIGS = [
+    ServerConfig(),
+    ServerConfig(bare_line_endings="normalise"),
+    ServerConfig(lmtp=True),
+    ServerConfig(starttls=True, require_starttls=True, max_backlog=4096),
+    ServerConfig(
+        starttls=True,
+        auth_mechanisms=["PLAIN", "LOGIN"],
+        auth_requires_tls=False,
+        binarymime=True,
+        max_message_size=1000,
+    ),
+    ServerConfig(pipelining=False, chunking=False, dsn=False, size=False, max_recipients=100),
+]
+
+# Valid commands and the pieces that matter to framing, to reach deep states.
+FRAGMENTS = [
+    b"EHLO client.example\r\n",
+    b"HELO client.example\r\n",
+    b"LHLO client.example\r\n",
+    b"MAIL FROM:<a@b.example>\r\n",
+    b"MAIL FROM:<a@b.example> REQUIRETLS SIZE=10 BODY=BINARYMIME\r\n",
+    b"MAIL FROM:<j\xc3\xb6@b.example> SMTPUTF8 BODY=8BITMIME\r\n",
+    b"RCPT TO:<c@d.example>\r\n",
+    b"RCPT TO:<Postmaster> NOTIFY=NEVER\r\n",
+    b"RCPT TO:<reject@d.example>\r\n",
+    b"DATA\r\n",
+    b"BDAT 5\r\n",
+    b"BDAT 3 LAST\r\n",
+    b"BDAT 0 LAST\r\n",
+    b"STARTTLS\r\n",
+    b"AUTH PLAIN\r\n",
+    b"AUTH PLAIN AGEAYg==\r\n",
+    b"AGEAYg==\r\n",
+    b"*\r\n",
+    b"RSET\r\n",
+    b"NOOP\r\n",
+    b"VRFY joe\r\n",
+    b"HELP\r\n",
+    b"QUIT\r\n",
+    b"\r\n.\r\n",
+    b".\r\n",
+    b"..\r\n",
+    b"\r",
+    b"\n",
+    b".",
+    b"\x00",
+    b"\xff",
+    b"A" * 600,
+    b"MAIL FROM:<" + b"a" * 1100 + b"@b.example>\r\n",
+]
+
+
+def _reply_for(event: Event, positive: bool) -> Reply:
+    """A valid reply to each decision the application owns."""
+    if isinstance(event, Ehlo | Helo):
+        return Reply(250, "hello") if positive else Reply(550, "no", "5.7.1")
+    if isinstance(event, Data):
+        return Reply(354, "go ahead") if positive else Reply(554, "no", "5.5.1")
+    if isinstance(event, StartTLS):
+        return Reply(220, "ready") if positive else Reply(454, "no TLS now", "4.7.0")
+    if isinstance(event, Auth | AuthResponse):
+        return Reply(334, "") if positive else Reply(535, "no", "5.7.8")
+    if isinstance(event, Vrfy | Expn):
+        return Reply(252, "maybe", "2.0.0") if positive else Reply(550, "no", "5.1.1")
+    return Reply(250, "OK", "2.0.0") if positive else Reply(550, "no", "5.1.1")
+
+
+class Session:
+    """A ServerConnection driven by an application that answers every PAUSED
+    with a valid reply, checking the buffer bounds at every step."""
+
+    def __init__(
+        self, config: ServerConfig, decide: Callable[[object], bool], *, tls: bool = True
+    ) -> None:
+        self.conn = ServerConnection("mx.example", config)
+        self.config = config
+        self.decide = decide
+        self.tls = tls  # do the "handshake" right after a 220 to STARTTLS
+        self.events: list[Event] = []
+        self.out = bytearray(self.conn.send(Reply(220, "mx.example ESMTP")))
+        self.error: RemoteProtocolError | None = None
+        self.closed = False
+
+    def _check_bounds(self) -> None:
+        assert len(self.conn._in) <= self.config.max_backlog
+        reader = self.conn._reader
+        if isinstance(reader, DataReader):
+            assert len(reader._held) <= 4
+
+    def feed(self, data: bytes) -> None:
+        if self.error is not None or self.closed:
+            return
+        self.conn.receive_data(data)
+        self._check_bounds()
+        # the last drain ended on NEED_DATA: at most one partial line was held
+        assert len(self.conn._in) <= self.conn._line_max + len(data)
+        self.drain()
+
+    def drain(self) -> None:
+        for _ in range(100_000):
+            try:
+                event = self.conn.next_event()
+            except RemoteProtocolError as exc:
+                self.error = exc
+                self.out += self.conn.data_to_send()
+                return
+            self._check_bounds()
+            if event is NEED_DATA:
+                assert len(self.conn._in) <= self.conn._line_max
+                self.out += self.conn.data_to_send()
+                return
+            if event is PAUSED:
+                self._answer()
+                continue
+            assert isinstance(event, Event)
+            self.events.append(event)
+            self.out += self.conn.data_to_send()
+            if isinstance(event, ConnectionClosed):
+                self.closed = True
+                return
+        raise AssertionError("next_event() did not settle")
+
+    def _answer(self) -> None:
+        pending = self.conn.pending
+        assert pending is not None
+        positive = self.decide(pending)
+        reply = _reply_for(pending, positive)
+        self.out += self.conn.send(reply)
+        while self.conn.pending is pending:  # LMTP: one reply per recipient
+            self.out += self.conn.send(reply)
+        if isinstance(pending, StartTLS) and positive and self.tls:
+            self.conn.start_tls(TLS, acceptable=self.decide(TLS))
+
+
+def _split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in itertools.pairwise(points) if b > a]
+
+
+def _cyclic(bits: list[bool]) -> Callable[[object], bool]:
+    count = iter(range(10**9))
+    return lambda _event: bits[next(count) % len(bits)]
+
+
+def _by_content(event: object) -> bool:
+    # a decision that depends on the event only, never on when it came
+    return "reject" not in repr(event)
+
+
+# Openings that reach the deep states (content, TLS, SASL) before the noise.
+OPENINGS = [
+    b"EHLO client.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n",
+    b"LHLO client.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n"
+    b"RCPT TO:<e@d.example>\r\nDATA\r\n",
+    b"EHLO client.example\r\nMAIL FROM:<a@b.example> BODY=BINARYMIME\r\n"
+    b"RCPT TO:<c@d.example>\r\nBDAT 10\r\n",
+    b"EHLO client.example\r\nSTARTTLS\r\n",
+    b"EHLO client.example\r\nAUTH PLAIN\r\n",
+    b"",
+]
+
+
+@st.composite
+def _mutated(draw: st.DrawFn, base: st.SearchStrategy[bytes]) -> bytes:
+    data = bytearray(draw(base))
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2, 3]))):
+        if data:
+            data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+    return bytes(data)
+
+
+_noise = st.one_of(
+    st.sampled_from(FRAGMENTS), st.binary(max_size=40), _mutated(st.sampled_from(FRAGMENTS))
+)
+_inputs = st.builds(
+    lambda opening, rest: opening + b"".join(rest),
+    _mutated(st.sampled_from(OPENINGS)),
+    st.lists(_noise, max_size=60),
+)
+_decisions = st.lists(st.sampled_from([True] * 7 + [False]), min_size=1, max_size=20)
+_fuzz_settings = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+# -- (1) random bytes -------------------------------------------------------------------
+
+
+@_fuzz_settings
+@given(
+    st.sampled_from(CONFIGS),
+    st.binary(max_size=3000),
+    st.lists(st.integers(0, 3000), max_size=30),
+    _decisions,
+)
+def test_random_bytes_raise_only_remote_protocol_error(
+    config: ServerConfig, data: bytes, cuts: list[int], bits: list[bool]
+) -> None:
+    session = Session(config, _cyclic(bits))
+    for piece in _split(data, cuts):
+        session.feed(piece)
+    session.feed(b"")
+
+
+@_fuzz_settings
+@given(
+    st.sampled_from(CONFIGS),
+    _inputs,
+    st.lists(st.integers(0, 5000), max_size=40),
+    _decisions,
+)
+def test_commands_mixed_with_random_bytes_raise_only_remote_protocol_error(
+    config: ServerConfig, data: bytes, cuts: list[int], bits: list[bool]
+) -> None:
+    session = Session(config, _cyclic(bits))
+    for piece in _split(data, cuts):
+        session.feed(piece)
+    session.feed(b"")
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from(CONFIGS), st.integers(1, 70_000))
+def test_an_endless_line_is_held_only_up_to_the_line_limit_rfc5321_4_5_3_1_4(
+    config: ServerConfig, read_size: int
+) -> None:
+    session = Session(config, lambda _e: True)
+    session.feed(b"LHLO client.example\r\n" if config.lmtp else b"EHLO client.example\r\n")
+    for _ in range(min(5000, 3 * 1024 * 1024 // read_size + 1)):
+        session.feed(b"X" * read_size)
+        if session.error is not None:
+            break
+        assert len(session.conn._in) <= session.conn._line_max
+    rejected = [e for e in session.events if isinstance(e, CommandRejected)]
+    if session.error is None:
+        # "500 Line too long" once, then the rest of the line is discarded
+        assert [e.reply.code for e in rejected] == [500]
+
+
+def test_pipelined_input_beyond_the_backlog_is_refused() -> None:
+    config = ServerConfig(max_backlog=4096)
+    session = Session(config, lambda _e: True)
+    session.conn.receive_data(b"NOOP\r\n" * 600)
+    assert len(session.conn._in) == 3600
+    session.conn.receive_data(b"NOOP\r\n" * 100)  # 4200 octets held: too many
+    assert len(session.conn._in) <= config.max_backlog
+    session.drain()
+    assert session.error is not None
+
+
+# -- (2) chunking invariance --------------------------------------------------------------
+
+
+def _transcript(
+    config: ServerConfig, pieces: list[bytes]
+) -> tuple[list[Event], bytes, str | None]:
+    session = Session(config, _by_content, tls=False)
+    for piece in pieces:
+        session.feed(piece)
+    session.feed(b"")
+    events: list[Event] = []
+    for event in session.events:
+        # how content is cut into MessageData events follows the reads;
+        # what the content is must not
+        if isinstance(event, MessageData) and events and isinstance(events[-1], MessageData):
+            events[-1] = MessageData(events[-1].data + event.data)
+        else:
+            events.append(event)
+    error = str(session.error) if session.error is not None else None
+    return events, bytes(session.out), error
+
+
+_SESSION = (
+    b"EHLO client.example\r\nMAIL FROM:<a@b.example> SIZE=100\r\nRCPT TO:<c@d.example>\r\n"
+    b"RCPT TO:<e@d.example>\r\nDATA\r\nSubject: hi\r\n\r\n..dot\r\n.\r\n"
+    b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nBDAT 8\r\n.\r\n\r\n.\r\nBDAT 2 LAST\r\n"
+    b"\r\nRSET\r\nVRFY joe\r\nNOOP\r\nQUIT\r\n"
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(CONFIGS[:3] + CONFIGS[4:]),
+    st.one_of(st.just(_SESSION), _inputs.map(lambda b: b[:4000])),
+    st.lists(st.integers(0, 5000), max_size=60),
+)
+def test_any_split_gives_the_same_events_and_replies_rfc2920_3_2(
+    config: ServerConfig, data: bytes, cuts: list[int]
+) -> None:
+    whole = _transcript(config, [data])
+    assert _transcript(config, _split(data, cuts)) == whole
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.sampled_from(CONFIGS[:3] + CONFIGS[4:]), _inputs.map(lambda b: b[:1500]))
+def test_one_octet_reads_give_the_same_events_and_replies(
+    config: ServerConfig, data: bytes
+) -> None:
+    whole = _transcript(config, [data])
+    one_by_one = _transcript(config, [data[i : i + 1] for i in range(len(data))])
+    assert one_by_one == whole
+
+
+def test_the_reference_session_is_not_trivial() -> None:
+    # the invariance test compares something: a transaction with content
+    events, out, error = _transcript(ServerConfig(), [_SESSION])
+    assert error is None
+    assert MessageData(b"Subject: hi\r\n\r\n.dot\r\n") in events
+    # BDAT content is taken as is, no dot processing (RFC 3030 §2)
+    assert MessageData(b".\r\n\r\n.\r\n") in events
+    assert MessageData(b"\r\n") in events
+    assert sum(isinstance(e, EndOfMessage) for e in events) == 2
+    assert out.endswith(b"221 2.0.0 mx.example closing connection\r\n")
+
+
+# -- (3) a 50 MiB message ------------------------------------------------------------------
+
+
+def _content_block() -> tuple[bytes, bytes]:
+    """About 64 KiB of lines, some starting with dots; returns (content, stuffed)."""
+    lines = []
+    for i in range(900):
+        if i % 7 == 0:
+            lines.append(b"." * (1 + i % 3) + b"dotted line %d" % i)
+        elif i % 11 == 0:
+            lines.append(b".")
+        else:
+            lines.append(b"line %d " % i + b"x" * (i % 70))
+    content = b"\r\n".join(lines) + b"\r\n"
+    # RFC 5321 §4.5.2: the client doubles a leading dot
+    stuffed = b"\r\n".join(b"." + ln if ln.startswith(b".") else ln for ln in lines) + b"\r\n"
+    return content, stuffed
+
+
+def test_a_50_mib_message_streams_with_bounded_buffers_rfc5321_4_5_3_1_7() -> None:
+    piece = 64 * 1024
+    content, stuffed = _content_block()
+    repeats = 50 * 1024 * 1024 // len(content) + 1
+    expected = hashlib.sha256()
+    for _ in range(repeats):
+        expected.update(content)
+    wire_total = len(stuffed) * repeats
+    # the wire form, read from a loop of stuffed blocks: no 50 MiB object exists
+    loop = stuffed * (piece // len(stuffed) + 2)
+
+    session = Session(ServerConfig(max_message_size=0), lambda _e: True)
+    session.feed(
+        b"EHLO client.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n"
+    )
+    conn = session.conn
+    received = hashlib.sha256()
+    octets = 0
+    offset = 0
+    tracemalloc.start()
+    try:
+        while offset < wire_total:
+            n = min(piece, wire_total - offset)
+            start = offset % len(stuffed)
+            conn.receive_data(loop[start : start + n])
+            offset += n
+            while (event := conn.next_event()) is not NEED_DATA:
+                assert isinstance(event, MessageData), event
+                received.update(event.data)
+                octets += len(event.data)
+            # nothing accumulates: the buffer is empty, the reader holds <= 4 octets
+            assert len(conn._in) == 0
+            reader = conn._reader
+            assert isinstance(reader, DataReader) and len(reader._held) <= 4
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # a few copies of one read at most (the bench target is 4x the read size)
+    assert peak < 4 * piece, peak
+    conn.receive_data(b".\r\nQUIT\r\n")
+    event = conn.next_event()
+    while isinstance(event, MessageData):  # the held tail of the content
+        received.update(event.data)
+        octets += len(event.data)
+        event = conn.next_event()
+    assert isinstance(event, EndOfMessage), event
+    assert octets == len(content) * repeats
+    assert received.hexdigest() == expected.hexdigest()
+    conn.send(Reply(250, "queued", "2.0.0"))
+    assert isinstance(conn.next_event(), Quit)

@@ -1,0 +1,143 @@
+"""The documentation's examples run, and print what the documentation says.
+
+docs/server-tutorial.rst includes docs/examples/*.py and the transcript
+docs/examples/event_sequence.txt verbatim, so these tests are what keeps the
+tutorial true.  The socket example is run as a real process on 127.0.0.1 and
+driven by the standard library's smtplib through a real TLS handshake.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+TIMEOUT = 20
+
+
+def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+    )
+
+
+def test_event_sequence_prints_the_transcript_the_tutorial_shows() -> None:
+    out = run_example("event_sequence.py").stdout
+    assert out == (EXAMPLES / "event_sequence.txt").read_text()
+
+
+def test_event_sequence_refuses_requiretls_before_tls_and_tags_both_messages() -> None:
+    """RFC 8689 §2: REQUIRETLS is offered only after STARTTLS, refused on
+    plaintext (555) with no transaction opened; §4.1: the end of message, after
+    DATA and after BDAT LAST alike, carries the REQUIRETLS tag."""
+    lines = run_example("event_sequence.py").stdout.splitlines()
+    handshake = lines.index("   -- TLS handshake --")
+    before, after = lines[:handshake], lines[handshake:]
+    assert "S: 250 STARTTLS" in before and "S: 250 REQUIRETLS" not in before
+    assert "S: 555 5.5.4 Unsupported option: REQUIRETLS" in before
+    assert "S: 503 5.5.1 Bad sequence of commands" in before
+    assert "S: 250 REQUIRETLS" in after and "S: 250 STARTTLS" not in after
+    assert after.count("S: 250 2.0.0 Queued with REQUIRETLS") == 2
+    assert "   event MessageData(data=b'Subject: hello\\r\\n')" in after
+    # RFC 5321 §4.5.2: the stuffed dot is removed
+    assert any(".a line that starts with a dot" in x and "..a" not in x for x in after[1:])
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def server(tmp_path: Path, ca: trustme.CA) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    """blocking_server.py on a free loopback port, for two connections."""
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    pem = tmp_path / "server.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(pem))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(EXAMPLES / "blocking_server.py"),
+            *("--cert", str(pem), "--key", str(pem), "--port", "0"),
+            *("--timeout", "10", "--connections", "2"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("listening on 127.0.0.1 "), first
+        yield int(first.split()[-1]), proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=TIMEOUT)
+
+
+def finish(proc: subprocess.Popen[str]) -> str:
+    out, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0, err
+    return out
+
+
+def inject_after_starttls(port: int) -> bytes:
+    """Send STARTTLS and a command in one write: the command must never run."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
+        s.recv(1024)  # greeting
+        s.sendall(b"EHLO attacker.example\r\n")
+        while not s.recv(4096).endswith(b"250 STARTTLS\r\n"):
+            pass
+        s.sendall(b"STARTTLS\r\nMAIL FROM:<mallory@example.org>\r\n")
+        received = b""
+        while chunk := s.recv(4096):
+            received += chunk
+        return received
+
+
+def test_blocking_server_with_smtplib_starttls_requiretls_data_and_bdat(
+    server: tuple[int, subprocess.Popen[str]], ca: trustme.CA
+) -> None:
+    port, proc = server
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    with smtplib.SMTP("127.0.0.1", port, timeout=TIMEOUT) as smtp:
+        smtp.ehlo("client.example.org")
+        assert smtp.has_extn("starttls") and not smtp.has_extn("requiretls")
+        # RFC 8689 §2: on plaintext the parameter is refused
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            smtp.sendmail("alice@example.org", ["bob@example.net"], "x", ["REQUIRETLS"])
+        assert refused.value.smtp_code == 555
+        smtp.starttls(context=client_context)
+        smtp.ehlo("client.example.org")
+        assert smtp.has_extn("requiretls") and not smtp.has_extn("starttls")
+        text = b"Subject: over DATA\r\n\r\n.a line that starts with a dot\r\n"
+        # smtplib dot-stuffs the last line; the server undoes it (RFC 5321 §4.5.2)
+        smtp.sendmail("alice@example.org", ["bob@example.net"], text, ["REQUIRETLS"])
+        assert smtp.mail("alice@example.org", ["REQUIRETLS"])[0] == 250
+        assert smtp.rcpt("bob@example.net")[0] == 250
+        body = b"Subject: over BDAT\r\n\r\nHi\r\n"
+        smtp.send(b"BDAT %d LAST\r\n%s" % (len(body), body))
+        assert smtp.getreply() == (250, b"2.0.0 Queued")
+    assert inject_after_starttls(port) == b"220 2.0.0 Ready to start TLS\r\n"
+    out = finish(proc)
+    messages = [line for line in out.splitlines() if line.startswith("  requiretls=")]
+    assert messages == [
+        f"  requiretls=True, {len(text)} octets: {text!r}",
+        f"  requiretls=True, {len(body)} octets: {body!r}",
+    ]
+    assert "protocol error: plaintext data after STARTTLS" in out
+    assert "mallory" not in out

@@ -140,6 +140,7 @@ class ClientConnection:
         self._lines: list[bytes] = []
         self._code: bytes | None = None
         self._pending: deque[_Pending] = deque([_Pending("GREETING")])
+        self._group_enders = 1  # pending entries that end a group (the greeting)
         self._eof = False
         self._error: RemoteProtocolError | None = None
         self._received_any = False
@@ -236,13 +237,18 @@ class ClientConnection:
                 return self._on_reply(reply)
 
     def _read_line(self, line: bytes) -> Reply | None:
-        code, is_last, _ = parse_reply_line(line)
-        # RFC 5321 §4.2.1: every line of a multi-line reply has the same code;
-        # a change means a reply ended without its last line: no guessing.
-        if self._code is not None and code != self._code:
-            raise RemoteProtocolError("reply code changes inside a multi-line reply")
-        if len(self._lines) >= self.max_reply_lines:
-            raise RemoteProtocolError(f"reply longer than {self.max_reply_lines} lines")
+        if self._code is None:
+            code, is_last, _ = parse_reply_line(line)
+        else:
+            # Reply.from_lines checks every line in full once the reply is
+            # complete; here only what decides where the reply ends.
+            code, is_last = line[:3], line[3:4] != b"-"
+            # RFC 5321 §4.2.1: every line of a multi-line reply has the same
+            # code; a change means a reply ended without its last line.
+            if code != self._code:
+                raise RemoteProtocolError("reply code changes inside a multi-line reply")
+            if len(self._lines) >= self.max_reply_lines:
+                raise RemoteProtocolError(f"reply longer than {self.max_reply_lines} lines")
         self._code = code
         self._lines.append(line)
         if not is_last:
@@ -258,7 +264,7 @@ class ClientConnection:
             self._closing = True
         if not self._pending:
             if reply.code == 421:
-                return attrs.evolve(reply, command=None)
+                return reply
             raise RemoteProtocolError(f"reply {reply.code} with no command pending")
         head = self._pending[0]
         if head.remaining is None:
@@ -267,6 +273,7 @@ class ClientConnection:
         head.remaining -= 1
         if head.remaining <= 0:
             self._pending.popleft()
+            self._group_enders -= head.ends_group
         verb = head.verb
         code = reply.code
         # RFC 5321 §4.3.2: 354 only answers DATA, 334 only AUTH (RFC 4954
@@ -279,7 +286,10 @@ class ClientConnection:
         handler = getattr(self, "_reply_" + verb.lower(), None)
         if handler is not None:
             handler(head, reply)
-        return attrs.evolve(reply, command=verb)
+        # The reply was built by from_lines() just now and is not shared yet;
+        # attrs.evolve() would validate every line of it a second time.
+        object.__setattr__(reply, "command", verb)
+        return reply
 
     def _reply_greeting(self, _head: _Pending, reply: Reply) -> None:
         if reply.is_positive:
@@ -412,8 +422,8 @@ class ClientConnection:
                     f"{self._pending[0].verb} has no reply yet and the server did not"
                     " offer PIPELINING"
                 )
-            blocker = next((p for p in self._pending if p.ends_group), None)
-            if blocker is not None:
+            if self._group_enders:
+                blocker = next(p for p in self._pending if p.ends_group)
                 # RFC 2920 §3.1: EHLO, DATA, VRFY, EXPN, NOOP, QUIT (and the
                 # commands of other extensions) end a group.
                 raise LocalProtocolError(f"{blocker.verb} ends a pipelined group: wait for it")
@@ -428,6 +438,10 @@ class ClientConnection:
             # RFC 3030 §2: "A RSET command MUST be issued to clear the
             # transaction before additional commands may be sent."
             raise LocalProtocolError("a BDAT failed: RSET is the only next command")
+
+    def _push(self, pending: _Pending) -> None:
+        self._pending.append(pending)
+        self._group_enders += pending.ends_group
 
     def _view(self) -> SessionView:
         return SessionView(
@@ -470,7 +484,7 @@ class ClientConnection:
         )
         if verb == "BDAT" and self.lmtp and isinstance(event, Bdat) and event.last:
             pending.remaining = None
-        self._pending.append(pending)
+        self._push(pending)
 
     # -- content -------------------------------------------------------------
 
@@ -506,7 +520,7 @@ class ClientConnection:
             self._content_txn = None
             if self._txn is txn:
                 self._txn = None
-            self._pending.append(
+            self._push(
                 _Pending("EOM", None, txn, ends_group=False, remaining=None if self.lmtp else 1)
             )
             return out

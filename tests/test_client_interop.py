@@ -1,0 +1,218 @@
+"""ClientConnection against a real SMTP server (aiosmtpd) on loopback, over real
+sockets and a real STARTTLS handshake (ssl module, trustme certificates).
+
+aiosmtpd offers STARTTLS but not REQUIRETLS, which is exactly the downgrade
+case RFC 8689 §4.2.1 step 5 is about; it also checks that the content the
+client writes (dot-stuffed, CRLF-normalised) is what an independent server
+implementation reads back.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import trustme
+from aiosmtpd.controller import Controller
+
+from smtp_rtls import (
+    ConnectionClosed,
+    Data,
+    Ehlo,
+    EndOfMessage,
+    MailFrom,
+    MessageData,
+    Quit,
+    RcptTo,
+    Reply,
+    RequireTLSError,
+    StartTLS,
+    TLSInfo,
+)
+from smtp_rtls._client import ClientConnection
+from smtp_rtls._events import Event
+from smtp_rtls._sentinels import NEED_DATA
+
+
+class Recorder:
+    """An aiosmtpd handler that keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.mails: list[str] = []
+        self.messages: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        self.mails.append(address)
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address.startswith("nobody@"):
+            return "550 5.1.1 No such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 2.0.0 Queued"
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def server(ca: trustme.CA) -> Iterator[tuple[int, Recorder]]:
+    """aiosmtpd with STARTTLS on 127.0.0.1, started and stopped by the test."""
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_ctx)
+    recorder = Recorder()
+    port = free_port()
+    controller = Controller(
+        recorder, hostname="127.0.0.1", port=port, tls_context=server_ctx, ready_timeout=10
+    )
+    controller.start()
+    try:
+        yield port, recorder
+    finally:
+        controller.stop()
+
+
+class Session:
+    """The smallest blocking adapter: a socket, a ClientConnection, timeouts."""
+
+    def __init__(self, port: int) -> None:
+        self.sock: socket.socket = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.conn = ClientConnection("client.example")
+
+    def send(self, *events: Event) -> None:
+        for event in events:
+            self.sock.sendall(self.conn.send(event))
+
+    def reply(self) -> Reply:
+        for _ in range(1000):
+            event = self.conn.next_event()
+            if event is NEED_DATA:
+                self.conn.receive_data(self.sock.recv(65536))
+                continue
+            assert isinstance(event, Reply), event
+            return event
+        raise AssertionError("no reply")
+
+    def starttls(self, ca: trustme.CA) -> None:
+        self.send(StartTLS())
+        assert self.reply().code == 220
+        ctx = ssl.create_default_context()
+        ca.configure_trust(ctx)
+        self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
+        cipher = self.sock.cipher()
+        assert cipher is not None
+        self.conn.start_tls(
+            TLSInfo(
+                version=self.sock.version() or "",
+                cipher=cipher[0],
+                bits=cipher[2],
+                verified_name="localhost",
+            )
+        )
+
+    def close(self) -> None:
+        self.send(Quit())
+        assert self.reply().command == "QUIT"
+        self.conn.receive_data(self.sock.recv(65536))
+        assert isinstance(self.conn.next_event(), ConnectionClosed)
+        self.sock.close()
+
+
+CONTENT = (
+    b"From: alice@example.org\r\nSubject: interop\r\n\r\n"
+    b".a line with a leading dot\r\n"
+    b"a bare LF here\nand a bare CR here\rthen\r\n"
+    b".\r\n"
+    b"..two dots\r\n"
+    b"the end without a line end"
+)
+
+
+def test_a_transaction_over_starttls_with_a_real_server(
+    server: tuple[int, Recorder], ca: trustme.CA
+) -> None:
+    port, recorder = server
+    s = Session(port)
+    assert s.reply().command == "GREETING"
+    s.send(Ehlo("client.example"))
+    assert s.reply().command == "EHLO"
+    caps = s.conn.capabilities
+    assert caps is not None and "STARTTLS" in caps
+    s.starttls(ca)
+    assert s.conn.capabilities is None  # RFC 3207 §4.2
+    s.send(Ehlo("client.example"))
+    s.reply()
+    caps = s.conn.capabilities
+    assert caps is not None and "STARTTLS" not in caps
+    s.send(MailFrom("alice@example.org"))
+    assert s.reply().code == 250
+    s.send(RcptTo("bob@example.net"))
+    assert s.reply().code == 250
+    s.send(RcptTo("nobody@example.net"))
+    refused = s.reply()
+    assert (refused.code, refused.command) == (550, "RCPT")
+    s.send(Data())
+    assert s.reply().code == 354
+    # in odd pieces, including one that ends with the CR of a CRLF
+    for a, b in ((0, 10), (10, 47), (47, 80), (80, len(CONTENT))):
+        s.send(MessageData(CONTENT[a:b]))
+    s.send(EndOfMessage())
+    done = s.reply()
+    assert (done.code, done.command) == (250, "EOM")
+    s.close()
+    [(sender, rcpts, content)] = recorder.messages
+    assert sender == "alice@example.org"
+    assert rcpts == ["bob@example.net"]
+    expected = (
+        b"From: alice@example.org\r\nSubject: interop\r\n\r\n"
+        b".a line with a leading dot\r\n"
+        b"a bare LF here\r\nand a bare CR here\r\nthen\r\n"
+        b".\r\n"
+        b"..two dots\r\n"
+        b"the end without a line end\r\n"
+    )
+    assert content == expected
+
+
+def test_requiretls_refused_against_a_server_that_does_not_offer_it_rfc8689_4_2_1(
+    server: tuple[int, Recorder], ca: trustme.CA
+) -> None:
+    port, recorder = server
+    s = Session(port)
+    s.reply()
+    s.send(Ehlo("client.example"))
+    s.reply()
+    with pytest.raises(RequireTLSError) as plain:
+        s.send(MailFrom("alice@example.org", requiretls=True))
+    assert plain.value.reply is not None and str(plain.value.reply.enhanced) == "5.7.10"
+    s.starttls(ca)
+    s.send(Ehlo("client.example"))
+    s.reply()
+    with pytest.raises(RequireTLSError) as tls:
+        s.send(MailFrom("alice@example.org", requiretls=True))
+    assert tls.value.reply is not None and str(tls.value.reply.enhanced) == "5.7.30"
+    # RFC 8689 §4.2.1 ¶3: QUIT; the server never saw a MAIL command
+    s.close()
+    assert recorder.mails == []

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 import strategies as sst
 from smtp_rtls import (
     Address,
+    Auth,
     AuthResponse,
     Bdat,
     CommandRejected,
@@ -23,6 +27,8 @@ from smtp_rtls import (
     Noop,
     RcptTo,
     Reply,
+    ServerConfig,
+    ServerConnection,
     StartTLS,
 )
 from smtp_rtls._commands import CommandSyntaxError, format_command, parse_command
@@ -156,3 +162,26 @@ def test_mail_with_every_typed_parameter_rfc8689_2_rfc3461_4() -> None:
         extra=[("X-EXT", "1")],
     )
     assert _line(event) == line
+
+
+@given(st.binary(max_size=60).map(lambda b: base64.b64encode(b).decode()) | st.just("*"))
+def test_auth_response_round_trip_through_a_server_rfc4954_4(data: str) -> None:
+    # a SASL response line is only a command inside an AUTH exchange, so it
+    # is read back by a server connection in that state
+    conn = ServerConnection(
+        "mx.example", ServerConfig(auth_mechanisms=["PLAIN"], auth_requires_tls=False)
+    )
+    conn.send(Reply(220, "ready"))
+    conn.receive_data(b"EHLO client.example\r\n")
+    assert conn.next_event() == Ehlo("client.example")
+    conn.send(Reply(250, "hello"))
+    conn.receive_data(b"AUTH PLAIN\r\n")
+    assert conn.next_event() == Auth("PLAIN")
+    conn.send(Reply(334, ""))
+    conn.receive_data(format_command(AuthResponse(data)))
+    event = conn.next_event()
+    if data == "*":
+        # RFC 4954 §4: "*" cancels the exchange; the server answers 501 itself
+        assert isinstance(event, CommandRejected) and event.reply.code == 501
+    else:
+        assert event == AuthResponse(data)

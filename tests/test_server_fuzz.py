@@ -311,9 +311,20 @@ def _transcript(
         # what the content is must not
         if isinstance(event, MessageData) and events and isinstance(events[-1], MessageData):
             events[-1] = MessageData(events[-1].data + event.data)
-        else:
-            events.append(event)
+            continue
+        if (
+            isinstance(event, CommandRejected)
+            and event.command in ("DATA", "BDAT")
+            and events
+            and isinstance(events[-1], MessageData)
+        ):
+            # content refused at its end (bare CR/LF, SIZE): what was streamed
+            # before the fault showed up depends on the reads, and is void
+            events.pop()
+        events.append(event)
     error = str(session.error) if session.error is not None else None
+    if error is not None and events and isinstance(events[-1], MessageData):
+        events.pop()  # the session died inside the content: void as well
     return events, bytes(session.out), error
 
 

@@ -158,6 +158,20 @@ def test_a_code_change_inside_a_multiline_reply_is_a_remote_error_rfc5321_4_2_1(
         conn.send(Quit())
 
 
+def test_after_a_remote_error_not_even_content_is_sent() -> None:
+    conn = ready()
+    transaction(conn)
+    conn.send(Data())
+    answer(conn, Reply(354, "go"))
+    conn.receive_data(b"250 unasked\r\n")
+    with pytest.raises(RemoteProtocolError):
+        conn.next_event()
+    with pytest.raises(LocalProtocolError):
+        conn.send(MessageData(b"x"))
+    with pytest.raises(LocalProtocolError):
+        conn.send(EndOfMessage())
+
+
 def test_too_many_reply_lines() -> None:
     conn = greeted(max_reply_lines=3)
     conn.send(Noop())

@@ -24,6 +24,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from pair import Pair
 from smtp_rtls import (
+    Auth,
+    AuthResponse,
     Bdat,
     CommandRejected,
     Data,
@@ -44,6 +46,7 @@ from smtp_rtls import (
     StartTLS,
     Vrfy,
 )
+from smtp_rtls._sasl import CANCEL, auth_login, auth_plain, encode_response
 
 MAIN_JOB_TRANSCRIPT = """\
 S: 220 mx.example ESMTP
@@ -155,6 +158,8 @@ class LinkedPair(RuleBasedStateMachine):
         self.data: Any = None
         self.pair: Pair | None = None
         self.seen_server_events = 0
+        self.cancels = 0  # AUTH exchanges the client cancelled with "*"
+        self.cancelled = 0  # and the server's 501 answers to them
 
     # -- random parts the pair asks for ---------------------------------------
 
@@ -173,6 +178,12 @@ class LinkedPair(RuleBasedStateMachine):
             return Reply(354, "go ahead") if yes else Reply(554, "no", "5.3.0")
         if isinstance(event, Vrfy):
             return Reply(252, "cannot verify", "2.1.5")
+        if isinstance(event, Auth | AuthResponse):
+            if isinstance(event, Auth) and event.initial_response is None:
+                return Reply(334, "VXNlcm5hbWU6")  # RFC 4954 §4: a challenge
+            if self.data.draw(st.booleans(), label="another challenge"):
+                return Reply(334, "UGFzc3dvcmQ6")
+            return Reply(235, "ok", "2.7.0") if yes else Reply(535, "no", "5.7.8")
         if yes:
             return Reply(250, "OK", "2.0.0")
         return (
@@ -189,7 +200,7 @@ class LinkedPair(RuleBasedStateMachine):
         chunking=st.booleans(),
         requiretls=st.booleans(),
         starttls=st.booleans(),
-        opening=st.sampled_from(["none", "ehlo", "tls"]),
+        opening=st.sampled_from(["none", "ehlo", "tls", "tls"]),
         lmtp=st.booleans(),
     )
     def setup(
@@ -209,6 +220,7 @@ class LinkedPair(RuleBasedStateMachine):
             chunking=chunking,
             requiretls=requiretls,
             lmtp=lmtp,
+            auth_mechanisms=("PLAIN", "LOGIN"),  # offered after TLS only
         )
         self.pair = Pair(config, decide=self.decide, to_server=self.split, to_client=self.split)
         self.pair.greet()
@@ -328,6 +340,19 @@ class LinkedPair(RuleBasedStateMachine):
         self.attempt(verb)
         self.maybe_exchange()
 
+    @rule(data=st.data(), plain=st.booleans())
+    def auth(self, data: Any, plain: bool) -> None:
+        self.data = data
+        self.attempt(auth_plain("alice", "s3cret") if plain else auth_login())
+        self.maybe_exchange()
+
+    @rule(data=st.data(), cancel=st.booleans())
+    def auth_response(self, data: Any, cancel: bool) -> None:
+        self.data = data
+        if self.attempt(CANCEL if cancel else encode_response(b"alice")) and cancel:
+            self.cancels += 1
+        self.maybe_exchange()
+
     @rule(data=st.data())
     def exchange(self, data: Any) -> None:
         self.data = data
@@ -397,6 +422,12 @@ class LinkedPair(RuleBasedStateMachine):
             if isinstance(event, EndOfMessage) and event.envelope is not None:
                 tagged = "REQUIRETLS" if event.envelope.requiretls else "plain"
                 hypothesis.event(f"{tagged} message ended on the server")
+            if isinstance(event, CommandRejected) and event.command == "AUTH":
+                # RFC 4954 §4: the server answers a "*" with 501, by itself
+                assert event.reply.code == 501, event
+                self.cancelled += 1
+                assert self.cancelled <= self.cancels
+                continue
             if isinstance(event, CommandRejected):
                 # the client only sends what it may; pipelining alone can
                 # outrun a refusal (RCPT after a refused MAIL, DATA after
@@ -415,7 +446,7 @@ class LinkedPair(RuleBasedStateMachine):
 
 
 LinkedPair.TestCase.settings = settings(
-    max_examples=int(os.environ.get("PAIR_EXAMPLES", "60")),
+    max_examples=int(os.environ.get("PAIR_EXAMPLES", "150")),
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

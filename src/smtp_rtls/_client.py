@@ -83,8 +83,8 @@ _VERBS: dict[type[Event], str] = {
     Quit: "QUIT",
 }
 
-# RFC 5321 §4.2.1 puts no limit on the lines of a reply; this one is bound by
-# memory only (each line is at most 512 octets, §4.5.3.1.5).
+# RFC 5321 §4.2.1 puts no limit on the number of lines of a reply; this bound
+# keeps a reply in memory small (each line is at most 512 octets, §4.5.3.1.5).
 DEFAULT_MAX_REPLY_LINES = 100
 
 
@@ -112,15 +112,15 @@ def _injection() -> RemoteProtocolError:
 class ClientConnection:
     """The client side of one SMTP session.
 
-    ``local_hostname`` is the name used by :meth:`hello` helpers and kept for
-    the application; events carry their own arguments.  ``lmtp`` writes EHLO
-    as LHLO and expects one reply per recipient after the content
-    (RFC 2033).  ``max_reply_lines`` bounds a multi-line reply.
+    ``local_hostname`` is this client's name, kept for the application to put
+    in :class:`Ehlo` / :class:`Helo` (events carry their own arguments).
+    ``lmtp`` writes EHLO as LHLO and expects one reply per accepted recipient
+    after the content (RFC 2033).  ``max_reply_lines`` bounds a multi-line
+    reply.
 
-    The session starts waiting for the server's greeting.  With
-    ``implicit_tls`` the caller has already done the TLS handshake (port 465,
-    RFC 8314 §3) and passes its ``TLSInfo`` through :meth:`start_tls` before
-    any byte is received.
+    The session starts waiting for the server's greeting.  For implicit TLS
+    (port 465, RFC 8314 §3) the caller does the handshake first and calls
+    :meth:`start_tls` before any byte is received.
     """
 
     def __init__(
@@ -144,8 +144,7 @@ class ClientConnection:
         self._eof = False
         self._error: RemoteProtocolError | None = None
         self._received_any = False
-        self._greeted = False
-        self._refused = False  # greeted with 554 (or 421): only QUIT
+        self._refused = False  # greeted with 554: only QUIT
         self._closing = False  # a 421 was seen: the server is going away
         self._quit_sent = False
         self._closed = False
@@ -159,6 +158,7 @@ class ClientConnection:
         self._content: str | None = None  # "DATA" after a 354, "BDAT" mid-chunk
         self._writer: DataWriter | None = None
         self._content_txn: ClientTransaction | None = None
+        self._has_recipient = False  # the DATA transaction has an accepted RCPT
         self._bdat_left = 0
 
     # -- what the application may look at ----------------------------------
@@ -292,10 +292,8 @@ class ClientConnection:
         return reply
 
     def _reply_greeting(self, _head: _Pending, reply: Reply) -> None:
-        if reply.is_positive:
-            self._greeted = True
-        else:
-            # RFC 5321 §3.1: after 554 the client may only QUIT.
+        if not reply.is_positive:
+            # RFC 5321 §3.1: after a 554 greeting the client may only QUIT.
             self._refused = True
 
     def _reply_ehlo(self, _head: _Pending, reply: Reply) -> None:
@@ -358,6 +356,8 @@ class ClientConnection:
         if reply.code == 354:
             self._content = "DATA"
             self._content_txn = txn
+            # every RCPT reply is in: DATA ended the group
+            self._has_recipient = bool(txn.accepted)
             self._writer = DataWriter()
         else:
             txn.data_refused = True
@@ -383,6 +383,10 @@ class ClientConnection:
     def send(self, event: Event) -> bytes:
         """The bytes for ``event``; raises LocalProtocolError (and produces
         nothing) when the event is not allowed now."""
+        if self._error is not None:
+            raise LocalProtocolError("the connection is broken (the server broke the protocol)")
+        if self._closed:
+            raise LocalProtocolError("the session is over")
         if isinstance(event, MessageData):
             return self._send_content(event.data)
         if isinstance(event, EndOfMessage):
@@ -401,9 +405,7 @@ class ClientConnection:
         return data
 
     def _check_can_send(self, verb: str, event: Event) -> None:
-        if self._error is not None:
-            raise LocalProtocolError("the connection is broken (the server broke the protocol)")
-        if self._closed or self._quit_sent:
+        if self._quit_sent:
             raise LocalProtocolError("the session is over")
         if self._tls_due:
             # RFC 3207 §4: "After receiving a 220 response to a STARTTLS
@@ -498,12 +500,12 @@ class ClientConnection:
             if not self._bdat_left:
                 self._content = None
             # RFC 3030 §2: the chunk is sent octet for octet (binary-safe).
-            return bytes(data)
+            return data
         if self._content != "DATA":
             raise LocalProtocolError("MessageData outside message content")
         txn = self._content_txn
         assert txn is not None and self._writer is not None
-        if not txn.accepted:
+        if not self._has_recipient:
             # RFC 2920 §3.1: DATA accepted but no recipient was: the content
             # goes nowhere; "the client SMTP should send a single dot".
             raise LocalProtocolError("no recipient was accepted: send EndOfMessage (a lone dot)")

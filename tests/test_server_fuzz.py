@@ -52,7 +52,7 @@ CONFIGS = [
     ServerConfig(starttls=True, require_starttls=True, max_backlog=4096),
     ServerConfig(
         starttls=True,
-        auth_mechanisms=["PLAIN", "LOGIN"],
+        auth_mechanisms=("PLAIN", "LOGIN"),  # type: ignore[arg-type]
         auth_requires_tls=False,
         binarymime=True,
         max_message_size=1000,

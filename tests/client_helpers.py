@@ -19,7 +19,7 @@ def reply_event(conn: ClientConnection) -> Reply:
 def feed(conn: ClientConnection, raw: bytes) -> list[Reply]:
     """Feed ``raw`` and read every reply it completes."""
     conn.receive_data(raw)
-    out = []
+    out: list[Reply] = []
     while True:
         event = conn.next_event()
         if event is NEED_DATA:

@@ -89,7 +89,8 @@ class Pair:
         self.to_client = to_client
         self.tls_info = tls
         self.transcript: list[tuple[str, bytes]] = []
-        self.client_events: list[Reply | ConnectionClosed] = []
+        self.client_events: list[Reply] = []
+        self.client_closed = False  # the client read ConnectionClosed
         self.server_events: list[Event] = []
         # what each side must see next, in order
         self._commands: deque[Event] = deque()  # sent by the client
@@ -105,7 +106,7 @@ class Pair:
 
     # -- driving ---------------------------------------------------------------
 
-    def greet(self, reply: Reply | None = None) -> list[Reply | ConnectionClosed]:
+    def greet(self, reply: Reply | None = None) -> list[Reply]:
         """The server application sends its greeting."""
         reply = reply if reply is not None else Reply(220, "mx.example ESMTP")
         self._replies.append(("GREETING", reply))
@@ -130,7 +131,7 @@ class Pair:
                 self._to_server(data)
         return out
 
-    def exchange(self) -> list[Reply | ConnectionClosed]:
+    def exchange(self) -> list[Reply]:
         """Run both sides until neither has anything more to do; return the
         client's events of this exchange."""
         start = len(self.client_events)
@@ -141,7 +142,7 @@ class Pair:
                 return self.client_events[start:]
         raise AssertionError("the pair did not settle")
 
-    def __call__(self, *events: Event) -> list[Reply | ConnectionClosed]:
+    def __call__(self, *events: Event) -> list[Reply]:
         """Send ``events`` and exchange."""
         self.send(*events)
         return self.exchange()
@@ -282,10 +283,11 @@ class Pair:
             event = self.client.next_event()
             if event is NEED_DATA:
                 return
-            self.client_events.append(event)  # type: ignore[arg-type]
             if isinstance(event, ConnectionClosed):
+                self.client_closed = True
                 return
             assert isinstance(event, Reply)
+            self.client_events.append(event)
             verb, expected = self._replies.popleft()
             assert event.command == verb, (event, verb)
             if expected == EHLO_OFFER:

@@ -65,7 +65,7 @@ def test_the_greeting_is_the_first_reply() -> None:
         ("mx.example ESMTP",),
         "GREETING",
     )
-    assert conn.pending == ()
+    assert not conn.pending
 
 
 def test_no_command_before_the_greeting_rfc5321_3_1() -> None:
@@ -613,7 +613,7 @@ def test_lmtp_one_reply_per_accepted_recipient_rfc2033_4_2() -> None:
     assert conn.pending == ("EOM",)
     replies = answer(conn, Reply(250, "2.0.0 r0 ok"), Reply(452, "4.2.2 r1 full"))
     assert [(r.code, r.command) for r in replies] == [(250, "EOM"), (452, "EOM")]
-    assert conn.pending == ()
+    assert not conn.pending
     conn.send(Noop())
     assert answer(conn, OK)[0].command == "NOOP"
 

@@ -109,10 +109,10 @@ def transcript_events(chunks: list[bytes]) -> list[tuple[int, tuple[str, ...], s
     conn.send(Ehlo("client.example"))
     conn.receive_data(b"250-mx.example\r\n250 PIPELINING\r\n")
     assert isinstance(conn.next_event(), Reply)
-    for event in (MailFrom("a@example.org"), RcptTo("b@example.net"), RcptTo("c@x.example")):
-        conn.send(event)
+    for command in (MailFrom("a@example.org"), RcptTo("b@example.net"), RcptTo("c@x.example")):
+        conn.send(command)
     conn.send(Data())
-    out = []
+    out: list[tuple[int, tuple[str, ...], str | None]] = []
     for chunk in filter(None, chunks):  # b"" would mean the server closed
         conn.receive_data(chunk)
         while (event := conn.next_event()) is not NEED_DATA:

@@ -345,6 +345,15 @@ def test_mail_inside_an_open_transaction_is_refused_rfc5321_4_1_4() -> None:
     assert conn.send(MailFrom("c@example.org"))
 
 
+def test_an_accepted_ehlo_resets_the_transaction_rfc5321_4_1_4() -> None:
+    conn = ready()
+    conn.send(MailFrom("a@example.org"))
+    answer(conn, OK)
+    ehlo(conn)
+    assert conn.transaction is None
+    assert conn.send(MailFrom("c@example.org"))
+
+
 def test_a_refused_mail_closes_the_transaction() -> None:
     conn = ready()
     conn.send(MailFrom("a@example.org"))

@@ -189,8 +189,9 @@ def _check_rcpt(view: SessionView, event: Event) -> None:
 def _content_start(view: SessionView, txn: ClientTransaction, what: str) -> None:
     if not txn.rcpts_sent:
         raise LocalProtocolError(f"{what} before any RCPT")
-    if not view.pipelining and not txn.accepted:
-        raise LocalProtocolError(f"{what} before an accepted RCPT")
+    # Without PIPELINING every RCPT has its reply before the next command, so
+    # this is also "DATA before an accepted RCPT"; with PIPELINING, replies
+    # still on their way leave the decision to the server (RFC 2920 §3.1).
     if txn.all_rcpts_refused:
         raise LocalProtocolError(f"{what}: every recipient was refused")
 

@@ -627,6 +627,40 @@ def test_lmtp_one_reply_per_accepted_recipient_rfc2033_4_2() -> None:
     assert answer(conn, OK)[0].command == "NOOP"
 
 
+def test_lmtp_bdat_last_gets_one_reply_per_recipient_rfc2033_4_2() -> None:
+    conn = greeted(lmtp=True)
+    conn.send(Ehlo("client.example"))
+    answer(conn, Reply(250, ["mx.example", "CHUNKING"]))
+    transaction(conn, accepted=3)
+    conn.send(Bdat(2))
+    conn.send(MessageData(b"hi"))
+    assert [r.command for r in answer(conn, OK)] == ["BDAT"]
+    conn.send(Bdat(0, last=True))
+    replies = answer(conn, OK, Reply(550, "5.2.1 r1 disabled"), OK)
+    assert [(r.command, r.code) for r in replies] == [("BDAT", 250), ("BDAT", 550), ("BDAT", 250)]
+    assert not conn.pending
+    # one recipient's failure is a delivery result, not a failed chunk
+    assert conn.transaction is None
+    assert conn.send(MailFrom("a@example.org"))
+
+
+def test_lmtp_bdat_last_after_a_failed_chunk_gets_one_reply() -> None:
+    """After a failed chunk the server dropped the transaction: the pipelined
+    BDAT LAST is refused once, not once per recipient (no desync)."""
+    conn = greeted(lmtp=True)
+    conn.send(Ehlo("client.example"))
+    answer(conn, Reply(250, ["mx.example", "CHUNKING", "PIPELINING"]))
+    transaction(conn, accepted=2)
+    conn.send(Bdat(1))
+    conn.send(MessageData(b"x"))
+    conn.send(Bdat(0, last=True))
+    replies = answer(conn, Reply(452, "4.3.1 full"), Reply(503, "5.5.1 no transaction"))
+    assert [(r.command, r.code) for r in replies] == [("BDAT", 452), ("BDAT", 503)]
+    assert not conn.pending
+    assert conn.send(Rset()) == b"RSET\r\n"
+    assert [r.command for r in answer(conn, OK)] == ["RSET"]
+
+
 def test_bdat_chunks_exact_and_binary_rfc3030_2() -> None:
     conn = ready("CHUNKING")
     transaction(conn)

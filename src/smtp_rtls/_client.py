@@ -99,6 +99,7 @@ class _Pending:
     # LMTP: the end of data gets one reply per accepted recipient (RFC 2033
     # §4.2); the count is known only when the earlier replies are read.
     remaining: int | None = 1
+    per_recipient: bool = False  # the replies are per-recipient delivery results
 
 
 def _injection() -> RemoteProtocolError:
@@ -268,8 +269,15 @@ class ClientConnection:
             raise RemoteProtocolError(f"reply {reply.code} with no command pending")
         head = self._pending[0]
         if head.remaining is None:
+            # LMTP end of data: the RCPT replies are all in by now (DATA and
+            # BDAT LAST end a group).  After a failed chunk the server has
+            # dropped the transaction and answers a BDAT LAST once.
             txn = head.transaction
-            head.remaining = max(1, len(txn.accepted) if txn is not None else 1)
+            if txn is None or txn.bdat_failed:
+                head.remaining = 1
+            else:
+                head.remaining = max(1, len(txn.accepted))
+                head.per_recipient = True
         head.remaining -= 1
         if head.remaining <= 0:
             self._pending.popleft()
@@ -365,7 +373,7 @@ class ClientConnection:
     def _reply_bdat(self, head: _Pending, reply: Reply) -> None:
         txn = head.transaction
         assert txn is not None
-        if not reply.is_positive:
+        if not reply.is_positive and not head.per_recipient:
             # RFC 3030 §2: after a failed BDAT the client "MUST NOT send any
             # additional BDAT segments", and "The resulting state from a
             # failed BDAT command is indeterminate.  A RSET command MUST be

@@ -15,6 +15,7 @@ import itertools
 import tracemalloc
 from collections.abc import Callable
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -357,6 +358,31 @@ def test_one_octet_reads_give_the_same_events_and_replies(
     whole = _transcript(config, [data])
     one_by_one = _transcript(config, [data[i : i + 1] for i in range(len(data))])
     assert one_by_one == whole
+
+
+_OPENING = OPENINGS[0]
+
+
+@pytest.mark.parametrize("mode", ["reject", "normalise"])
+def test_a_stuffed_dot_after_a_bare_lf_does_not_depend_on_the_split(mode: str) -> None:
+    # the dot of a line that starts after a (normalised) bare LF is stuffing
+    # or content the same way whether the LF ends a read or not
+    config = ServerConfig(bare_line_endings=mode)  # type: ignore[arg-type]
+    data = _OPENING + b"a\n.x\r\n.\r\nQUIT\r\n"
+    cut = len(_OPENING) + 2
+    assert _transcript(config, [data[:cut], data[cut:]]) == _transcript(config, [data])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="DataReader: in 'normalise' mode a bare LF ending a read counts as CRLF for the "
+    "end marker, so LF | '.' CRLF ends the data (one read: it does not)",
+)
+def test_lf_at_the_end_of_a_read_then_dot_crlf_does_not_depend_on_the_split() -> None:
+    config = ServerConfig(bare_line_endings="normalise")
+    data = _OPENING + b"a\n.\r\nMAIL FROM:<evil@x.example>\r\n\r\n.\r\nQUIT\r\n"
+    cut = len(_OPENING) + 2
+    assert _transcript(config, [data[:cut], data[cut:]]) == _transcript(config, [data])
 
 
 def test_the_reference_session_is_not_trivial() -> None:

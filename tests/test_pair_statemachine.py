@@ -398,6 +398,9 @@ class LinkedPair(RuleBasedStateMachine):
         assert client.pending == (), client.pending
         assert not self.p._replies, self.p._replies
         assert (client.tls is None) == (server.tls is None)
+        # the greeting in force: none, HELO (no extensions) or EHLO
+        assert (client.capabilities is None) == (server.client_name is None)
+        assert client.pipelining == (server.extended and server.config.pipelining)
         txn = client.transaction
         envelope = server.envelope
         if txn is None:

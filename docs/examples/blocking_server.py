@@ -106,8 +106,11 @@ def serve_connection(sock: socket.socket, context: ssl.SSLContext, hostname: str
                     sock.sendall(conn.data_to_send())
                     return
     except RemoteProtocolError as exc:
-        # no reply can repair this (e.g. plaintext injected after STARTTLS)
+        # No reply can repair this (plaintext injected after STARTTLS, input
+        # past the backlog limit).  The error may suggest a last reply (421).
         log(f"protocol error: {exc}; closing")
+        if exc.reply is not None:
+            sock.sendall(exc.reply.format())
     finally:
         sock.close()
 

@@ -185,3 +185,23 @@ def test_auth_response_round_trip_through_a_server_rfc4954_4(data: str) -> None:
         assert isinstance(event, CommandRejected) and event.reply.code == 501
     else:
         assert event == AuthResponse(data)
+
+
+_VERBS = st.sampled_from(["MAIL FROM:", "RCPT TO:", "EHLO ", "BDAT ", "AUTH ", "VRFY ", ""])
+
+
+@given(
+    st.one_of(
+        _VERBS.flatmap(lambda v: st.text(max_size=80).map(v.__add__)),
+        st.binary(max_size=200).map(lambda b: b.decode("utf-8", "surrogateescape")),
+    ),
+    st.booleans(),
+)
+def test_any_line_parses_or_raises_command_syntax_error(line: str, utf8: bool) -> None:
+    # the server relies on this: a line is an event or a reply, never a crash
+    try:
+        event = parse_command(line, utf8=utf8)
+    except CommandSyntaxError as exc:
+        assert exc.reply.code in (500, 501, 502, 550, 553)
+    else:
+        assert isinstance(event, Event)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 import strategies as sst
 from smtp_rtls import EnhancedStatus, LocalProtocolError, RemoteProtocolError, Reply
@@ -174,3 +175,13 @@ def test_enhanced_status_of_rfc8689() -> None:
 def test_bad_reply_codes_rfc5321_4_2(code: object) -> None:
     with pytest.raises(LocalProtocolError):
         Reply(code)  # type: ignore[arg-type]
+
+
+@given(st.binary(max_size=600))
+def test_any_bytes_parse_as_a_reply_or_raise_remote_protocol_error(data: bytes) -> None:
+    # what a hostile server sends can only be a Reply or a RemoteProtocolError
+    try:
+        reply = Reply.parse(data)
+    except RemoteProtocolError:
+        return
+    assert Reply.parse(reply.format()) == reply

@@ -146,7 +146,7 @@ class Session:
         self.drain()
 
     def drain(self) -> None:
-        for _ in range(100_000):
+        for _ in range(1_000_000):  # more than one event per octet of any backlog
             try:
                 event = self.conn.next_event()
             except RemoteProtocolError as exc:

@@ -41,6 +41,7 @@ from smtp_rtls import (
     Vrfy,
 )
 from smtp_rtls._address import MAX_DOMAIN, MAX_LOCAL_PART, MAX_PATH, AddressError
+from smtp_rtls._commands import format_command
 from smtp_rtls._params import xtext_encode
 from smtp_rtls._reply import MAX_REPLY_LINE
 
@@ -52,6 +53,7 @@ __all__ = [
     "bdats",
     "capabilities",
     "command_events",
+    "command_lines",
     "domains",
     "ehlo_keywords",
     "enhanced_statuses",
@@ -334,6 +336,11 @@ def command_events() -> st.SearchStrategy[Event]:
         st.builds(Vrfy, _ascii_text(min_size=1)),
         st.builds(Expn, _ascii_text(min_size=1)),
     )
+
+
+def command_lines(*, lmtp: bool = False) -> st.SearchStrategy[bytes]:
+    """The wire form of :func:`command_events`: one CRLF-terminated command line."""
+    return command_events().map(lambda event: format_command(event, lmtp=lmtp))
 
 
 # -- replies -------------------------------------------------------------------

@@ -102,6 +102,8 @@ class App:
                     "Ehlo": Reply(250, "hello"),
                 }.get(type(pending).__name__, Reply(250, "OK", "2.0.0"))
                 self.out += self.conn.send(reply)
+                while self.conn.pending is pending:  # LMTP: a reply per recipient
+                    self.out += self.conn.send(reply)
                 continue
             assert isinstance(event, Event)
             self.events.append(event)
@@ -118,9 +120,9 @@ class App:
         return [e for e in self.events if isinstance(e, cls)]
 
 
-def _run(variant: bytes, how: str, mode: str) -> App:
-    app = App(ServerConfig(bare_line_endings=mode))  # type: ignore[arg-type]
-    app.feed(OPEN)
+def _run(variant: bytes, how: str, mode: str, *, lmtp: bool = False) -> App:
+    app = App(ServerConfig(bare_line_endings=mode, lmtp=lmtp))  # type: ignore[arg-type]
+    app.feed(OPEN.replace(b"EHLO", b"LHLO") if lmtp else OPEN)
     data = BODY + variant + SMUGGLED + TAIL
     if how == "one read":
         app.feed(data)
@@ -235,6 +237,36 @@ def test_look_alike_without_bare_line_ending_is_content_rfc5321_4_1_1_4(
     line = VARIANTS[name][2:-2]
     assert b"\r\n" + (line[1:] if line.startswith(b".") else line) + b"\r\n" in content
     assert content.endswith(b"\r\nsend money\r\n")
+
+
+def _lmtp_cases() -> list[object]:
+    return [
+        pytest.param(
+            name,
+            mode,
+            how,
+            marks=[_LF_AT_READ_END] if (name, mode, how) == _LF_BUG else [],
+            id=f"{name}-{mode}-{how}",
+        )
+        for name in sorted(VARIANTS)
+        for mode in ("reject", "normalise")
+        for how in ("one read", "octet by octet")
+    ]
+
+
+_LF_BUG = ("LF.CRLF", "normalise", "octet by octet")
+
+
+@pytest.mark.parametrize(("name", "mode", "how"), _lmtp_cases())
+def test_no_variant_ends_the_data_in_lmtp_either_rfc2033_4_2(
+    name: str, mode: str, how: str
+) -> None:
+    app = _run(VARIANTS[name], how, mode, lmtp=True)
+    _assert_not_smuggled(app)
+    ends = len(app.of(EndOfMessage))
+    refusals = [e for e in app.of(CommandRejected) if e.command == "DATA"]
+    # one message: accepted once, or refused once at the real end
+    assert ends + len(refusals) == 1
 
 
 @pytest.mark.parametrize("mode", ["reject", "normalise"])

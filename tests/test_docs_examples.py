@@ -102,8 +102,11 @@ def inject_after_starttls(port: int) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
         s.recv(1024)  # greeting
         s.sendall(b"EHLO attacker.example\r\n")
-        while not s.recv(4096).endswith(b"250 STARTTLS\r\n"):
-            pass
+        ehlo_reply = b""
+        while not ehlo_reply.endswith(b"250 STARTTLS\r\n"):
+            chunk = s.recv(4096)
+            assert chunk, ehlo_reply  # bounded: the server must not close here
+            ehlo_reply += chunk
         s.sendall(b"STARTTLS\r\nMAIL FROM:<mallory@example.org>\r\n")
         received = b""
         while chunk := s.recv(4096):

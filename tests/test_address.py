@@ -102,6 +102,8 @@ def test_quoted_local_part_may_hold_at_and_angle_brackets() -> None:
         "<a@[1.2.3]>",  # exactly four Snum
         "<a@[IPv6:1::2::3]>",
         "<a@[IPv6:zz::1]>",
+        "<a@[IPv6:fe80::1%eth0]>",  # IPv6-addr has no zone ID
+        "<a@[IPv6:1.2.3.4]>",
         "<a@[no-colon]>",  # General-address-literal needs "tag:"
         "<a@[tag:x[y]>",  # dcontent excludes "[", "\\" and "]"
     ],

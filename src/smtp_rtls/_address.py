@@ -54,6 +54,10 @@ def _utf8_len(s: str) -> int:
 def _check_address_literal(literal: str) -> None:
     inner = literal[1:-1]
     if inner[:5].lower() == "ipv6:":
+        # RFC 5321 §4.1.3 IPv6-addr is hex, colons and a dotted quad: no zone
+        # ID ("%eth0"), which ipaddress would accept
+        if not re.fullmatch(r"[0-9A-Fa-f:.]+", inner[5:]):
+            raise AddressError(f"bad IPv6 address literal {literal!r}")
         try:
             ipaddress.IPv6Address(inner[5:])
         except ValueError:

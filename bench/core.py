@@ -50,8 +50,7 @@ def _line_block() -> bytes:
     """One read of plausible mail text: 78-column lines, every 10th dot-stuffed.
 
     It starts at a line start (with a letter, so the block can follow itself)
-    and ends in the middle of a line, so the reads of a long message do not
-    all end at a line end.
+    and ends in the middle of a line.
     """
     lines: list[bytes] = []
     i = 0
@@ -64,19 +63,24 @@ def _line_block() -> bytes:
     return b"".join(lines)[:CHUNK]
 
 
-BLOCK = _line_block()
-assert not BLOCK.endswith((b"\r", b"\r\n")), "reads must not end on a line end"
+# Two alignments of the reads, because the reader's work differs: a read that
+# ends on a line end may be the start of CRLF "." CRLF, so its last two octets
+# are held back and joined to the next read; one that ends mid-line is not.
+MID_LINE = _line_block()
+LINE_END = MID_LINE[: MID_LINE.rindex(b"\r\n") + 2]
+BLOCKS = {"mid-line": MID_LINE, "line end": LINE_END}
+assert not MID_LINE.endswith((b"\r", b"\r\n", b"\r\n.")) and LINE_END.endswith(b"\r\n")
 
 
-def data_reads(size: int) -> Iterator[bytes]:
-    """The DATA content of a ``size``-octet message as ``CHUNK``-sized reads, then
-    the end marker.  Reads are slices of one pre-built block, made lazily, so
-    the message as a whole never exists in memory."""
-    full, tail = divmod(size, CHUNK)
+def data_reads(size: int, block: bytes) -> Iterator[bytes]:
+    """The DATA content of a ``size``-octet message as reads of ``block``, then
+    the end marker.  The reads are the one pre-built block, so the message as
+    a whole never exists in memory."""
+    full, tail = divmod(size, len(block))
     for _ in range(full):
-        yield BLOCK
+        yield block
     # the last read carries the rest of the content and the end of data
-    yield BLOCK[:tail] + b"\r\n.\r\n"
+    yield block[:tail] + b"\r\n.\r\n"
 
 
 # -- the application: trivial, it only answers and counts -------------------------
@@ -133,15 +137,15 @@ def floor_message(reads: Iterator[bytes]) -> int:
     return got
 
 
-def expected_octets(size: int) -> int:
+def expected_octets(size: int, block: bytes) -> int:
     """The unstuffed content length, computed on the whole message at once."""
-    wire = b"".join(data_reads(size)) if size <= 2 * MiB else b""
-    if wire:
+    if size <= 2 * MiB:
+        wire = b"".join(data_reads(size, block))
         return len(wire[: wire.index(b"\r\n.\r\n") + 2].replace(b"\r\n.", b"\r\n"))
-    # BLOCK never ends on a line end, so no "\r\n." spans two reads
-    full, tail = divmod(size, CHUNK)
-    per_block = len(BLOCK.replace(b"\r\n.", b"\r\n"))
-    return full * per_block + len((BLOCK[:tail] + b"\r\n").replace(b"\r\n.", b"\r\n"))
+    # a block starts with a letter, so no "\r\n." spans two reads
+    full, tail = divmod(size, len(block))
+    per_block = len(block.replace(b"\r\n.", b"\r\n"))
+    return full * per_block + len((block[:tail] + b"\r\n").replace(b"\r\n.", b"\r\n"))
 
 
 # -- measurements --------------------------------------------------------------------
@@ -162,27 +166,27 @@ def batch_for(size: int) -> int:
     return max(1, min(1000, MiB // size))
 
 
-def best_of_pair(repeats: int, size: int) -> tuple[float, float]:
+def best_of_pair(repeats: int, size: int, block: bytes) -> tuple[float, float]:
     """Best of ``repeats`` for ours and for the floor, run alternately so that a
     burst of load from other work on the machine hits both alike."""
     ours: list[float] = []
     floor: list[float] = []
     for _ in range(repeats):
         gc.collect()
-        ours.append(time_ours(size))
+        ours.append(time_ours(size, block))
         gc.collect()
-        floor.append(time_floor(size))
+        floor.append(time_floor(size, block))
     return min(ours), min(floor)
 
 
-def time_ours(size: int) -> float:
+def time_ours(size: int, block: bytes) -> float:
     """Seconds per message, from its first content read to its EndOfMessage."""
     conn = ready_server()
-    expected = expected_octets(size)
+    expected = expected_octets(size, block)
     elapsed = 0.0
     for _ in range(batch_for(size)):
         open_data(conn)  # not timed: the command exchange is measured apart
-        reads = data_reads(size)
+        reads = data_reads(size, block)
         start = time.perf_counter()
         got = receive_message(conn, reads)
         elapsed += time.perf_counter() - start
@@ -190,12 +194,12 @@ def time_ours(size: int) -> float:
     return elapsed / batch_for(size)
 
 
-def time_floor(size: int) -> float:
+def time_floor(size: int, block: bytes) -> float:
     """Seconds per message for the floor on the same reads."""
-    expected = expected_octets(size)
+    expected = expected_octets(size, block)
     elapsed = 0.0
     for _ in range(batch_for(size)):
-        reads = data_reads(size)
+        reads = data_reads(size, block)
         start = time.perf_counter()
         got = floor_message(reads)
         elapsed += time.perf_counter() - start
@@ -232,13 +236,13 @@ def commands_per_second(repeats: int, groups: int) -> float:
     return 3 * groups / best_of(repeats, run)
 
 
-def memory_growth(size: int) -> tuple[int, int]:
+def memory_growth(size: int, block: bytes) -> tuple[int, int]:
     """Peak traced memory growth while receiving a ``size``-octet message, and
-    what is still held at its end (both in octets, the input reads excluded:
-    they are slices of BLOCK, made before tracing starts, except the last)."""
+    what is still held at its end (both in octets; the input is excluded: the
+    reads are the one block made before tracing starts, except the last)."""
     conn = ready_server()
     open_data(conn)
-    reads = data_reads(size)
+    reads = data_reads(size, block)
     gc.collect()
     tracemalloc.start()
     base, _ = tracemalloc.get_traced_memory()
@@ -271,28 +275,32 @@ def main() -> int:
     cps = commands_per_second(repeats, 2000 if args.quick else 10000)
     print(f"pipelined MAIL/RCPT/RSET: {cps:,.0f} commands/s\n")
 
-    print(f"{'message':>10} {'ours MB/s':>11} {'floor MB/s':>11} {'ours/floor':>11}  target")
+    header = f"{'message':>8} {'reads end':>10} {'ours MB/s':>10} {'floor MB/s':>11}"
+    print(f"{header} {'ours/floor':>11}  target")
     failed = False
     for size, label in ((KiB, "1 KiB"), (MiB, "1 MiB"), (big, f"{big // MiB} MiB")):
-        ours, floor = best_of_pair(repeats, size)
-        ratio = ours / floor
-        target = "<= 2x" if size >= MiB else "-"
-        ok = "" if size < MiB or ratio <= 2.0 else "  MISSED"
-        failed |= bool(ok)
-        print(
-            f"{label:>10} {size / ours / 1e6:>11.1f} {size / floor / 1e6:>11.1f}"
-            f" {ratio:>10.2f}x  {target}{ok}"
-        )
+        for where, block in BLOCKS.items():
+            ours, floor = best_of_pair(repeats, size, block)
+            ratio = ours / floor
+            target = "<= 2x" if size >= MiB else "-"
+            ok = "" if size < MiB or ratio <= 2.0 else "  MISSED"
+            failed |= bool(ok)
+            print(
+                f"{label:>8} {where:>10} {size / ours / 1e6:>10.1f} {size / floor / 1e6:>11.1f}"
+                f" {ratio:>10.2f}x  {target}{ok}"
+            )
 
-    peak, held = memory_growth(big)
     limit = 4 * CHUNK
-    verdict = "ok" if peak < limit else "MISSED"
-    print(
-        f"\nmemory while receiving {big // MiB} MiB: peak growth {peak / KiB:.0f} KiB"
-        f" = {peak / CHUNK:.2f}x the read size (target < 4x: {verdict});"
-        f" held after the message {held / KiB:.1f} KiB"
-    )
-    failed |= peak >= limit
+    print(f"\nmemory while receiving {big // MiB} MiB (target: peak growth < 4x the read size)")
+    for where, block in BLOCKS.items():
+        peak, held = memory_growth(big, block)
+        verdict = "ok" if peak < limit else "MISSED"
+        print(
+            f"  reads end {where:>8}: peak growth {peak / KiB:.0f} KiB"
+            f" = {peak / CHUNK:.2f}x the read size ({verdict});"
+            f" held after the message {held / KiB:.1f} KiB"
+        )
+        failed |= peak >= limit
     return 1 if failed else 0
 
 

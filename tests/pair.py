@@ -153,8 +153,10 @@ class Pair:
         if isinstance(event, MessageData):
             self._content += event.data
         elif isinstance(event, EndOfMessage):
-            if not self._content_raw:
-                self._commands.append(event)
+            if self._content_raw:
+                # in a BDAT transaction the client sends it as BDAT 0 LAST
+                self._commands.append(Bdat(0, last=True))
+            self._commands.append(event)
         elif isinstance(event, ConnectionClosed):
             pass
         else:

@@ -644,6 +644,19 @@ def test_lmtp_bdat_last_gets_one_reply_per_recipient_rfc2033_4_2() -> None:
     assert conn.send(MailFrom("a@example.org"))
 
 
+def test_lmtp_bdat_last_without_a_recipient_is_refused_once() -> None:
+    conn = greeted(lmtp=True)
+    conn.send(Ehlo("client.example"))
+    answer(conn, Reply(250, ["mx.example", "CHUNKING", "PIPELINING"]))
+    conn.send(MailFrom("a@example.org"))
+    conn.send(RcptTo("b@example.net"))
+    conn.send(Bdat(0, last=True))
+    answer(conn, OK, Reply(550, "5.1.1 no"), Reply(503, "5.5.1 no valid recipients"))
+    # the server still holds the MAIL: the client must RSET (RFC 3030 §2)
+    refused(conn, MailFrom("a@example.org"))
+    assert conn.send(Rset())
+
+
 def test_lmtp_bdat_last_after_a_failed_chunk_gets_one_reply() -> None:
     """After a failed chunk the server dropped the transaction: the pipelined
     BDAT LAST is refused once, not once per recipient (no desync)."""
@@ -677,6 +690,14 @@ def test_bdat_chunks_exact_and_binary_rfc3030_2() -> None:
     assert conn.send(EndOfMessage()) == b"BDAT 0 LAST\r\n"
     assert answer(conn, OK)[0].command == "BDAT"
     assert conn.transaction is None
+
+
+def test_no_rcpt_once_bdat_started() -> None:
+    conn = ready("CHUNKING")
+    transaction(conn)
+    conn.send(Bdat(0))
+    answer(conn, OK)
+    refused(conn, RcptTo("late@example.net"))
 
 
 def test_after_a_failed_bdat_only_rset_rfc3030_2() -> None:

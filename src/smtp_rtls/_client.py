@@ -272,12 +272,11 @@ class ClientConnection:
             # LMTP end of data: the RCPT replies are all in by now (DATA and
             # BDAT LAST end a group).  After a failed chunk the server has
             # dropped the transaction and answers a BDAT LAST once.
+            # With no accepted recipient the server refuses the command once.
             txn = head.transaction
-            if txn is None or txn.bdat_failed:
-                head.remaining = 1
-            else:
-                head.remaining = max(1, len(txn.accepted))
-                head.per_recipient = True
+            accepted = len(txn.accepted) if txn is not None and not txn.bdat_failed else 0
+            head.remaining = max(1, accepted)
+            head.per_recipient = accepted > 0
         head.remaining -= 1
         if head.remaining <= 0:
             self._pending.popleft()

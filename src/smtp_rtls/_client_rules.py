@@ -177,7 +177,8 @@ def _open_txn(view: SessionView) -> ClientTransaction:
 def _check_rcpt(view: SessionView, event: Event) -> None:
     assert isinstance(event, RcptTo)
     txn = _open_txn(view)
-    if txn.content_started:
+    if txn.content_started or txn.bdat_sent:
+        # the recipients are fixed once the content starts (RFC 5321 §3.3)
         raise LocalProtocolError("RCPT after the content has started")
     if not event.forward_path.is_ascii and not txn.mail.smtputf8:
         # RFC 6531 §3.4: UTF-8 addresses only in an SMTPUTF8 transaction.

@@ -654,8 +654,9 @@ def test_bare_lf_normalised_when_configured() -> None:
     s.feed(b"EHLO c.example\nMAIL FROM:<a@b.example>\nRCPT TO:<x@y.example>\nDATA\n")
     events = s.feed(b"one\ntwo\r\n\n.\n\r\n.\r\n")
     data = b"".join(e.data for e in events if isinstance(e, MessageData))
-    # LF.LF did not end the message (RFC 5321 §4.1.1.4); it became CRLF.CRLF content
-    assert data == b"one\r\ntwo\r\n\r\n\r\n\r\n"
+    # LF "." LF did not end the message (RFC 5321 §4.1.1.4): it became content,
+    # with CRLF line ends; the dot after a bare LF was no line start, so it stays
+    assert data == b"one\r\ntwo\r\n\r\n.\r\n\r\n"
     assert isinstance(events[-1], EndOfMessage)
 
 

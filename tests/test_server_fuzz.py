@@ -373,11 +373,6 @@ def test_a_stuffed_dot_after_a_bare_lf_does_not_depend_on_the_split(mode: str) -
     assert _transcript(config, [data[:cut], data[cut:]]) == _transcript(config, [data])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DataReader: in 'normalise' mode a bare LF ending a read counts as CRLF for the "
-    "end marker, so LF | '.' CRLF ends the data (one read: it does not)",
-)
 def test_lf_at_the_end_of_a_read_then_dot_crlf_does_not_depend_on_the_split() -> None:
     config = ServerConfig(bare_line_endings="normalise")
     data = _OPENING + b"a\n.\r\nMAIL FROM:<evil@x.example>\r\n\r\n.\r\nQUIT\r\n"

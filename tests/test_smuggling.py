@@ -153,23 +153,12 @@ HOWS = [
     "read ends after the variant",
 ]
 
-# A bare LF at the end of a read, normalised to CRLF, counts as the start of a
-# line for the next read, so "." CRLF at the start of that read ends the data:
-# LF "." CRLF is taken as the end of the message when split after the LF.
-_LF_AT_READ_END = pytest.mark.xfail(
-    strict=True,
-    reason="DataReader: a normalised bare LF at the end of a read sets _line_start, so "
-    "LF | '.' CRLF ends the data in 'normalise' mode (smuggling)",
-)
-
 
 def _normalise_cases() -> list[object]:
     cases: list[object] = []
     for name in sorted(BARE):
         for how in HOWS:
-            split_after_lf = how in ("octet by octet", "read ends inside the variant")
-            marks = [_LF_AT_READ_END] if name == "LF.CRLF" and split_after_lf else []
-            cases.append(pytest.param(name, how, marks=marks, id=f"{name}-{how}"))
+            cases.append(pytest.param(name, how, id=f"{name}-{how}"))
     return cases
 
 
@@ -245,16 +234,12 @@ def _lmtp_cases() -> list[object]:
             name,
             mode,
             how,
-            marks=[_LF_AT_READ_END] if (name, mode, how) == _LF_BUG else [],
             id=f"{name}-{mode}-{how}",
         )
         for name in sorted(VARIANTS)
         for mode in ("reject", "normalise")
         for how in ("one read", "octet by octet")
     ]
-
-
-_LF_BUG = ("LF.CRLF", "normalise", "octet by octet")
 
 
 @pytest.mark.parametrize(("name", "mode", "how"), _lmtp_cases())

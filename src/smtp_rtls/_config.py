@@ -34,6 +34,16 @@ def _at_least(minimum: int) -> Callable[[object, attrs.Attribute[int], int], Non
     return check
 
 
+def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    return tuple(value)
+
+
+def _extension_lines(
+    value: Iterable[tuple[str, Iterable[str]]],
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple((keyword, tuple(params)) for keyword, params in value)
+
+
 def _upper_set(value: Iterable[str]) -> frozenset[str]:
     return frozenset(k.upper() for k in value)
 
@@ -76,7 +86,7 @@ class ServerConfig:
     dsn: bool = True
     enhancedstatuscodes: bool = True
     requiretls: bool = True
-    auth_mechanisms: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    auth_mechanisms: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
     auth_requires_tls: bool = True
     lmtp: bool = False
     max_message_size: int = attrs.field(default=64 * 1024 * 1024, validator=_at_least(0))
@@ -85,7 +95,7 @@ class ServerConfig:
     max_backlog: int = attrs.field(default=256 * 1024, validator=_at_least(4096))
     bare_line_endings: Literal["reject", "normalise"] = "reject"
     extra_extensions: tuple[tuple[str, tuple[str, ...]], ...] = attrs.field(
-        default=(), converter=tuple
+        default=(), converter=_extension_lines
     )
     extra_mail_parameters: frozenset[str] = attrs.field(default=frozenset(), converter=_upper_set)
     extra_rcpt_parameters: frozenset[str] = attrs.field(default=frozenset(), converter=_upper_set)

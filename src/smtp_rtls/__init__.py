@@ -2,6 +2,7 @@
 
 from ._address import Address, AddressError
 from ._capabilities import Capabilities
+from ._client import ClientConnection
 from ._config import ServerConfig
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError, RequireTLSError
 from ._events import (
@@ -43,6 +44,7 @@ __all__ = [
     "AuthResponse",
     "Bdat",
     "Capabilities",
+    "ClientConnection",
     "CommandRejected",
     "ConnectionClosed",
     "Data",

@@ -26,15 +26,12 @@ class TLSInfo:
     The wire core never performs a handshake; it only knows a session is
     protected because the caller says so through ``start_tls(TLSInfo(...))``.
 
-    Attributes:
-        version: the negotiated protocol, as :meth:`ssl.SSLSocket.version`
-            names it (``"TLSv1.2"``, ``"TLSv1.3"``).
-        cipher: the cipher suite name.
-        bits: the secret bits of the cipher.
-        peer_chain: the peer's certificate chain as DER, leaf first (may be
-            empty when the peer sent none, or the adapter could not get it).
-        verified_name: the name the certificate was verified against (PKIX or
-            DANE), ``None`` when it was not verified.
+    ``version`` is the negotiated protocol as :meth:`ssl.SSLSocket.version`
+    names it (``"TLSv1.2"``, ``"TLSv1.3"``); ``cipher`` the cipher suite name;
+    ``bits`` its secret bits; ``peer_chain`` the peer's certificate chain as
+    DER, leaf first (empty when the peer sent none or the adapter could not
+    get it); ``verified_name`` the name the certificate was verified against
+    (PKIX or DANE), ``None`` when it was not verified.
     """
 
     version: str = attrs.field(validator=attrs.validators.instance_of(str))

@@ -449,9 +449,11 @@ class LinkedPair(RuleBasedStateMachine):
         assert len(self.p.server._in) <= self.p.server.config.max_backlog
 
 
+# PAIR_EXAMPLES / PAIR_STEPS make longer campaigns (e.g. 5000 / 80) without
+# slowing the default run.
 LinkedPair.TestCase.settings = settings(
     max_examples=int(os.environ.get("PAIR_EXAMPLES", "150")),
-    stateful_step_count=30,
+    stateful_step_count=int(os.environ.get("PAIR_STEPS", "30")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )

@@ -739,3 +739,21 @@ def test_content_outside_a_message_is_refused() -> None:
     refused(conn, MessageData(b"x"))
     with pytest.raises(LocalProtocolError):
         conn.send(EndOfMessage())
+
+
+# -- SASL helpers -------------------------------------------------------------------------
+
+
+def test_sasl_plain_message_rfc4616_2() -> None:
+    auth = auth_plain("alice", "pässword", authzid="admin")
+    assert auth.mechanism == "PLAIN"
+    assert auth.initial_response is not None
+    assert base64.b64decode(auth.initial_response) == "admin\0alice\0pässword".encode()
+    with pytest.raises(ValueError):
+        auth_plain("al\0ice", "x")
+
+
+def test_sasl_challenge_must_be_base64_rfc4954_4() -> None:
+    with pytest.raises(RemoteProtocolError):
+        login_response(Reply(334, "not base64!"), "a", "b")
+    assert login_response(Reply(334, ""), "a", "pw") == AuthResponse("cHc=")

@@ -11,6 +11,7 @@ from smtp_rtls import (
     Auth,
     AuthResponse,
     Bdat,
+    CommandRejected,
     ConnectionClosed,
     Data,
     Ehlo,
@@ -757,3 +758,45 @@ def test_sasl_challenge_must_be_base64_rfc4954_4() -> None:
     with pytest.raises(RemoteProtocolError):
         login_response(Reply(334, "not base64!"), "a", "b")
     assert login_response(Reply(334, ""), "a", "pw") == AuthResponse("cHc=")
+
+
+# -- odds and ends --------------------------------------------------------------------------
+
+
+def test_a_malformed_ehlo_reply_is_a_remote_error() -> None:
+    conn = greeted()
+    conn.send(Ehlo("client.example"))
+    conn.receive_data("250-mx.example\r\n250 SIZE ünicode\r\n".encode())
+    with pytest.raises(RemoteProtocolError):
+        conn.next_event()
+
+
+def test_a_helo_reply_with_an_odd_name_still_counts() -> None:
+    conn = greeted()
+    conn.send(Helo("client.example"))
+    answer(conn, Reply(250, "mx.ëxample hello"))
+    assert conn.capabilities is not None and conn.capabilities.domain == "unknown"
+    assert conn.send(MailFrom("a@example.org"))
+
+
+def test_bdat_after_a_refused_data_is_refused_rfc3030_2() -> None:
+    conn = ready("CHUNKING")
+    transaction(conn)
+    conn.send(Data())
+    answer(conn, Reply(451, "4.3.0 try later"))
+    refused(conn, Bdat(0, last=True))
+    assert conn.send(Data()) == b"DATA\r\n"  # DATA may be tried again
+
+
+def test_what_a_client_cannot_send() -> None:
+    conn = ready()
+    with pytest.raises(LocalProtocolError):
+        conn.send(CommandRejected("MAIL", Reply(503, "no")))
+    with pytest.raises(TypeError):
+        conn.start_tls("TLSv1.3")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        ClientConnection("client.example", max_reply_lines=0)
+    # the application may declare the session over; nothing is sent after
+    assert conn.send(ConnectionClosed()) == b""
+    assert conn.closed
+    refused(conn, Noop())

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from smtp_rtls import LocalProtocolError
 from smtp_rtls._framing import DataReader, normalise_line_endings
 from smtp_rtls._writers import DataWriter, bdat_chunk, is_canonical
 
@@ -135,3 +137,8 @@ def test_bdat_size_is_the_octet_count(payload: bytes, last: bool) -> None:
     assert int(words[1]) == len(payload)
     assert (words[2:] == [b"LAST"]) is last
     assert body == payload
+
+
+def test_bdat_chunk_takes_bytes_only() -> None:
+    with pytest.raises(LocalProtocolError):
+        bdat_chunk("text")  # type: ignore[arg-type]

@@ -71,11 +71,6 @@ class SessionView:
     authenticated: bool
     lmtp: bool
 
-    @property
-    def pipelining(self) -> bool:
-        """The server offered PIPELINING (RFC 2920)."""
-        return self.caps is not None and "PIPELINING" in self.caps
-
 
 def _need(view: SessionView, keyword: str, what: str) -> Capabilities:
     caps = view.caps
@@ -206,8 +201,6 @@ def _check_data(view: SessionView, _event: Event) -> None:
     if txn.mail.body == "BINARYMIME":
         # RFC 3030 §3: a BINARYMIME body goes with BDAT only.
         raise LocalProtocolError("BODY=BINARYMIME needs BDAT, not DATA")
-    if txn.data_sent and not txn.data_refused:
-        raise LocalProtocolError("DATA already sent")
     _content_start(view, txn, "DATA")
 
 

@@ -220,8 +220,7 @@ class LinkedPair(RuleBasedStateMachine):
             chunking=chunking,
             requiretls=requiretls,
             lmtp=lmtp,
-            # offered after TLS only; the ignore: converter=tuple in ServerConfig
-            auth_mechanisms=("PLAIN", "LOGIN"),  # type: ignore[arg-type]
+            auth_mechanisms=("PLAIN", "LOGIN"),  # offered after TLS only
         )
         self.pair = Pair(config, decide=self.decide, to_server=self.split, to_client=self.split)
         self.pair.greet()

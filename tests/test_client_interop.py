@@ -4,14 +4,20 @@ sockets and a real STARTTLS handshake (ssl module, trustme certificates).
 aiosmtpd offers STARTTLS but not REQUIRETLS, which is exactly the downgrade
 case RFC 8689 §4.2.1 step 5 is about; it also checks that the content the
 client writes (dot-stuffed, CRLF-normalised) is what an independent server
-implementation reads back.
+implementation reads back.  The npm ``smtp-server`` (a lab peer) offers
+REQUIRETLS after STARTTLS: the positive case, against a third party.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import socket
 import ssl
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -216,3 +222,80 @@ def test_requiretls_refused_against_a_server_that_does_not_offer_it_rfc8689_4_2_
     # RFC 8689 §4.2.1 ¶3: QUIT; the server never saw a MAIL command
     s.close()
     assert recorder.mails == []
+
+
+# -- a third-party server with REQUIRETLS: npm smtp-server (a lab peer) -------------------
+
+NODE_MODULES = Path(
+    os.environ.get("SMTP_RTLS_NODE_MODULES", "/tmp/smtp_rtls-lab/node/node_modules")
+)
+SINK = Path(__file__).parent / "peers" / "requiretls_sink.js"
+
+
+@pytest.fixture
+def node_sink(ca: trustme.CA, tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """smtp-server on 127.0.0.1 with STARTTLS and REQUIRETLS; stopped by the test."""
+    if shutil.which("node") is None or not (NODE_MODULES / "smtp-server").is_dir():
+        pytest.skip(
+            "needs node and the npm smtp-server module: run the lab's node-peers.sh "
+            "or set SMTP_RTLS_NODE_MODULES"
+        )
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    key_file, cert_file = tmp_path / "key.pem", tmp_path / "cert.pem"
+    cert.private_key_pem.write_to_path(str(key_file))
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    out = tmp_path / "received.jsonl"
+    port = free_port()
+    proc = subprocess.Popen(
+        ["node", str(SINK), str(port), str(key_file), str(cert_file), str(out)],
+        env=dict(os.environ, NODE_PATH=str(NODE_MODULES)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "listening", or EOF if node died
+        assert line.strip() == "listening", proc.stderr.read() if proc.stderr else line
+        yield port, out
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.mark.lab
+def test_requiretls_transaction_with_a_third_party_server_rfc8689_4_2_1(
+    node_sink: tuple[int, Path], ca: trustme.CA
+) -> None:
+    port, out = node_sink
+    s = Session(port)
+    s.reply()
+    s.send(Ehlo("client.example"))
+    s.reply()
+    caps = s.conn.capabilities
+    assert caps is not None and "REQUIRETLS" not in caps  # never before TLS
+    with pytest.raises(RequireTLSError):
+        s.send(MailFrom("alice@example.org", requiretls=True))
+    s.starttls(ca)
+    s.send(Ehlo("client.example"))
+    s.reply()
+    caps = s.conn.capabilities
+    assert caps is not None and "REQUIRETLS" in caps
+    s.send(MailFrom("alice@example.org", requiretls=True))
+    assert s.reply().code == 250
+    s.send(RcptTo("bob@example.net"))
+    assert s.reply().code == 250
+    s.send(Data())
+    assert s.reply().code == 354
+    s.send(MessageData(b"Subject: rtls\r\n\r\n.dot\r\nend"), EndOfMessage())
+    done = s.reply()
+    assert (done.code, done.command) == (250, "EOM")
+    s.close()
+    [record] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["requireTLS"] is True and record["tls"] is True
+    assert record["from"] == "alice@example.org" and record["to"] == ["bob@example.net"]
+    assert record["body"] == "Subject: rtls\r\n\r\n.dot\r\nend\r\n"

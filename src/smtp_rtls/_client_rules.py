@@ -127,8 +127,8 @@ def _check_mail(view: SessionView, event: Event) -> None:
     if event.size is not None:
         caps = _need(view, "SIZE", "SIZE=")
         limit = caps.size
-        # RFC 1870 §6: a client SHOULD NOT send a message the server
-        # said is over its fixed limit; the core refuses it outright.
+        # RFC 1870 §5: a message over the fixed maximum "will always fail";
+        # declaring one (§6) would only earn a 552, so it is refused here.
         if limit and event.size > limit:
             raise LocalProtocolError(f"SIZE={event.size} is over the server's {limit}")
     if event.smtputf8 or not event.reverse_path.is_ascii:
@@ -145,6 +145,7 @@ def _check_mail(view: SessionView, event: Event) -> None:
 
 
 def check_requiretls(view: SessionView) -> None:
+    """Raise RequireTLSError unless MAIL ... REQUIRETLS may go out now."""
     # RFC 8689 §2: REQUIRETLS "MUST only be specified in the context of
     # an SMTP session meeting the security requirements of REQUIRETLS";
     # §4.2.1 step 5: the EHLO response *after* TLS must list it.  The

@@ -10,6 +10,7 @@ PY="${PYTHON:-python3}"
 if [ "$(id -u)" = 0 ]; then
     bash tests/lab/install.sh
 fi
+bash tests/lab/node-peers.sh
 if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi

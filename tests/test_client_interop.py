@@ -227,7 +227,9 @@ def test_requiretls_refused_against_a_server_that_does_not_offer_it_rfc8689_4_2_
 # -- a third-party server with REQUIRETLS: npm smtp-server (a lab peer) -------------------
 
 NODE_MODULES = Path(
-    os.environ.get("SMTP_RTLS_NODE_MODULES", "/tmp/smtp_rtls-lab/node/node_modules")
+    os.environ.get(
+        "SMTP_RTLS_NODE_MODULES", Path(__file__).parent / "lab" / "node" / "node_modules"
+    )
 )
 SINK = Path(__file__).parent / "peers" / "requiretls_sink.js"
 
@@ -236,9 +238,10 @@ SINK = Path(__file__).parent / "peers" / "requiretls_sink.js"
 def node_sink(ca: trustme.CA, tmp_path: Path) -> Iterator[tuple[int, Path]]:
     """smtp-server on 127.0.0.1 with STARTTLS and REQUIRETLS; stopped by the test."""
     if shutil.which("node") is None or not (NODE_MODULES / "smtp-server").is_dir():
-        pytest.skip(
-            "needs node and the npm smtp-server module: run the lab's node-peers.sh "
-            "or set SMTP_RTLS_NODE_MODULES"
+        # A missing peer is a broken set-up, not a reason to pass quietly.
+        pytest.fail(
+            "needs node and the npm smtp-server module: run tests/lab/node-peers.sh "
+            "(scripts/test.sh does) or set SMTP_RTLS_NODE_MODULES"
         )
     cert = ca.issue_cert("localhost", "127.0.0.1")
     key_file, cert_file = tmp_path / "key.pem", tmp_path / "cert.pem"

@@ -731,3 +731,16 @@ def test_quit_then_closed_and_peer_close_mid_data_is_remote_error() -> None:
     with pytest.raises(RemoteProtocolError):
         for _ in range(5):
             t.conn.next_event()
+
+
+def test_implicit_tls_before_greeting_offers_requiretls_rfc8314_3() -> None:
+    conn = ServerConnection("mx.example.net", ServerConfig(starttls=True))
+    conn.start_tls(TLS)  # port 465: the handshake comes first
+    conn.send(Reply(220, "mx.example.net ESMTP"))
+    conn.receive_data(b"EHLO c.example\r\n")
+    assert isinstance(conn.next_event(), Ehlo)
+    caps = Reply.parse(conn.send(Reply(250, "hello")))
+    keywords = {ln.split()[0] for ln in caps.lines[1:]}
+    assert "REQUIRETLS" in keywords and "STARTTLS" not in keywords
+    with pytest.raises(LocalProtocolError):
+        conn.start_tls(TLS)  # no second TLS session

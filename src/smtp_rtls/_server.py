@@ -246,7 +246,8 @@ class ServerConnection:
         return self.data_to_send()
 
     def start_tls(self, info: TLSInfo, *, acceptable: bool = True) -> None:
-        """Tell the connection the TLS handshake after STARTTLS succeeded.
+        """Tell the connection the TLS handshake after STARTTLS succeeded (or,
+        before the greeting, that the session uses implicit TLS).
 
         RFC 3207 §4.2: the server discards all knowledge obtained from the
         client before TLS (the EHLO argument, the transaction, buffered
@@ -255,10 +256,19 @@ class ServerConnection:
         this server), every command but QUIT is answered ``554 5.7.0``
         (RFC 3207 §4.1).
         """
-        if self.state is not State.STARTTLS:
-            raise LocalProtocolError("start_tls() is only legal after a 220 reply to STARTTLS")
         if not isinstance(info, TLSInfo):
             raise LocalProtocolError("start_tls() needs a TLSInfo")
+        if self.state is State.GREETING and self._tls is None and not len(self._in):
+            # Implicit TLS (RFC 8314 §3, port 465): the session is protected
+            # from its first byte; the greeting comes after the handshake.
+            self._tls = info
+            self._tls_refused = not acceptable
+            return
+        if self.state is not State.STARTTLS:
+            raise LocalProtocolError(
+                "start_tls() is only legal after a 220 reply to STARTTLS, or before the "
+                "greeting (implicit TLS)"
+            )
         if len(self._in):
             self._starttls_injection()
         self._tls = info

@@ -1,18 +1,28 @@
-"""The demo behind ``python -m smtp_rtls demo``: one REQUIRETLS session, in memory.
+"""The demo behind ``python -m smtp_rtls demo``: REQUIRETLS sessions, in memory.
 
-A scripted client talks to a :class:`ServerConnection`; the server's
+A :class:`ClientConnection` and a :class:`ServerConnection` are linked by a
+few lines of code that carry the bytes between them; the server's
 application accepts everything it is asked about.  The transcript shows the
-RFC 8689 rules the core keeps by itself: no REQUIRETLS before TLS, the
-parameter refused on plaintext (555 5.5.4), the pre-TLS state forgotten after
-STARTTLS (RFC 3207 §4.2), and the message tagged REQUIRETLS at its end.
-The TLS handshake itself is the I/O layer's job; here it is stated, not run.
+RFC 8689 rules the core keeps by itself:
+
+1. before TLS the server does not offer REQUIRETLS (§2), the client refuses
+   to write ``MAIL FROM ... REQUIRETLS`` (5.7.10, no bytes exist), and the
+   server answers the line with 555 5.5.4 if a careless client sends it;
+2. after STARTTLS both sides forget what came before (RFC 3207 §4.2), the
+   new EHLO offers REQUIRETLS, and the message arrives tagged (§4.1);
+3. against a server that does not offer REQUIRETLS after TLS, the client
+   refuses the transaction with 5.7.30 (§4.2.1 step 5).
+
+The TLS handshakes are the I/O layer's job; here they are stated, not run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from ._client import ClientConnection
 from ._config import ServerConfig
+from ._errors import RequireTLSError
 from ._events import (
     CommandRejected,
     ConnectionClosed,
@@ -21,7 +31,10 @@ from ._events import (
     EndOfMessage,
     Event,
     Helo,
+    MailFrom,
     MessageData,
+    Quit,
+    RcptTo,
     StartTLS,
 )
 from ._reply import Reply
@@ -36,9 +49,10 @@ MESSAGE = (
     b"To: bob@example.net\r\n"
     b"Subject: REQUIRETLS demo\r\n"
     b"\r\n"
-    b"This line travels only over verified TLS.\r\n"
-    b"..and this one started with a dot.\r\n"
+    b"This line travels only over TLS.\r\n"
+    b".and this one starts with a dot.\r\n"
 )
+TLS = TLSInfo("TLSv1.3", "TLS_AES_256_GCM_SHA384", 256, verified_name="mx.example.net")
 
 
 def _decide(event: Event) -> Reply:
@@ -54,45 +68,102 @@ def _decide(event: Event) -> Reply:
     return Reply(250, "OK", "2.0.0")
 
 
-def run(write: Callable[[str], object] = print) -> ServerConnection:
-    """Play the session, writing the transcript line by line with ``write``."""
-    conn = ServerConnection("mx.example.net", ServerConfig(starttls=True))
+class _Link:
+    """A client and a server joined in memory, printing what crosses."""
 
-    def show(prefix: str, data: bytes) -> None:
+    def __init__(self, config: ServerConfig, write: Callable[[str], object]) -> None:
+        self.write = write
+        self.client = ClientConnection("client.example.org")
+        self.server = ServerConnection("mx.example.net", config)
+        self._to_client(self.server.send(Reply(220, "mx.example.net ESMTP smtp_rtls")))
+
+    def note(self, text: str) -> None:
+        self.write(f"   [{text}]")
+
+    def _show(self, prefix: str, data: bytes) -> None:
         for line in data.decode("utf-8", "replace").splitlines():
-            write(f"{prefix} {line}")
+            self.write(f"{prefix} {line}")
 
-    def client(data: bytes) -> None:
-        show("C:", data)
-        conn.receive_data(data)
+    def _to_client(self, data: bytes) -> None:
+        self._show("S:", data)
+        self.client.receive_data(data)
         while True:
-            event = conn.next_event()
+            event = self.client.next_event()
+            if event is NEED_DATA or isinstance(event, ConnectionClosed):
+                return
+
+    def raw(self, data: bytes) -> None:
+        """Bytes straight to the server (what a careless client might write);
+        the reply is shown but not given to our client, which never asked."""
+        self._show("C:", data)
+        self.server.receive_data(data)
+        self._show("S:", self._serve())
+
+    def send(self, *events: Event) -> None:
+        """Let the client write ``events`` (one pipelined group) to the server."""
+        data = b"".join(self.client.send(e) for e in events)
+        self._show("C:", data)
+        self.server.receive_data(data)
+        self._to_client(self._serve())
+
+    def _serve(self) -> bytes:
+        out = b""
+        while True:
+            event = self.server.next_event()
             if event is NEED_DATA or isinstance(event, ConnectionClosed):
                 break
             if event is PAUSED:
-                assert conn.pending is not None
-                show("S:", conn.send(_decide(conn.pending)))
-                continue
-            if isinstance(event, CommandRejected):
-                write(f"   [core answered {event.command or 'a line'} by itself]")
+                pending = self.server.pending
+                assert pending is not None
+                out += self.server.send(_decide(pending))
+            elif isinstance(event, CommandRejected):
+                out += self.server.data_to_send()
+                self.note(f"the server core answered {event.command or 'a line'} by itself")
             elif isinstance(event, EndOfMessage) and event.envelope is not None:
-                write(f"   [end of message; envelope requiretls={event.envelope.requiretls}]")
-            elif isinstance(event, MessageData):
-                write(f"   [MessageData: {len(event.data)} octets, dot-stuffing undone]")
-        show("S:", conn.data_to_send())
+                self.note(
+                    f"server: end of message, envelope requiretls={event.envelope.requiretls}"
+                )
+        return out + self.server.data_to_send()
 
-    write("== smtp_rtls demo: a REQUIRETLS session through the Sans-IO server ==")
-    show("S:", conn.send(Reply(220, "mx.example.net ESMTP smtp_rtls")))
-    client(b"EHLO client.example.org\r\n")
-    write("   [plaintext: REQUIRETLS is not offered (RFC 8689 §2)]")
-    client(b"MAIL FROM:<alice@example.org> REQUIRETLS\r\n")
-    client(b"STARTTLS\r\n")
-    write("   [TLS handshake by the I/O layer; the core is told with start_tls(TLSInfo)]")
-    conn.start_tls(TLSInfo("TLSv1.3", "TLS_AES_256_GCM_SHA384", 256, verified_name=None))
-    client(b"MAIL FROM:<alice@example.org> REQUIRETLS\r\n")
-    write("   [RFC 3207 §4.2: the pre-TLS EHLO is forgotten; EHLO again]")
-    client(b"EHLO client.example.org\r\n")
-    client(b"MAIL FROM:<alice@example.org> REQUIRETLS\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n")
-    client(MESSAGE + b".\r\n")
-    client(b"QUIT\r\n")
-    return conn
+    def tls(self) -> None:
+        self.note("TLS handshake by the I/O layer; both sides are told with start_tls()")
+        self.client.start_tls(TLS)
+        self.server.start_tls(TLS)
+
+    def try_requiretls(self) -> None:
+        try:
+            self.client.send(MailFrom("alice@example.org", requiretls=True))
+        except RequireTLSError as exc:
+            assert exc.reply is not None
+            self.note(f"client refuses MAIL ... REQUIRETLS: {exc.reply.code} {exc.reply.enhanced}")
+
+
+def run(write: Callable[[str], object] = print) -> None:
+    """Play the sessions, writing the transcript line by line with ``write``."""
+    write("== 1. REQUIRETLS: STARTTLS first, then a tagged message ==")
+    link = _Link(ServerConfig(starttls=True), write)
+    link.send(Ehlo("client.example.org"))
+    link.note("plaintext: REQUIRETLS is not offered (RFC 8689 §2)")
+    link.try_requiretls()
+    link.raw(b"MAIL FROM:<alice@example.org> REQUIRETLS\r\n")
+    link.send(StartTLS())
+    link.tls()
+    link.send(Ehlo("client.example.org"))
+    link.send(
+        MailFrom("alice@example.org", requiretls=True),
+        RcptTo("bob@example.net"),
+        Data(),
+    )
+    link.send(MessageData(MESSAGE), EndOfMessage())
+    link.send(Quit())
+
+    write("")
+    write("== 2. Downgrade: the server does not offer REQUIRETLS after TLS ==")
+    link = _Link(ServerConfig(starttls=True, requiretls=False), write)
+    link.send(Ehlo("client.example.org"))
+    link.send(StartTLS())
+    link.tls()
+    link.send(Ehlo("client.example.org"))
+    link.try_requiretls()
+    link.note("no MAIL was written: the message must go to the next MX, or bounce")
+    link.send(Quit())

@@ -40,7 +40,7 @@ ALL = ("PIPELINING", "SIZE 1000", "8BITMIME", "SMTPUTF8", "CHUNKING", "BINARYMIM
 OK = Reply(250, "2.0.0 OK")
 
 
-def refused(
+def assert_refused(
     conn: ClientConnection, event: Event, exc: type[Exception] = LocalProtocolError
 ) -> None:
     """``event`` is refused, no bytes exist and nothing moved."""
@@ -71,13 +71,13 @@ def test_the_greeting_is_the_first_reply() -> None:
 
 def test_no_command_before_the_greeting_rfc5321_3_1() -> None:
     conn = ClientConnection("client.example")
-    refused(conn, Ehlo("client.example"))
+    assert_refused(conn, Ehlo("client.example"))
 
 
 def test_after_a_554_greeting_only_quit_rfc5321_3_1() -> None:
     conn = ClientConnection("client.example")
     feed(conn, b"554 5.3.2 go away\r\n")
-    refused(conn, Ehlo("client.example"))
+    assert_refused(conn, Ehlo("client.example"))
     assert conn.send(Quit()) == b"QUIT\r\n"
 
 
@@ -100,7 +100,7 @@ def test_a_refused_ehlo_changes_nothing_and_helo_may_follow() -> None:
     [reply] = answer(conn, Reply(502, "5.5.1 no EHLO here"))
     assert reply.command == "EHLO"
     assert conn.capabilities is None
-    refused(conn, MailFrom("a@example.org"))
+    assert_refused(conn, MailFrom("a@example.org"))
     assert conn.send(Helo("client.example")) == b"HELO client.example\r\n"
     [reply] = answer(conn, Reply(250, "mx.example"))
     assert reply.command == "HELO"
@@ -113,16 +113,16 @@ def test_helo_offers_no_extension_even_if_the_reply_lists_some_rfc5321_4_1_1_1()
     answer(conn, Reply(250, ["mx.example", "SIZE 100", "PIPELINING"]))
     caps = conn.capabilities
     assert caps is not None and list(caps) == []
-    refused(conn, MailFrom("a@example.org", size=10))
+    assert_refused(conn, MailFrom("a@example.org", size=10))
 
 
 def test_mail_needs_ehlo_or_helo_first_rfc5321_4_1_4() -> None:
-    refused(greeted(), MailFrom("a@example.org"))
+    assert_refused(greeted(), MailFrom("a@example.org"))
 
 
 def test_lmtp_sends_lhlo_and_has_no_helo_rfc2033_4_1() -> None:
     conn = greeted(lmtp=True)
-    refused(conn, Helo("client.example"))
+    assert_refused(conn, Helo("client.example"))
     assert conn.send(Ehlo("client.example")) == b"LHLO client.example\r\n"
     [reply] = answer(conn, Reply(250, ["mx.example", "PIPELINING"]))
     assert reply.command == "LHLO"
@@ -213,7 +213,7 @@ def test_an_unsolicited_421_is_read_and_then_only_quit_rfc5321_3_8() -> None:
     conn = ready()
     [reply] = feed(conn, b"421 4.4.2 mx.example timeout\r\n")
     assert reply.code == 421 and reply.command is None
-    refused(conn, MailFrom("a@example.org"))
+    assert_refused(conn, MailFrom("a@example.org"))
     assert conn.send(Quit()) == b"QUIT\r\n"
 
 
@@ -250,7 +250,7 @@ def test_closed_in_the_middle_of_a_reply_is_a_remote_error() -> None:
 def test_quit_then_close() -> None:
     conn = ready()
     assert conn.send(Quit()) == b"QUIT\r\n"
-    refused(conn, Noop())
+    assert_refused(conn, Noop())
     [reply] = feed(conn, b"221 2.0.0 bye\r\n")
     assert reply.command == "QUIT"
     conn.receive_data(b"")
@@ -280,21 +280,21 @@ def test_mail_parameters_need_their_extension_rfc5321_4_1_1_11(
     event: MailFrom, needs: str
 ) -> None:
     others = [e for e in ALL if e.split()[0] != needs.split()[0]]
-    refused(ready(*others), event)
+    assert_refused(ready(*others), event)
     conn = ready(*others, needs)
     assert conn.send(event).startswith(b"MAIL FROM:")
 
 
 def test_binarymime_needs_binarymime_and_chunking_rfc3030_3() -> None:
     event = MailFrom("a@example.org", body="BINARYMIME")
-    refused(ready("8BITMIME", "CHUNKING"), event)
-    refused(ready("8BITMIME", "BINARYMIME"), event)
+    assert_refused(ready("8BITMIME", "CHUNKING"), event)
+    assert_refused(ready("8BITMIME", "BINARYMIME"), event)
     assert b"BODY=BINARYMIME" in ready("8BITMIME", "CHUNKING", "BINARYMIME").send(event)
 
 
 def test_declared_size_over_the_server_limit_is_refused_rfc1870_6() -> None:
     conn = ready("SIZE 1000")
-    refused(conn, MailFrom("a@example.org", size=1001))
+    assert_refused(conn, MailFrom("a@example.org", size=1001))
     assert b"SIZE=1000" in conn.send(MailFrom("a@example.org", size=1000))
     # SIZE 0 (or no number) means no fixed limit (RFC 1870 §4)
     assert b"SIZE=99999999" in ready("SIZE 0").send(MailFrom("a@example.org", size=99999999))
@@ -308,7 +308,7 @@ def test_rcpt_dsn_parameters_need_dsn_rfc3461_4() -> None:
         conn = ready()
         conn.send(MailFrom("a@example.org"))
         answer(conn, OK)
-        refused(conn, event)
+        assert_refused(conn, event)
         conn = ready("DSN")
         conn.send(MailFrom("a@example.org"))
         answer(conn, OK)
@@ -319,7 +319,7 @@ def test_non_ascii_recipient_needs_an_smtputf8_transaction_rfc6531_3_4() -> None
     conn = ready("SMTPUTF8", "8BITMIME")
     conn.send(MailFrom("a@example.org"))
     answer(conn, OK)
-    refused(conn, RcptTo("ü@example.net"))
+    assert_refused(conn, RcptTo("ü@example.net"))
     conn.send(Rset())
     answer(conn, OK)
     conn.send(MailFrom("a@example.org", smtputf8=True))
@@ -333,14 +333,14 @@ def test_bdat_needs_chunking_rfc3030_2() -> None:
     answer(conn, OK)
     conn.send(RcptTo("b@example.net"))
     answer(conn, OK)
-    refused(conn, Bdat(3, last=True))
+    assert_refused(conn, Bdat(3, last=True))
 
 
 def test_mail_inside_an_open_transaction_is_refused_rfc5321_4_1_4() -> None:
     conn = ready()
     conn.send(MailFrom("a@example.org"))
     answer(conn, OK)
-    refused(conn, MailFrom("c@example.org"))
+    assert_refused(conn, MailFrom("c@example.org"))
     conn.send(Rset())
     answer(conn, OK)
     assert conn.send(MailFrom("c@example.org"))
@@ -359,17 +359,17 @@ def test_a_refused_mail_closes_the_transaction() -> None:
     conn = ready()
     conn.send(MailFrom("a@example.org"))
     answer(conn, Reply(550, "5.7.1 no"))
-    refused(conn, RcptTo("b@example.net"))
+    assert_refused(conn, RcptTo("b@example.net"))
     assert conn.send(MailFrom("c@example.org"))
 
 
 def test_rcpt_and_data_need_a_transaction() -> None:
     conn = ready()
-    refused(conn, RcptTo("b@example.net"))
-    refused(conn, Data())
+    assert_refused(conn, RcptTo("b@example.net"))
+    assert_refused(conn, Data())
     conn.send(MailFrom("a@example.org"))
     answer(conn, OK)
-    refused(conn, Data())  # no RCPT yet
+    assert_refused(conn, Data())  # no RCPT yet
 
 
 def test_vrfy_expn_noop_help_are_plain_commands() -> None:
@@ -384,15 +384,15 @@ def test_vrfy_expn_noop_help_are_plain_commands() -> None:
 
 
 def test_starttls_needs_the_offer() -> None:
-    refused(ready(), StartTLS())
+    assert_refused(ready(), StartTLS())
 
 
 def test_after_220_nothing_but_the_handshake_rfc3207_4() -> None:
     conn = ready("STARTTLS")
     conn.send(StartTLS())
     answer(conn, Reply(220, "go ahead"))
-    refused(conn, Noop())
-    refused(conn, Quit())
+    assert_refused(conn, Noop())
+    assert_refused(conn, Quit())
     conn.start_tls(TLS)
     assert conn.tls == TLS
 
@@ -401,7 +401,7 @@ def test_tls_forgets_the_capabilities_and_needs_a_new_ehlo_rfc3207_4_2() -> None
     conn = ready("STARTTLS", "SIZE 1000", "PIPELINING")
     starttls(conn)
     assert conn.capabilities is None
-    refused(conn, MailFrom("a@example.org"))
+    assert_refused(conn, MailFrom("a@example.org"))
     ehlo(conn, "SIZE 2000")
     caps = conn.capabilities
     assert caps is not None and caps.size == 2000 and "PIPELINING" not in caps
@@ -412,7 +412,7 @@ def test_a_second_starttls_is_refused_rfc3207_4_2() -> None:
     starttls(conn)
     # even if a (broken) server offers STARTTLS again inside TLS
     ehlo(conn, "STARTTLS")
-    refused(conn, StartTLS())
+    assert_refused(conn, StartTLS())
     with pytest.raises(LocalProtocolError):
         conn.start_tls(TLS)
 
@@ -537,7 +537,7 @@ def test_auth_plain_with_initial_response_rfc4954_4() -> None:
     [reply] = answer(conn, Reply(235, "2.7.0 Authentication successful"))
     assert reply.command == "AUTH"
     # RFC 4954 §4: after a successful AUTH another one gets 503
-    refused(conn, auth_plain("bob", "x"))
+    assert_refused(conn, auth_plain("bob", "x"))
 
 
 def test_auth_login_continuations_rfc4954_4() -> None:
@@ -545,13 +545,13 @@ def test_auth_login_continuations_rfc4954_4() -> None:
     assert conn.send(auth_login()) == b"AUTH LOGIN\r\n"
     [challenge] = feed(conn, b"334 VXNlcm5hbWU6\r\n")
     assert challenge.command == "AUTH"
-    refused(conn, Noop())  # a 334 wants an answer, nothing else
+    assert_refused(conn, Noop())  # a 334 wants an answer, nothing else
     assert conn.send(login_response(challenge, "alice", "pw")) == b"YWxpY2U=\r\n"
     [challenge] = feed(conn, b"334 UGFzc3dvcmQ6\r\n")
     assert conn.send(login_response(challenge, "alice", "pw")) == b"cHc=\r\n"
     [done] = feed(conn, b"235 2.7.0 ok\r\n")
     assert done.code == 235 and done.command == "AUTH"
-    refused(conn, AuthResponse("eA=="))
+    assert_refused(conn, AuthResponse("eA=="))
 
 
 def test_auth_cancel_with_star_rfc4954_4() -> None:
@@ -566,16 +566,16 @@ def test_auth_cancel_with_star_rfc4954_4() -> None:
 
 
 def test_auth_needs_the_offer_and_the_mechanism_and_no_transaction_rfc4954_4() -> None:
-    refused(ready(), Auth("PLAIN", "AGEAYg=="))
+    assert_refused(ready(), Auth("PLAIN", "AGEAYg=="))
     conn = ready("AUTH LOGIN")
-    refused(conn, Auth("PLAIN", "AGEAYg=="))
+    assert_refused(conn, Auth("PLAIN", "AGEAYg=="))
     conn.send(MailFrom("a@example.org"))
     answer(conn, OK)
-    refused(conn, auth_login())
+    assert_refused(conn, auth_login())
 
 
 def test_auth_response_only_after_334() -> None:
-    refused(ready("AUTH PLAIN"), AuthResponse("eA=="))
+    assert_refused(ready("AUTH PLAIN"), AuthResponse("eA=="))
 
 
 # -- content --------------------------------------------------------------------------
@@ -593,10 +593,10 @@ def test_data_content_and_end_rfc5321_4_1_1_4() -> None:
     conn = ready()
     transaction(conn)
     assert conn.send(Data()) == b"DATA\r\n"
-    refused(conn, MessageData(b"too early"))  # before the 354
+    assert_refused(conn, MessageData(b"too early"))  # before the 354
     [go] = answer(conn, Reply(354, "go ahead"))
     assert go.command == "DATA"
-    refused(conn, Noop())  # a command now would be content
+    assert_refused(conn, Noop())  # a command now would be content
     out = conn.send(MessageData(b"Subject: x\n\n.hidden\n")) + conn.send(EndOfMessage())
     assert out == b"Subject: x\r\n\r\n..hidden\r\n.\r\n"
     [done] = answer(conn, Reply(250, "2.0.0 queued"))
@@ -608,7 +608,7 @@ def test_data_content_and_end_rfc5321_4_1_1_4() -> None:
 def test_data_before_an_accepted_rcpt_without_pipelining() -> None:
     conn = ready()
     transaction(conn, accepted=0, refused_rcpts=2)
-    refused(conn, Data())
+    assert_refused(conn, Data())
 
 
 def test_lmtp_one_reply_per_accepted_recipient_rfc2033_4_2() -> None:
@@ -654,7 +654,7 @@ def test_lmtp_bdat_last_without_a_recipient_is_refused_once() -> None:
     conn.send(Bdat(0, last=True))
     answer(conn, OK, Reply(550, "5.1.1 no"), Reply(503, "5.5.1 no valid recipients"))
     # the server still holds the MAIL: the client must RSET (RFC 3030 §2)
-    refused(conn, MailFrom("a@example.org"))
+    assert_refused(conn, MailFrom("a@example.org"))
     assert conn.send(Rset())
 
 
@@ -679,15 +679,15 @@ def test_bdat_chunks_exact_and_binary_rfc3030_2() -> None:
     conn = ready("CHUNKING")
     transaction(conn)
     assert conn.send(Bdat(5)) == b"BDAT 5\r\n"
-    refused(conn, MessageData(b"123456"))  # more than the chunk
+    assert_refused(conn, MessageData(b"123456"))  # more than the chunk
     assert conn.send(MessageData(b"\r\n.")) == b"\r\n."
-    refused(conn, Noop())  # two octets are still due
+    assert_refused(conn, Noop())  # two octets are still due
     with pytest.raises(LocalProtocolError):
         conn.send(EndOfMessage())
     assert conn.send(MessageData(b"\r\n")) == b"\r\n"
     [reply] = answer(conn, OK)
     assert reply.command == "BDAT"
-    refused(conn, Data())  # RFC 3030 §2: no DATA in a BDAT transaction
+    assert_refused(conn, Data())  # RFC 3030 §2: no DATA in a BDAT transaction
     assert conn.send(EndOfMessage()) == b"BDAT 0 LAST\r\n"
     assert answer(conn, OK)[0].command == "BDAT"
     assert conn.transaction is None
@@ -698,7 +698,7 @@ def test_no_rcpt_once_bdat_started() -> None:
     transaction(conn)
     conn.send(Bdat(0))
     answer(conn, OK)
-    refused(conn, RcptTo("late@example.net"))
+    assert_refused(conn, RcptTo("late@example.net"))
 
 
 def test_after_a_failed_bdat_only_rset_rfc3030_2() -> None:
@@ -707,8 +707,8 @@ def test_after_a_failed_bdat_only_rset_rfc3030_2() -> None:
     conn.send(Bdat(1))
     conn.send(MessageData(b"x"))
     answer(conn, Reply(452, "4.3.1 disk full"))
-    refused(conn, Bdat(1, last=True))
-    refused(conn, Noop())
+    assert_refused(conn, Bdat(1, last=True))
+    assert_refused(conn, Noop())
     assert conn.send(Rset()) == b"RSET\r\n"
 
 
@@ -719,7 +719,7 @@ def test_after_a_failed_bdat_last_rset_is_still_required_rfc3030_2() -> None:
     assert conn.transaction is None  # as far as the client can tell, the end
     answer(conn, Reply(503, "5.5.1 no valid recipients"))
     # the server may still hold the transaction: nothing but RSET (or QUIT)
-    refused(conn, MailFrom("c@example.org"))
+    assert_refused(conn, MailFrom("c@example.org"))
     assert conn.send(Rset()) == b"RSET\r\n"
     answer(conn, OK)
     assert conn.send(MailFrom("c@example.org"))
@@ -731,13 +731,13 @@ def test_binarymime_goes_with_bdat_only_rfc3030_3() -> None:
     answer(conn, OK)
     conn.send(RcptTo("b@example.net"))
     answer(conn, OK)
-    refused(conn, Data())
+    assert_refused(conn, Data())
     assert conn.send(Bdat(0, last=True)) == b"BDAT 0 LAST\r\n"
 
 
 def test_content_outside_a_message_is_refused() -> None:
     conn = ready()
-    refused(conn, MessageData(b"x"))
+    assert_refused(conn, MessageData(b"x"))
     with pytest.raises(LocalProtocolError):
         conn.send(EndOfMessage())
 
@@ -784,7 +784,7 @@ def test_bdat_after_a_refused_data_is_refused_rfc3030_2() -> None:
     transaction(conn)
     conn.send(Data())
     answer(conn, Reply(451, "4.3.0 try later"))
-    refused(conn, Bdat(0, last=True))
+    assert_refused(conn, Bdat(0, last=True))
     assert conn.send(Data()) == b"DATA\r\n"  # DATA may be tried again
 
 
@@ -799,4 +799,4 @@ def test_what_a_client_cannot_send() -> None:
     # the application may declare the session over; nothing is sent after
     assert conn.send(ConnectionClosed()) == b""
     assert conn.closed
-    refused(conn, Noop())
+    assert_refused(conn, Noop())

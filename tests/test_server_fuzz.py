@@ -249,6 +249,8 @@ def test_random_bytes_raise_only_remote_protocol_error(
     for piece in _split(data, cuts):
         session.feed(piece)
     session.feed(b"")
+    # the peer closed: the session ended, or failed with RemoteProtocolError only
+    assert session.closed or session.error is not None
 
 
 @_fuzz_settings
@@ -265,6 +267,8 @@ def test_commands_mixed_with_random_bytes_raise_only_remote_protocol_error(
     for piece in _split(data, cuts):
         session.feed(piece)
     session.feed(b"")
+    # the peer closed: the session ended, or failed with RemoteProtocolError only
+    assert session.closed or session.error is not None
 
 
 @settings(max_examples=30, deadline=None)

@@ -51,7 +51,6 @@ from ._server_rules import (
     check_auth,
     check_mail,
     check_rcpt,
-    offered_keys,
     sequence_reply,
 )
 from ._server_rules import reply as _r
@@ -83,12 +82,11 @@ class ServerConnection:
         self.hostname = hostname
         self.config = config if config is not None else ServerConfig()
         self._table = transitions_for(self.config.lmtp)
+        # What is offered depends only on TLS (the config is frozen): work it
+        # out once for each case rather than for every MAIL and RCPT.
+        self._offers = {tls: _Offer(self.config, tls) for tls in (False, True)}
         # The line buffer holds the longest command line any state allows.
-        self._line_max = max(
-            self.config.mail_line_limit(self.config.offered(tls=True)),
-            self.config.mail_line_limit(self.config.offered(tls=False)),
-            self.config.rcpt_line_limit(self.config.offered(tls=False)),
-        )
+        self._line_max = max(max(o.mail_limit, o.rcpt_limit) for o in self._offers.values())
         self._in = LineBuffer(
             self._line_max, lf_ends_line=self.config.bare_line_endings == "normalise"
         )
@@ -125,7 +123,7 @@ class ServerConnection:
     @property
     def capabilities(self) -> Capabilities:
         """What the EHLO reply offers now (it depends on whether TLS is on)."""
-        return Capabilities(self.hostname, "", self.config.offered(tls=self._tls is not None))
+        return Capabilities(self.hostname, "", self._offer.lines)
 
     @property
     def envelope(self) -> Envelope | None:
@@ -448,15 +446,18 @@ class ServerConnection:
         assert event is not None
         return self._dispatch(verb, event)
 
+    @property
+    def _offer(self) -> _Offer:
+        return self._offers[self._tls is not None]
+
     def _limit_for(self, verb: str) -> int:
-        offered = self.config.offered(tls=self._tls is not None)
         if verb == "MAIL":
-            return self.config.mail_line_limit(offered)
+            return self._offer.mail_limit
         if verb == "RCPT":
-            return self.config.rcpt_line_limit(offered)
+            return self._offer.rcpt_limit
         if verb == "AUTH" and self.config.auth_mechanisms:
             # RFC 4954 §4: the initial response may make the line longer
-            return self.config.mail_line_limit(offered)
+            return self._offer.mail_limit
         return self.config.max_command_line
 
     def _dispatch(self, verb: str, event: Event) -> NextEvent:
@@ -509,7 +510,8 @@ class ServerConnection:
         return Quit()
 
     def _offered_keys(self) -> frozenset[str]:
-        return offered_keys(self.config, tls=self._tls is not None, extended=self._extended)
+        # HELO opens no service extensions (RFC 5321 §4.1.1.1)
+        return self._offer.keys if self._extended else frozenset()
 
     # -- internals: BDAT ---------------------------------------------------------
 
@@ -628,6 +630,18 @@ class ServerConnection:
         # RFC 2033 §4.2: LMTP answers the end of data once per recipient
         self._owed = len(self._rcpts) if self.config.lmtp else 1
         return eom
+
+
+class _Offer:
+    """The EHLO offer of a config with or without TLS, and what follows from it."""
+
+    __slots__ = ("keys", "lines", "mail_limit", "rcpt_limit")
+
+    def __init__(self, config: ServerConfig, tls: bool) -> None:
+        self.lines = config.offered(tls=tls)
+        self.keys = frozenset(k.upper() for k, _ in self.lines)
+        self.mail_limit = config.mail_line_limit(self.lines)
+        self.rcpt_limit = config.rcpt_line_limit(self.lines)
 
 
 def _verb_of(event: Event, lmtp: bool) -> str:

@@ -16,19 +16,12 @@ from ._events import Auth, MailFrom, RcptTo
 from ._reply import Reply
 from ._state import TRANSACTION_STATES, State
 
-__all__ = ["check_auth", "check_mail", "check_rcpt", "offered_keys", "reply", "sequence_reply"]
+__all__ = ["check_auth", "check_mail", "check_rcpt", "reply", "sequence_reply"]
 
 
 def reply(code: int, enhanced: str, text: str) -> Reply:
     """A reply the connection makes itself (always with an enhanced code)."""
     return Reply(code, text, enhanced)
-
-
-def offered_keys(config: ServerConfig, *, tls: bool, extended: bool) -> frozenset[str]:
-    """The extension keywords in force: none after HELO (RFC 5321 §4.1.1.1)."""
-    if not extended:
-        return frozenset()
-    return frozenset(k.upper() for k, _ in config.offered(tls=tls))
 
 
 def sequence_reply(verb: str, state: State) -> Reply:

@@ -4,13 +4,16 @@
 #   nsd, unbound, ldnsutils: the signed test zones and the validating resolver (dnssec-up.sh)
 #   bind9-dnsutils: dig, for looking at the lab by hand
 #   openssl: the lab PKI (pki.sh); iproute2: ss, for the port checks; curl: manual checks
+#   postfix: Debian 12's Postfix 3.7 for postfix-up.sh (debconf "No configuration": the system
+#            instance is neither configured nor started; the lab runs its own instances)
+#   patchelf: postfix311-fetch.sh relocates Postfix 3.11 unpacked from Debian sid
 # Add packages to LAB_PACKAGES (one list, so other lab parts can grow it).
 # Services are never started by the packages: if the machine has no policy-rc.d, a
 # temporary one that denies every start is put in place for the duration of the install.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-LAB_PACKAGES="${LAB_PACKAGES:-nsd unbound ldnsutils bind9-dnsutils openssl iproute2 curl}"
+LAB_PACKAGES="${LAB_PACKAGES:-nsd unbound ldnsutils bind9-dnsutils openssl iproute2 curl postfix patchelf}"
 
 missing=""
 for p in $LAB_PACKAGES; do
@@ -30,6 +33,8 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 trap '[ -n "$temp_policy" ] && rm -f /usr/sbin/policy-rc.d' EXIT
 export DEBIAN_FRONTEND=noninteractive
+# no system mail configuration: postfix-up.sh runs private instances only
+echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
 apt-get update -qq
 # shellcheck disable=SC2086  # word splitting of the package list is wanted
 apt-get install -y -qq --no-install-recommends $missing >/dev/null

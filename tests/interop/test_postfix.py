@@ -1,0 +1,302 @@
+"""smtp_rtls against real Postfix on loopback: Debian 12's 3.7 (no REQUIRETLS) and
+3.11 from Debian sid (the first Postfix with RFC 8689), both ways, over real STARTTLS
+with the lab CA.  The instances come from tests/conftest_postfix.py.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from email import message_from_bytes
+from pathlib import Path
+
+import pytest
+
+from conftest_postfix import Postfix
+from interop.serve import LoopbackServer
+from smtp_rtls import (
+    ConnectionClosed,
+    Data,
+    Ehlo,
+    EndOfMessage,
+    MailFrom,
+    MessageData,
+    Quit,
+    RcptTo,
+    Reply,
+    RequireTLSError,
+    ServerConfig,
+    StartTLS,
+    TLSInfo,
+)
+from smtp_rtls._client import ClientConnection
+from smtp_rtls._events import Event
+from smtp_rtls._sentinels import NEED_DATA
+
+pytestmark = pytest.mark.lab
+
+DELIVERY_TIMEOUT = 60.0
+
+
+class Session:
+    """A blocking client session: a socket, a ClientConnection, timeouts."""
+
+    def __init__(self, port: int) -> None:
+        self.sock: socket.socket = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.conn = ClientConnection("client.example.org")
+
+    def send(self, *events: Event) -> None:
+        for event in events:
+            self.sock.sendall(self.conn.send(event))
+
+    def reply(self) -> Reply:
+        for _ in range(1000):
+            event = self.conn.next_event()
+            if event is NEED_DATA:
+                self.conn.receive_data(self.sock.recv(65536))
+                continue
+            assert isinstance(event, Reply), event
+            return event
+        raise AssertionError("no reply")
+
+    def ehlo(self) -> frozenset[str]:
+        self.send(Ehlo("client.example.org"))
+        assert self.reply().code == 250
+        caps = self.conn.capabilities
+        assert caps is not None
+        return frozenset(caps)
+
+    def starttls(self, cafile: Path, name: str = "mx.example.test") -> None:
+        self.send(StartTLS())
+        assert self.reply().code == 220
+        context = ssl.create_default_context(cafile=str(cafile))
+        self.sock = context.wrap_socket(self.sock, server_hostname=name)
+        cipher = self.sock.cipher()
+        assert cipher is not None
+        self.conn.start_tls(
+            TLSInfo(self.sock.version() or "", cipher[0], cipher[2], verified_name=name)
+        )
+
+    def transaction(self, mail: MailFrom, rcpt: str, content: bytes) -> Reply:
+        self.send(mail)
+        assert self.reply().code == 250
+        self.send(RcptTo(rcpt))
+        assert self.reply().code == 250
+        self.send(Data())
+        assert self.reply().code == 354
+        self.send(MessageData(content), EndOfMessage())
+        return self.reply()
+
+    def close(self) -> None:
+        self.send(Quit())
+        assert self.reply().command == "QUIT"
+        self.conn.receive_data(self.sock.recv(65536))
+        assert isinstance(self.conn.next_event(), ConnectionClosed)
+        self.sock.close()
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout: float = DELIVERY_TIMEOUT) -> None:
+    """Poll ``predicate()`` (bounded) until it is true."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def raw_exchange(sock: socket.socket, line: bytes) -> bytes:
+    """Send one command line, return the complete (possibly multi-line) reply."""
+    sock.sendall(line)
+    return read_raw_reply(sock)
+
+
+def read_raw_reply(sock: socket.socket) -> bytes:
+    """Read until the last line of a reply (``NNN `` rather than ``NNN-``)."""
+    data = b""
+    for _ in range(100):
+        data += sock.recv(65536)
+        lines = data.split(b"\r\n")
+        if len(lines) > 1 and len(lines[-2]) >= 4 and lines[-2][3:4] == b" ":
+            return data
+    raise AssertionError(f"no complete reply: {data!r}")
+
+
+# -- 1. our client -> Postfix 3.11 smtpd ----------------------------------------------------
+
+
+def test_postfix311_offers_requiretls_only_after_starttls_and_records_it_rfc8689_2(
+    postfix311: Postfix,
+) -> None:
+    """RFC 8689 §2: REQUIRETLS is offered only on a TLS session; a tagged message is
+    accepted there and Postfix records the tag (Require-TLS-ESMTP: yes)."""
+    before = len(postfix311.delivered())
+    s = Session(postfix311.port)
+    assert s.reply().command == "GREETING"
+    caps = s.ehlo()
+    assert "STARTTLS" in caps and "REQUIRETLS" not in caps
+    # RFC 8689 §4.2.1 step 5 (our side): no tagged MAIL before TLS, 5.7.10
+    with pytest.raises(RequireTLSError) as plain:
+        s.send(MailFrom("alice@example.org", requiretls=True))
+    assert plain.value.reply is not None and str(plain.value.reply.enhanced) == "5.7.10"
+    s.starttls(postfix311.ca)
+    caps = s.ehlo()
+    assert "REQUIRETLS" in caps and "STARTTLS" not in caps
+    content = b"Subject: rtls to postfix 3.11\r\nMessage-ID: <p311-1@example.org>\r\n\r\nbody\r\n"
+    mail = MailFrom("alice@example.org", requiretls=True)
+    done = s.transaction(mail, "bob@example.test", content)
+    assert (done.code, done.command) == (250, "EOM")
+    s.close()
+    wait_for(lambda: len(postfix311.delivered()) > before, "delivery into the Maildir")
+    stored = message_from_bytes(postfix311.delivered()[-1])
+    assert stored["Message-ID"] == "<p311-1@example.org>"
+    assert stored["Require-TLS-ESMTP"] == "yes"
+    assert "TLS" in (stored["Received"] or "")  # received over the TLS session
+
+
+def test_postfix311_refuses_plaintext_requiretls_with_555_rfc8689_2(postfix311: Postfix) -> None:
+    """RFC 8689 §2: REQUIRETLS on a session without TLS is an unknown parameter (555 5.5.4),
+    which is why our client never writes it there."""
+    with socket.create_connection(("127.0.0.1", postfix311.port), timeout=10) as sock:
+        assert read_raw_reply(sock).startswith(b"220")
+        ehlo = raw_exchange(sock, b"EHLO client.example.org\r\n")
+        assert b"REQUIRETLS" not in ehlo
+        answer = raw_exchange(sock, b"MAIL FROM:<a@b> REQUIRETLS\r\n")
+        assert answer.startswith(b"555 5.5.4"), answer
+        raw_exchange(sock, b"QUIT\r\n")
+
+
+# -- 2. our client -> Postfix 3.7 smtpd (no REQUIRETLS) -------------------------------------
+
+
+def test_postfix37_requiretls_refused_then_untagged_message_delivered_rfc8689_4_2_1(
+    postfix37: Postfix,
+) -> None:
+    """RFC 8689 §4.2.1 step 5: a server that does not offer REQUIRETLS after STARTTLS
+    gets no tagged MAIL (5.7.30); ¶3 of the same section lets the session carry other
+    messages before QUIT."""
+    before = len(postfix37.delivered())
+    since = postfix37.log_size()
+    s = Session(postfix37.port)
+    s.reply()
+    s.ehlo()
+    s.starttls(postfix37.ca)
+    caps = s.ehlo()
+    assert "REQUIRETLS" not in caps
+    with pytest.raises(RequireTLSError) as refused:
+        s.send(MailFrom("alice@example.org", requiretls=True))
+    assert refused.value.reply is not None and str(refused.value.reply.enhanced) == "5.7.30"
+    content = b"Subject: untagged\r\nMessage-ID: <p37-1@example.org>\r\n\r\n.dot\r\nend\r\n"
+    done = s.transaction(MailFrom("alice@example.org"), "bob@example.test", content)
+    assert (done.code, done.command) == (250, "EOM")
+    s.close()
+    wait_for(lambda: len(postfix37.delivered()) > before, "delivery into the Maildir")
+    stored = postfix37.delivered()[-1]
+    message = message_from_bytes(stored)
+    assert message["Message-ID"] == "<p37-1@example.org>"
+    assert stored.endswith(b"\n.dot\nend\n")  # Maildir stores LF; dot-stuffing undone
+    assert message["Require-TLS-ESMTP"] is None
+    # Postfix's count of this session's commands: one MAIL (the untagged one), none refused
+    log = postfix37.wait_log("disconnect from", since=since, timeout=10)
+    assert "ehlo=2 starttls=1 mail=1 rcpt=1 data=1 quit=1 commands=7" in log
+
+
+# -- 3./4. Postfix 3.11 as client -> our ServerConnection -----------------------------------
+
+
+@pytest.fixture
+def sut_context(postfix311: Postfix) -> ssl.SSLContext:
+    """The server under test's TLS: pki/sut.crt, which Postfix verifies (lab CA)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert, key = postfix311.sut_cert
+    context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+class PinnedServer(LoopbackServer):
+    """LoopbackServer on the fixed port Postfix's transport_maps points at."""
+
+    def __init__(self, port: int, context: ssl.SSLContext, config: ServerConfig) -> None:
+        super().__init__(context, config)
+        self._listener.close()
+        self._listener = socket.create_server(("127.0.0.1", port))
+        self._listener.settimeout(0.2)
+        self.port = port
+
+
+@pytest.fixture
+def relay(postfix311: Postfix) -> Iterator[Postfix]:
+    """Postfix 3.11 with an empty queue before and after the test."""
+    postfix311.delete_queue()
+    try:
+        yield postfix311
+    finally:
+        postfix311.delete_queue()
+
+
+def submit(postfix: Postfix, message_id: str) -> None:
+    """Our client submits a REQUIRETLS message for x@sut.test to Postfix over STARTTLS."""
+    s = Session(postfix.port)
+    s.reply()
+    s.ehlo()
+    s.starttls(postfix.ca)
+    s.ehlo()
+    content = f"Subject: relayed\r\nMessage-ID: <{message_id}>\r\n\r\nrelayed body\r\n".encode()
+    done = s.transaction(MailFrom("alice@example.org", requiretls=True), "x@sut.test", content)
+    assert done.code == 250
+    s.close()
+
+
+def test_postfix311_relays_requiretls_to_our_server_after_tls_rfc8689_4_2_1(
+    relay: Postfix, sut_context: ssl.SSLContext
+) -> None:
+    """RFC 8689 §4.2.1 / §4.1: Postfix, as the next client, carries the tag on to our server
+    (which offers REQUIRETLS after STARTTLS); we receive MailFrom(requiretls=True) on the
+    TLS session and the envelope of the message is tagged."""
+    config = ServerConfig(starttls=True)
+    since = relay.log_size()
+    with PinnedServer(relay.sut_port, sut_context, config) as server:
+        submit(relay, "relay-1@example.org")
+        relay.flush()
+        wait_for(
+            lambda: any(s.messages for s in server.sessions), "the relayed message", timeout=60
+        )
+    [session] = [s for s in server.sessions if s.messages]
+    assert session.error is None
+    kinds = [type(e) for e in session.events]
+    mails = [e for e in session.events if isinstance(e, MailFrom)]
+    assert len(mails) == 1 and mails[0].requiretls
+    assert str(mails[0].reverse_path) == "alice@example.org"
+    # the MAIL came after the TLS handshake: STARTTLS, then a fresh EHLO, then MAIL
+    assert kinds.index(StartTLS) < kinds.index(MailFrom)
+    assert kinds.count(Ehlo) == 2
+    [(eom, content)] = session.messages
+    assert eom.envelope is not None and eom.envelope.requiretls
+    assert [str(r.forward_path) for r in eom.envelope.recipients] == ["x@sut.test"]
+    assert b"Message-ID: <relay-1@example.org>" in content
+    # Postfix's own record of the hop: certificate verified, REQUIRETLS honoured
+    log = relay.wait_log("status=sent", since=since)
+    assert "to=<x@sut.test>" in log and "tls=verify/requiretls" in log
+
+
+def test_postfix311_bounces_5_7_30_when_our_server_does_not_offer_requiretls_rfc8689_4_2_1(
+    relay: Postfix, sut_context: ssl.SSLContext
+) -> None:
+    """RFC 8689 §4.2.1 step 5 (Postfix's side): our server with requiretls=False gets no
+    MAIL for the tagged message, and Postfix bounces it with 5.7.30."""
+    config = ServerConfig(starttls=True, requiretls=False)
+    since = relay.log_size()
+    with PinnedServer(relay.sut_port, sut_context, config) as server:
+        submit(relay, "relay-2@example.org")
+        relay.flush()
+        log = relay.wait_log("dsn=5.7.30", since=since)
+        # Postfix connected, did STARTTLS and looked at the EHLO before giving up
+        wait_for(lambda: bool(server.sessions), "Postfix's connection", timeout=10)
+    assert "to=<x@sut.test>" in log and "status=bounced" in log
+    assert "tls=verify/!requiretls" in log
+    for session in server.sessions:
+        assert session.error is None
+        assert StartTLS in [type(e) for e in session.events]
+        assert not any(isinstance(e, MailFrom) for e in session.events)
+        assert session.messages == []

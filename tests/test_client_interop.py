@@ -24,23 +24,16 @@ import pytest
 import trustme
 from aiosmtpd.controller import Controller
 
+from interop.client import ClientSession
 from smtp_rtls import (
-    ConnectionClosed,
     Data,
     Ehlo,
     EndOfMessage,
     MailFrom,
     MessageData,
-    Quit,
     RcptTo,
-    Reply,
     RequireTLSError,
-    StartTLS,
-    TLSInfo,
 )
-from smtp_rtls._client import ClientConnection
-from smtp_rtls._events import Event
-from smtp_rtls._sentinels import NEED_DATA
 
 
 class Recorder:
@@ -100,50 +93,10 @@ def server(ca: trustme.CA) -> Iterator[tuple[int, Recorder]]:
         controller.stop()
 
 
-class Session:
-    """The smallest blocking adapter: a socket, a ClientConnection, timeouts."""
-
-    def __init__(self, port: int) -> None:
-        self.sock: socket.socket = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.conn = ClientConnection("client.example")
-
-    def send(self, *events: Event) -> None:
-        for event in events:
-            self.sock.sendall(self.conn.send(event))
-
-    def reply(self) -> Reply:
-        for _ in range(1000):
-            event = self.conn.next_event()
-            if event is NEED_DATA:
-                self.conn.receive_data(self.sock.recv(65536))
-                continue
-            assert isinstance(event, Reply), event
-            return event
-        raise AssertionError("no reply")
-
-    def starttls(self, ca: trustme.CA) -> None:
-        self.send(StartTLS())
-        assert self.reply().code == 220
-        ctx = ssl.create_default_context()
-        ca.configure_trust(ctx)
-        self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
-        cipher = self.sock.cipher()
-        assert cipher is not None
-        self.conn.start_tls(
-            TLSInfo(
-                version=self.sock.version() or "",
-                cipher=cipher[0],
-                bits=cipher[2],
-                verified_name="localhost",
-            )
-        )
-
-    def close(self) -> None:
-        self.send(Quit())
-        assert self.reply().command == "QUIT"
-        self.conn.receive_data(self.sock.recv(65536))
-        assert isinstance(self.conn.next_event(), ConnectionClosed)
-        self.sock.close()
+def trusting(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
 
 
 CONTENT = (
@@ -160,13 +113,13 @@ def test_a_transaction_over_starttls_with_a_real_server(
     server: tuple[int, Recorder], ca: trustme.CA
 ) -> None:
     port, recorder = server
-    s = Session(port)
+    s = ClientSession(port)
     assert s.reply().command == "GREETING"
     s.send(Ehlo("client.example"))
     assert s.reply().command == "EHLO"
     caps = s.conn.capabilities
     assert caps is not None and "STARTTLS" in caps
-    s.starttls(ca)
+    s.starttls(trusting(ca), "localhost")
     assert s.conn.capabilities is None  # RFC 3207 §4.2
     s.send(Ehlo("client.example"))
     s.reply()
@@ -206,14 +159,14 @@ def test_requiretls_refused_against_a_server_that_does_not_offer_it_rfc8689_4_2_
     server: tuple[int, Recorder], ca: trustme.CA
 ) -> None:
     port, recorder = server
-    s = Session(port)
+    s = ClientSession(port)
     s.reply()
     s.send(Ehlo("client.example"))
     s.reply()
     with pytest.raises(RequireTLSError) as plain:
         s.send(MailFrom("alice@example.org", requiretls=True))
     assert plain.value.reply is not None and str(plain.value.reply.enhanced) == "5.7.10"
-    s.starttls(ca)
+    s.starttls(trusting(ca), "localhost")
     s.send(Ehlo("client.example"))
     s.reply()
     with pytest.raises(RequireTLSError) as tls:
@@ -275,7 +228,7 @@ def test_requiretls_transaction_with_a_third_party_server_rfc8689_4_2_1(
     node_sink: tuple[int, Path], ca: trustme.CA
 ) -> None:
     port, out = node_sink
-    s = Session(port)
+    s = ClientSession(port)
     s.reply()
     s.send(Ehlo("client.example"))
     s.reply()
@@ -283,7 +236,7 @@ def test_requiretls_transaction_with_a_third_party_server_rfc8689_4_2_1(
     assert caps is not None and "REQUIRETLS" not in caps  # never before TLS
     with pytest.raises(RequireTLSError):
         s.send(MailFrom("alice@example.org", requiretls=True))
-    s.starttls(ca)
+    s.starttls(trusting(ca), "localhost")
     s.send(Ehlo("client.example"))
     s.reply()
     caps = s.conn.capabilities

@@ -15,86 +15,23 @@ from pathlib import Path
 import pytest
 
 from conftest_postfix import Postfix
+from interop.client import ClientSession
 from interop.serve import LoopbackServer
 from smtp_rtls import (
-    ConnectionClosed,
-    Data,
     Ehlo,
-    EndOfMessage,
     MailFrom,
-    MessageData,
-    Quit,
-    RcptTo,
-    Reply,
     RequireTLSError,
     ServerConfig,
     StartTLS,
-    TLSInfo,
 )
-from smtp_rtls._client import ClientConnection
-from smtp_rtls._events import Event
-from smtp_rtls._sentinels import NEED_DATA
 
 pytestmark = pytest.mark.lab
 
 DELIVERY_TIMEOUT = 60.0
 
 
-class Session:
-    """A blocking client session: a socket, a ClientConnection, timeouts."""
-
-    def __init__(self, port: int) -> None:
-        self.sock: socket.socket = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.conn = ClientConnection("client.example.org")
-
-    def send(self, *events: Event) -> None:
-        for event in events:
-            self.sock.sendall(self.conn.send(event))
-
-    def reply(self) -> Reply:
-        for _ in range(1000):
-            event = self.conn.next_event()
-            if event is NEED_DATA:
-                self.conn.receive_data(self.sock.recv(65536))
-                continue
-            assert isinstance(event, Reply), event
-            return event
-        raise AssertionError("no reply")
-
-    def ehlo(self) -> frozenset[str]:
-        self.send(Ehlo("client.example.org"))
-        assert self.reply().code == 250
-        caps = self.conn.capabilities
-        assert caps is not None
-        return frozenset(caps)
-
-    def starttls(self, cafile: Path, name: str = "mx.example.test") -> None:
-        self.send(StartTLS())
-        assert self.reply().code == 220
-        context = ssl.create_default_context(cafile=str(cafile))
-        self.sock = context.wrap_socket(self.sock, server_hostname=name)
-        cipher = self.sock.cipher()
-        assert cipher is not None
-        self.conn.start_tls(
-            TLSInfo(self.sock.version() or "", cipher[0], cipher[2], verified_name=name)
-        )
-
-    def transaction(self, mail: MailFrom, rcpt: str, content: bytes) -> Reply:
-        self.send(mail)
-        assert self.reply().code == 250
-        self.send(RcptTo(rcpt))
-        assert self.reply().code == 250
-        self.send(Data())
-        assert self.reply().code == 354
-        self.send(MessageData(content), EndOfMessage())
-        return self.reply()
-
-    def close(self) -> None:
-        self.send(Quit())
-        assert self.reply().command == "QUIT"
-        self.conn.receive_data(self.sock.recv(65536))
-        assert isinstance(self.conn.next_event(), ConnectionClosed)
-        self.sock.close()
+def trusting(cafile: Path) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(cafile))
 
 
 def wait_for(predicate: Callable[[], bool], what: str, timeout: float = DELIVERY_TIMEOUT) -> None:
@@ -132,7 +69,7 @@ def test_postfix311_offers_requiretls_only_after_starttls_and_records_it_rfc8689
     """RFC 8689 §2: REQUIRETLS is offered only on a TLS session; a tagged message is
     accepted there and Postfix records the tag (Require-TLS-ESMTP: yes)."""
     before = len(postfix311.delivered())
-    s = Session(postfix311.port)
+    s = ClientSession(postfix311.port)
     assert s.reply().command == "GREETING"
     caps = s.ehlo()
     assert "STARTTLS" in caps and "REQUIRETLS" not in caps
@@ -140,7 +77,7 @@ def test_postfix311_offers_requiretls_only_after_starttls_and_records_it_rfc8689
     with pytest.raises(RequireTLSError) as plain:
         s.send(MailFrom("alice@example.org", requiretls=True))
     assert plain.value.reply is not None and str(plain.value.reply.enhanced) == "5.7.10"
-    s.starttls(postfix311.ca)
+    s.starttls(trusting(postfix311.ca), "mx.example.test")
     caps = s.ehlo()
     assert "REQUIRETLS" in caps and "STARTTLS" not in caps
     content = b"Subject: rtls to postfix 3.11\r\nMessage-ID: <p311-1@example.org>\r\n\r\nbody\r\n"
@@ -178,10 +115,10 @@ def test_postfix37_requiretls_refused_then_untagged_message_delivered_rfc8689_4_
     messages before QUIT."""
     before = len(postfix37.delivered())
     since = postfix37.log_size()
-    s = Session(postfix37.port)
+    s = ClientSession(postfix37.port)
     s.reply()
     s.ehlo()
-    s.starttls(postfix37.ca)
+    s.starttls(trusting(postfix37.ca), "mx.example.test")
     caps = s.ehlo()
     assert "REQUIRETLS" not in caps
     with pytest.raises(RequireTLSError) as refused:
@@ -237,10 +174,10 @@ def relay(postfix311: Postfix) -> Iterator[Postfix]:
 
 def submit(postfix: Postfix, message_id: str) -> None:
     """Our client submits a REQUIRETLS message for x@sut.test to Postfix over STARTTLS."""
-    s = Session(postfix.port)
+    s = ClientSession(postfix.port)
     s.reply()
     s.ehlo()
-    s.starttls(postfix.ca)
+    s.starttls(trusting(postfix.ca), "mx.example.test")
     s.ehlo()
     content = f"Subject: relayed\r\nMessage-ID: <{message_id}>\r\n\r\nrelayed body\r\n".encode()
     done = s.transaction(MailFrom("alice@example.org", requiretls=True), "x@sut.test", content)

@@ -15,15 +15,12 @@ measure both halves of the core together, nothing of the network.
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
-import os
-import platform
 import smtplib
 import sys
 import time
-from collections.abc import Callable
 
+from benchutil import KiB, MiB, best_of, machine, timestamp
 from smtp_rtls import (
     NEED_DATA,
     PAUSED,
@@ -44,8 +41,6 @@ from smtp_rtls import (
 )
 from smtp_rtls._client import ClientConnection
 
-KiB = 1024
-MiB = 1024 * KiB
 # What an application typically hands over at a time (one file read).
 CHUNK = 64 * KiB
 
@@ -90,15 +85,6 @@ def chunks(size: int) -> list[bytes]:
 
 
 # -- measurements --------------------------------------------------------------------
-
-
-def best_of(repeats: int, run: Callable[[], float]) -> float:
-    """The smallest of ``repeats`` timings (the least disturbed by other work)."""
-    times = []
-    for _ in range(repeats):
-        gc.collect()
-        times.append(run())
-    return min(times)
 
 
 def ready_client(*extensions: str) -> ClientConnection:
@@ -301,14 +287,6 @@ def transactions_per_second(repeats: int, n: int, recipients: int) -> float:
     return n / best_of(repeats, run)
 
 
-def machine() -> str:
-    u = platform.uname()
-    return (
-        f"{u.system} {u.release} {u.machine}; nproc {os.cpu_count()}; "
-        f"Python {platform.python_version()} ({platform.python_implementation()})"
-    )
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, 8 MiB not 50")
@@ -316,7 +294,7 @@ def main() -> int:
     repeats = 3 if args.quick else 7
     big = 8 * MiB if args.quick else 50 * MiB
     scale = 1 if args.quick else 5
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    now = timestamp()
     print(f"smtp_rtls bench/client.py  {now}")
     print(f"machine: {machine()}")
     print(f"content chunk: {CHUNK // KiB} KiB; best of {repeats}\n")

@@ -11,15 +11,13 @@ the same run: one ``bytes.find(b"\\r\\n.\\r\\n")`` and one
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
-import os
-import platform
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
+from benchutil import KiB, MiB, best_of, machine, timestamp
 from smtp_rtls import (
     NEED_DATA,
     PAUSED,
@@ -34,8 +32,6 @@ from smtp_rtls import (
     ServerConnection,
 )
 
-KiB = 1024
-MiB = 1024 * KiB
 # The typical socket read: what a server's recv() loop asks for at a time.
 CHUNK = 64 * KiB
 
@@ -151,15 +147,6 @@ def expected_octets(size: int, block: bytes) -> int:
 # -- measurements --------------------------------------------------------------------
 
 
-def best_of(repeats: int, run: Callable[[], float]) -> float:
-    """The smallest of ``repeats`` timings (the least disturbed by other work)."""
-    times = []
-    for _ in range(repeats):
-        gc.collect()
-        times.append(run())
-    return min(times)
-
-
 def batch_for(size: int) -> int:
     """How many messages one timing covers: small ones in batches, so that the
     clock's resolution and one-off costs do not decide the result."""
@@ -253,21 +240,13 @@ def memory_growth(size: int, block: bytes) -> tuple[int, int]:
     return peak - base, now - base
 
 
-def machine() -> str:
-    u = platform.uname()
-    return (
-        f"{u.system} {u.release} {u.machine}; nproc {os.cpu_count()}; "
-        f"Python {platform.python_version()} ({platform.python_implementation()})"
-    )
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, 8 MiB not 50")
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
     big = 8 * MiB if args.quick else 50 * MiB
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    now = timestamp()
     print(f"smtp_rtls bench/core.py  {now}")
     print(f"machine: {machine()}")
     print(f"read size: {CHUNK // KiB} KiB; best of {repeats}\n")

@@ -16,8 +16,6 @@ end to end, not what the parser costs alone (bench/core.py measures that).
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import socket
 import sys
 import threading
@@ -27,6 +25,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from benchutil import MiB, machine, timestamp
 from smtp_rtls import (
     NEED_DATA,
     PAUSED,
@@ -38,8 +37,6 @@ from smtp_rtls import (
     ServerConfig,
     ServerConnection,
 )
-
-MiB = 1024 * 1024
 
 
 def message(size: int) -> bytes:
@@ -132,9 +129,9 @@ def main() -> int:
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
     sizes = (MiB, 8 * MiB) if args.quick else (MiB, 32 * MiB)
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    now = timestamp()
     print(f"smtp_rtls bench/server_peers.py  {now}")
-    print(f"machine: {platform.platform()}; Python {platform.python_version()}; best of {repeats}")
+    print(f"machine: {machine()}; best of {repeats}")
 
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()

@@ -244,3 +244,27 @@ def test_connection_refused(ca: trustme.CA, tmp_path: Path) -> None:
         port = s.getsockname()[1]  # bound, never listening: connections are refused
         response = fulfiller(ca, port, tmp_path)(HTTPSRequest(HOST, "/", timeout=2))
     assert response.error is not None and response.error.startswith("connect")
+
+
+def test_cname_expansion_is_reported_rfc7672_2_2_3(
+    dns_server: Callable[[Responder], int],
+) -> None:
+    def respond(query: dns.message.Message) -> dns.message.Message:
+        reply = dns.message.make_response(query)
+        reply.flags |= dns.flags.AD
+        question = query.question[0]
+        # a recursive resolver's answer to an alias: the CNAME, then the target's RRset
+        reply.answer.append(
+            dns.rrset.from_text(question.name, 60, "IN", "CNAME", "relay.hosting.example.")
+        )
+        reply.answer.append(
+            dns.rrset.from_text("relay.hosting.example.", 60, "IN", "A", "192.0.2.25")
+        )
+        return reply
+
+    fulfil = SyncFulfiller(["127.0.0.1"], port=dns_server(respond), trusted=True)
+    answer = fulfil(DNSQuery("mx.example", "A"))
+    assert answer.records == ("192.0.2.25",)
+    assert answer.canonical_name == "relay.hosting.example"
+    plain = SyncFulfiller(["127.0.0.1"], port=dns_server(answering("192.0.2.1")))
+    assert plain(DNSQuery("mx.example", "A")).canonical_name == ""

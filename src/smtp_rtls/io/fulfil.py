@@ -95,7 +95,14 @@ class SyncFulfiller:
             # malformed answers: the data could not be had now.
             return DNSAnswer(query, "SERVFAIL")
         records = tuple(_presentation(rdata) for rdata in answer.rrset or ())
-        return DNSAnswer(query, "NOERROR", records, authentic=self._authentic(answer.response))
+        canonical = answer.canonical_name
+        return DNSAnswer(
+            query,
+            "NOERROR",
+            records,
+            authentic=self._authentic(answer.response),
+            canonical_name="" if canonical == qname else canonical.to_text(omit_final_dot=True),
+        )
 
     def https(self, request: HTTPSRequest) -> HTTPSResponse:
         """GET ``https://{host}{path}``: no redirects, a size cap, a deadline."""

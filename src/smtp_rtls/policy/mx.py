@@ -81,7 +81,8 @@ class AddressResult:
     secure address records (RFC 7672 §2.2.2).  ``temporary_failure`` is set
     when either look-up failed, even if the other gave addresses: the host is
     then to be skipped (RFC 7672 §2.1.2), so ``addresses`` is empty and
-    ``reason`` names what was found, for logs.
+    ``reason`` names what was found, for logs.  ``canonical_name`` is set
+    when ``host`` is a CNAME alias (RFC 7672 §2.2.3).
     """
 
     host: str
@@ -89,6 +90,8 @@ class AddressResult:
     dnssec: bool
     temporary_failure: bool = False
     reason: str = ""
+    #: The fully CNAME-expanded name of ``host`` when it is an alias, else "".
+    canonical_name: str = ""
 
 
 def normalize_name(name: str) -> str:
@@ -196,9 +199,11 @@ def resolve_addresses(host: str) -> Lookup[AddressResult]:
     addresses: list[str] = []
     secure = True
     failures: list[str] = []
+    canonical = ""
     for rdtype in ("AAAA", "A"):
         answer = yield DNSQuery(host, rdtype)
         assert isinstance(answer, DNSAnswer)
+        canonical = canonical or answer.canonical_name
         # RFC 7672 §2.2.2: DANE applies only when the MX host's address
         # records are secure; one insecure family spoils the whole host,
         # since the client cannot choose which address a TLSA set protects.
@@ -215,6 +220,8 @@ def resolve_addresses(host: str) -> Lookup[AddressResult]:
         return AddressResult(
             host, (), False, temporary_failure=True, reason="; ".join(failures) + found
         )
+    alias = normalize_name(canonical) if canonical else ""
+    alias = alias if alias != host else ""
     if addresses:
-        return AddressResult(host, tuple(addresses), secure)
-    return AddressResult(host, (), secure, reason="no address records")
+        return AddressResult(host, tuple(addresses), secure, canonical_name=alias)
+    return AddressResult(host, (), secure, reason="no address records", canonical_name=alias)

@@ -57,7 +57,7 @@ from .._reply import Reply
 from .codes import Reason, code_for
 from .dane import TLSARecord, TLSAResult, lookup_tlsa
 from .mtasts import STSCache, STSOutcome, STSPolicy, fetch_policy
-from .mx import MXHost, MXResult, normalize_name, resolve_addresses, resolve_mx
+from .mx import AddressResult, MXHost, MXResult, normalize_name, resolve_addresses, resolve_mx
 from .requests import Lookup
 from .tags import TLSTag
 
@@ -376,7 +376,7 @@ def plan_delivery(
         # RFC 7672 §2.2: TLSA records count only below a secure MX answer and
         # secure address records; RFC 8689 §3 ignores DANE for TLS-optional.
         if mode is not _Mode.TLS_OPTIONAL and config.dane and mx.dnssec and addresses.dnssec:
-            tlsa = yield from lookup_tlsa(host.name, config.port)
+            tlsa = yield from _lookup_tlsa(host.name, addresses, config.port)
             if tlsa.temporary_failure:
                 # RFC 7672 §2.1.2: a failed TLSA look-up rules the host out.
                 skipped.append(skip_verdict(host.name, Reason.TLSA_LOOKUP_FAILED, tlsa.reason))
@@ -394,6 +394,20 @@ def plan_delivery(
             )
         candidates.append(candidate)
     return plan(candidates, skipped, sts)
+
+
+def _lookup_tlsa(host: str, addresses: AddressResult, port: int) -> Lookup[TLSAResult]:
+    """TLSA records for ``host``, whose address records were found secure.
+
+    RFC 7672 §2.2.3, "Secure CNAME": when ``host`` is an alias whose
+    expansion is secure, the fully CNAME-expanded name is tried first as
+    the TLSA base domain and, failing that, the initial name.
+    """
+    if addresses.canonical_name:
+        expanded = yield from lookup_tlsa(addresses.canonical_name, port)
+        if expanded.records or expanded.temporary_failure:
+            return expanded
+    return (yield from lookup_tlsa(host, port))
 
 
 def _name_problem(
@@ -458,7 +472,9 @@ def _candidate(
     if tlsa is not None and tlsa.authentication_required:
         # RFC 8461 §2: DANE takes precedence over MTA-STS.  RFC 7672 §3.2.2:
         # a secure MX adds the recipient domain to the reference identifiers.
-        names = own if host.name == domain else (host.name, domain)
+        # The TLSA base domain (the CNAME-expanded name when it was found
+        # there) is the primary reference identifier (RFC 7672 §3.2.2).
+        names = tuple(dict.fromkeys((tlsa.host, domain)))
         return make(Security.DANE, names, "usable TLSA records (RFC 7672)", tlsa.usable)
     if enforce is not None and enforce.matches(host.name):
         return make(Security.PKIX, own, "MTA-STS enforce policy lists the host (RFC 8461)")

@@ -59,13 +59,17 @@ class DNSAnswer:
     ``records`` are the answer RRset's records in presentation format
     (``"10 mx.example.org."`` for MX, the unquoted, concatenated strings for
     TXT, ``"3 1 1 ab12..."`` for TLSA).  ``authentic`` is True only when the
-    answer came with AD=1 from a resolver the configuration trusts.
+    answer came with AD=1 from a resolver the configuration trusts (with a
+    validating resolver that covers every CNAME on the way).
+    ``canonical_name`` is the owner name of the records when the resolver
+    followed CNAMEs to reach them, ``""`` otherwise (RFC 7672 §2.2.3 uses it).
     """
 
     query: DNSQuery
     rcode: str
     records: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
     authentic: bool = False
+    canonical_name: str = ""
 
 
 @attrs.frozen(slots=True)

@@ -81,8 +81,24 @@ def test_secure_cname_falls_back_to_the_initial_name_rfc7672_2_2_3() -> None:
 
 
 @pytest.mark.parametrize("tlsa_at", [(TARGET,), (MX,)])
-def test_insecure_addresses_mean_no_tlsa_lookup_rfc7672_2_2_2(tlsa_at: tuple[str, ...]) -> None:
-    result, asked = plan(world(secure=False, tlsa_at=tlsa_at))
-    assert not any(q.rdtype == "TLSA" for q in asked)
+def test_insecure_cname_with_insecure_alias_means_no_dane_rfc7672_2_2_3(
+    tlsa_at: tuple[str, ...],
+) -> None:
+    table = world(secure=False, tlsa_at=tlsa_at)
+    table[(MX, "CNAME")] = ("NOERROR", [f"{TARGET}."], False, "")
+    result, asked = plan(table)
+    assert ("CNAME" in {q.rdtype for q in asked}) and not any(q.rdtype == "TLSA" for q in asked)
     (candidate,) = result.candidates  # type: ignore[attr-defined]
     assert candidate.security is Security.PKIX  # secure MX: PKIX for the MX host name
+
+
+def test_insecure_cname_with_secure_alias_uses_the_initial_name_rfc7672_2_2_3() -> None:
+    # the target's zone is unsigned, but the alias itself sits in a signed zone
+    table = world(secure=False, tlsa_at=(MX, TARGET))
+    table[(MX, "CNAME")] = ("NOERROR", [f"{TARGET}."], True, "")
+    result, asked = plan(table)
+    tlsa_names = [q.name for q in asked if q.rdtype == "TLSA"]
+    assert tlsa_names == [f"_25._tcp.{MX}"]  # never the insecure target's name
+    (candidate,) = result.candidates  # type: ignore[attr-defined]
+    assert candidate.security is Security.DANE
+    assert candidate.names == (MX, DOMAIN)

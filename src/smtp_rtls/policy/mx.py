@@ -82,7 +82,8 @@ class AddressResult:
     when either look-up failed, even if the other gave addresses: the host is
     then to be skipped (RFC 7672 §2.1.2), so ``addresses`` is empty and
     ``reason`` names what was found, for logs.  ``canonical_name`` is set
-    when ``host`` is a CNAME alias (RFC 7672 §2.2.3).
+    when ``host`` is a CNAME alias, and ``alias_secure`` when the alias's
+    own CNAME record is secure (RFC 7672 §2.2.3).
     """
 
     host: str
@@ -92,6 +93,23 @@ class AddressResult:
     reason: str = ""
     #: The fully CNAME-expanded name of ``host`` when it is an alias, else "".
     canonical_name: str = ""
+    #: For an alias: whether its initial CNAME record was found secure.
+    alias_secure: bool = False
+
+    @property
+    def tlsa_bases(self) -> tuple[str, ...]:
+        """Where to look for TLSA records, in order (RFC 7672 §2.2.3).
+
+        Non-CNAME with secure addresses: the host.  "Secure CNAME": the fully
+        expanded name, then the host.  "Insecure CNAME" (the addresses are
+        insecure) whose initial CNAME is secure: the host.  Otherwise nowhere:
+        DANE does not apply.
+        """
+        if not self.canonical_name:
+            return (self.host,) if self.dnssec else ()
+        if self.dnssec:
+            return (self.canonical_name, self.host)
+        return (self.host,) if self.alias_secure else ()
 
 
 def normalize_name(name: str) -> str:
@@ -222,6 +240,15 @@ def resolve_addresses(host: str) -> Lookup[AddressResult]:
         )
     alias = normalize_name(canonical) if canonical else ""
     alias = alias if alias != host else ""
+    alias_secure = False
+    if alias and addresses and not secure:
+        # RFC 7672 §2.2.3 "Insecure CNAME": the expansion ended insecure, but
+        # a secure first CNAME still lets the initial name carry TLSA records.
+        answer = yield DNSQuery(host, "CNAME")
+        assert isinstance(answer, DNSAnswer)
+        alias_secure = answer.rcode == "NOERROR" and bool(answer.records) and answer.authentic
     if addresses:
-        return AddressResult(host, tuple(addresses), secure, canonical_name=alias)
+        return AddressResult(
+            host, tuple(addresses), secure, canonical_name=alias, alias_secure=alias_secure
+        )
     return AddressResult(host, (), secure, reason="no address records", canonical_name=alias)

@@ -374,9 +374,10 @@ def plan_delivery(
             continue
         tlsa: TLSAResult | None = None
         # RFC 7672 §2.2: TLSA records count only below a secure MX answer and
-        # secure address records; RFC 8689 §3 ignores DANE for TLS-optional.
-        if mode is not _Mode.TLS_OPTIONAL and config.dane and mx.dnssec and addresses.dnssec:
-            tlsa = yield from _lookup_tlsa(host.name, addresses, config.port)
+        # secure address records (or a secure alias, §2.2.3); RFC 8689 §3
+        # ignores DANE for TLS-optional messages.
+        if mode is not _Mode.TLS_OPTIONAL and config.dane and mx.dnssec and addresses.tlsa_bases:
+            tlsa = yield from _lookup_tlsa(addresses, config.port)
             if tlsa.temporary_failure:
                 # RFC 7672 §2.1.2: a failed TLSA look-up rules the host out.
                 skipped.append(skip_verdict(host.name, Reason.TLSA_LOOKUP_FAILED, tlsa.reason))
@@ -396,18 +397,19 @@ def plan_delivery(
     return plan(candidates, skipped, sts)
 
 
-def _lookup_tlsa(host: str, addresses: AddressResult, port: int) -> Lookup[TLSAResult]:
-    """TLSA records for ``host``, whose address records were found secure.
+def _lookup_tlsa(addresses: AddressResult, port: int) -> Lookup[TLSAResult]:
+    """TLSA records at the first of ``addresses.tlsa_bases`` that has any.
 
-    RFC 7672 §2.2.3, "Secure CNAME": when ``host`` is an alias whose
-    expansion is secure, the fully CNAME-expanded name is tried first as
-    the TLSA base domain and, failing that, the initial name.
+    RFC 7672 §2.2.3: for a "Secure CNAME" the fully CNAME-expanded name is
+    tried first and the initial name after it; a failed look-up ends the
+    search (§2.1.2: the host is then skipped).
     """
-    if addresses.canonical_name:
-        expanded = yield from lookup_tlsa(addresses.canonical_name, port)
-        if expanded.records or expanded.temporary_failure:
-            return expanded
-    return (yield from lookup_tlsa(host, port))
+    bases = addresses.tlsa_bases
+    for base in bases[:-1]:
+        found = yield from lookup_tlsa(base, port)
+        if found.records or found.temporary_failure:
+            return found
+    return (yield from lookup_tlsa(bases[-1], port))
 
 
 def _name_problem(

@@ -101,14 +101,21 @@ def _address(text: str, *, reverse: bool, utf8: bool) -> Address:
         raise _reject(501, "5.1.7" if reverse else "5.1.3", f"Bad address syntax: {exc}") from None
 
 
-def _mail_from(arg: str) -> MailFrom:
-    m = _MAIL_RE.fullmatch(arg)
+def _path_and_params(
+    pattern: re.Pattern[str], arg: str, syntax: str
+) -> tuple[str, list[tuple[str, str | None]]]:
+    """The path text and the parsed parameters of a MAIL or RCPT argument."""
+    m = pattern.fullmatch(arg)
     if m is None:
-        raise _reject(501, "5.5.4", "Syntax: MAIL FROM:<address> [parameters]")
+        raise _reject(501, "5.5.4", f"Syntax: {syntax}")
     try:
-        params = parse_params(m[2] or "")
+        return m[1], parse_params(m[2] or "")
     except ParamError as exc:
         raise _reject(501, "5.5.4", str(exc)) from None
+
+
+def _mail_from(arg: str) -> MailFrom:
+    path, params = _path_and_params(_MAIL_RE, arg, "MAIL FROM:<address> [parameters]")
     kw: dict[str, object] = {}
     extra: list[tuple[str, str | None]] = []
     for key, value in params:
@@ -139,21 +146,15 @@ def _mail_from(arg: str) -> MailFrom:
         else:
             extra.append((key, value))
     utf8 = bool(kw.get("smtputf8"))
-    path = _address(m[1], reverse=True, utf8=utf8)
+    reverse_path = _address(path, reverse=True, utf8=utf8)
     try:
-        return MailFrom(path, extra=extra, **kw)  # type: ignore[arg-type]
+        return MailFrom(reverse_path, extra=extra, **kw)  # type: ignore[arg-type]
     except LocalProtocolError as exc:
         raise _reject(501, "5.5.4", str(exc)) from None
 
 
 def _rcpt_to(arg: str, *, utf8: bool) -> RcptTo:
-    m = _RCPT_RE.fullmatch(arg)
-    if m is None:
-        raise _reject(501, "5.5.4", "Syntax: RCPT TO:<address> [parameters]")
-    try:
-        params = parse_params(m[2] or "")
-    except ParamError as exc:
-        raise _reject(501, "5.5.4", str(exc)) from None
+    path, params = _path_and_params(_RCPT_RE, arg, "RCPT TO:<address> [parameters]")
     kw: dict[str, object] = {}
     extra: list[tuple[str, str | None]] = []
     for key, value in params:
@@ -171,9 +172,9 @@ def _rcpt_to(arg: str, *, utf8: bool) -> RcptTo:
                 raise _reject(501, "5.5.4", str(exc)) from None
         else:
             extra.append((key, value))
-    path = _address(m[1], reverse=False, utf8=utf8)
+    forward_path = _address(path, reverse=False, utf8=utf8)
     try:
-        return RcptTo(path, extra=extra, **kw)  # type: ignore[arg-type]
+        return RcptTo(forward_path, extra=extra, **kw)  # type: ignore[arg-type]
     except LocalProtocolError as exc:
         raise _reject(501, "5.5.4", str(exc)) from None
 

@@ -4,9 +4,15 @@ with a real TLS handshake after STARTTLS."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import shutil
 import smtplib
 import ssl
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 import pytest
@@ -167,3 +173,63 @@ def test_aiosmtplib_starttls_requiretls(
     assert eom.envelope is not None and eom.envelope.requiretls
     assert len(eom.envelope.recipients) == 2
     assert content == MESSAGE
+
+
+# -- a third-party REQUIRETLS client: npm nodemailer --------------------------------------
+
+NODE_MODULES = Path(__file__).parent.parent / "lab" / "node" / "node_modules"
+SENDER = Path(__file__).parent.parent / "peers" / "requiretls_send.js"
+
+
+def nodemailer_send(
+    port: int, ca: trustme.CA, folder: Path, *, requiretls: bool
+) -> dict[str, Any]:
+    if shutil.which("node") is None or not (NODE_MODULES / "nodemailer").is_dir():
+        # a missing peer is a broken set-up, not a reason to pass quietly
+        pytest.fail("needs node and nodemailer: run tests/lab/node-peers.sh")
+    cafile = folder / "ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+    done = subprocess.run(
+        [
+            "node",
+            str(SENDER),
+            str(port),
+            str(cafile),
+            "mx.test",
+            "bob@example.net",
+            "1" if requiretls else "0",
+        ],
+        env=dict(os.environ, NODE_PATH=str(NODE_MODULES)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.lab
+def test_nodemailer_requiretls_to_our_server_rfc8689_2(
+    server: LoopbackServer, ca: trustme.CA, tmp_path: Path
+) -> None:
+    result = nodemailer_send(server.port, ca, tmp_path, requiretls=True)
+    assert result["ok"], result
+    session = server.sessions[0]
+    assert session.error is None
+    mails = [e for e in session.events if isinstance(e, MailFrom)]
+    assert len(mails) == 1 and mails[0].requiretls  # sent only after STARTTLS
+    ((eom, content),) = session.messages
+    assert eom.envelope is not None and eom.envelope.requiretls
+    assert b"\r\n.dot line\r\n" in content  # nodemailer's dot-stuffing undone
+
+
+@pytest.mark.lab
+def test_nodemailer_refuses_a_server_without_requiretls_rfc8689_4_2_1(
+    server_context: ssl.SSLContext, ca: trustme.CA, tmp_path: Path
+) -> None:
+    config = ServerConfig(starttls=True, requiretls=False)
+    with LoopbackServer(server_context, config) as server:
+        result = nodemailer_send(server.port, ca, tmp_path, requiretls=True)
+    assert not result["ok"] and result["code"] == "EREQUIRETLS", result
+    assert not any(isinstance(e, MailFrom) for s in server.sessions for e in s.events)

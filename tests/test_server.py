@@ -18,7 +18,9 @@ from smtp_rtls import (
     Ehlo,
     EndOfMessage,
     Event,
+    Expn,
     Helo,
+    Help,
     LocalProtocolError,
     MailFrom,
     MessageData,
@@ -744,3 +746,49 @@ def test_implicit_tls_before_greeting_offers_requiretls_rfc8314_3() -> None:
     assert "REQUIRETLS" in keywords and "STARTTLS" not in keywords
     with pytest.raises(LocalProtocolError):
         conn.start_tls(TLS)  # no second TLS session
+
+
+def test_expn_is_the_applications_decision_rfc5321_4_1_1_7() -> None:
+    s = Session(decide=lambda e: Reply(550, "Access denied", "5.7.1"))
+    events = s.feed(b"EXPN staff\r\n")
+    assert events == [Expn("staff")]
+    assert s.codes() == [550]
+
+
+def test_help_is_answered_214_by_the_connection_rfc5321_4_1_1_8() -> None:
+    s = Session(ServerConfig(help_text="See the fine manual"))
+    events = s.feed(b"HELP MAIL\r\n")
+    assert events == [Help("MAIL")]
+    (reply,) = s.replies()
+    assert (reply.code, reply.text) == (214, "See the fine manual")
+
+
+@pytest.mark.parametrize("body", [b"7BIT", b"8BITMIME"])
+def test_body_parameter_needs_8bitmime_offered_rfc6152_2(body: bytes) -> None:
+    s = Session(ServerConfig(eightbitmime=False))
+    s.feed(b"EHLO c.example\r\nMAIL FROM:<a@b.example> BODY=" + body + b"\r\n")
+    assert s.codes() == [250, 555]
+    on = Session()
+    on.feed(b"EHLO c.example\r\nMAIL FROM:<a@b.example> BODY=" + body + b"\r\n")
+    assert on.codes() == [250, 250]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"MAIL FROM:<a@b.example> RET=HDRS",
+        b"MAIL FROM:<a@b.example> ENVID=abc",
+        b"RCPT TO:<x@y.example> NOTIFY=NEVER",
+        b"RCPT TO:<x@y.example> ORCPT=rfc822;x@y.example",
+    ],
+)
+def test_dsn_parameters_need_dsn_offered_rfc3461_4(line: bytes) -> None:
+    opening = b"EHLO c.example\r\n" + (
+        b"MAIL FROM:<a@b.example>\r\n" if line[:4] == b"RCPT" else b""
+    )
+    s = Session(ServerConfig(dsn=False))
+    s.feed(opening + line + b"\r\n")
+    assert s.codes()[-1] == 555
+    on = Session()
+    on.feed(opening + line + b"\r\n")
+    assert on.codes()[-1] == 250

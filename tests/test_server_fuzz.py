@@ -235,6 +235,15 @@ _fuzz_settings = settings(
 # -- (1) random bytes -------------------------------------------------------------------
 
 
+def _play_to_the_end(config: ServerConfig, data: bytes, cuts: list[int], bits: list[bool]) -> None:
+    session = Session(config, _cyclic(bits))
+    for piece in _split(data, cuts):
+        session.feed(piece)
+    session.feed(b"")
+    # the peer closed: the session ended, or failed with RemoteProtocolError only
+    assert session.closed or session.error is not None
+
+
 @_fuzz_settings
 @given(
     st.sampled_from(CONFIGS),
@@ -245,12 +254,7 @@ _fuzz_settings = settings(
 def test_random_bytes_raise_only_remote_protocol_error(
     config: ServerConfig, data: bytes, cuts: list[int], bits: list[bool]
 ) -> None:
-    session = Session(config, _cyclic(bits))
-    for piece in _split(data, cuts):
-        session.feed(piece)
-    session.feed(b"")
-    # the peer closed: the session ended, or failed with RemoteProtocolError only
-    assert session.closed or session.error is not None
+    _play_to_the_end(config, data, cuts, bits)
 
 
 @_fuzz_settings
@@ -263,12 +267,7 @@ def test_random_bytes_raise_only_remote_protocol_error(
 def test_commands_mixed_with_random_bytes_raise_only_remote_protocol_error(
     config: ServerConfig, data: bytes, cuts: list[int], bits: list[bool]
 ) -> None:
-    session = Session(config, _cyclic(bits))
-    for piece in _split(data, cuts):
-        session.feed(piece)
-    session.feed(b"")
-    # the peer closed: the session ended, or failed with RemoteProtocolError only
-    assert session.closed or session.error is not None
+    _play_to_the_end(config, data, cuts, bits)
 
 
 @settings(max_examples=30, deadline=None)

@@ -289,7 +289,6 @@ class ServerConnection:
         self._octets = 0
         self._content_error: Reply | None = None
         self._chunk: Bdat | None = None
-        self._used_bdat = False
 
     def _fail(self, msg: str, reply: Reply | None = None) -> None:
         # ``reply`` is what the application may send before closing (h11's
@@ -332,7 +331,6 @@ class ServerConnection:
         return attrs.evolve(caps.to_reply(), code=reply.code)
 
     def _after_reply(self, event: Event, reply: Reply, positive: bool) -> None:
-        verb = _verb_of(event, self.config.lmtp)
         if isinstance(event, EndOfMessage) or (isinstance(event, Bdat) and not positive):
             # the transaction ends with the end-of-message reply, whatever it
             # is; a failed BDAT chunk fails the transaction (RFC 3030 §2)
@@ -349,7 +347,7 @@ class ServerConnection:
                 self._authenticated = reply.code == 235
                 self.state = State.READY
             return
-        on_positive, on_negative = self._table[self.state][verb]
+        on_positive, on_negative = self._table[self.state][_verb_of(event, self.config.lmtp)]
         target = on_positive if positive else on_negative
         if isinstance(event, Ehlo | Helo) and positive:
             self._reset_transaction()
@@ -532,7 +530,6 @@ class ServerConnection:
             # RFC 3030 §2: BDAT without a transaction (or after a failed
             # chunk, or after LAST): read and discard the octets, then 503.
             return self._discard_bdat(line, sequence_reply("BDAT", self.state))
-        self._used_bdat = True
         self._chunk = event
         self._reader = BdatReader(event.size)
         self.state = State.BDAT
@@ -658,6 +655,5 @@ def _verb_of(event: Event, lmtp: bool) -> str:
         Expn: "EXPN",
         Auth: "AUTH",
         AuthResponse: "AUTH",
-        EndOfMessage: "DATA",
     }
     return names[type(event)]

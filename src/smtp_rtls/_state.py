@@ -113,8 +113,6 @@ SMTP_TRANSITIONS = _build(("EHLO", "HELO"))
 # RFC 2033 §4.1: LMTP uses LHLO and has no HELO or EHLO.
 LMTP_TRANSITIONS = _build(("LHLO",))
 
-#: States in which the peer's bytes are message content, not commands.
-CONTENT_STATES = frozenset({S.DATA, S.BDAT})
 #: States with an open mail transaction.
 TRANSACTION_STATES = frozenset({S.MAIL, S.RCPT, S.DATA, S.BDAT, S.BDAT_MORE})
 

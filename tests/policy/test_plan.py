@@ -589,22 +589,9 @@ def test_every_mx_host_is_a_candidate_or_skipped_in_preference_order(
         assert len(plan.candidates) == len(hosts)
 
 
-def test_rfc8689_s5_sending_a_requiretls_bounce_without_requiretls_is_logged(
-    certs: Certificates, caplog: pytest.LogCaptureFixture
-) -> None:
-    """§5 ¶4: information may leak when a bounce cannot go with REQUIRETLS; log it."""
-    with caplog.at_level(logging.WARNING, logger="smtp_rtls.policy.verdict"):
-        deliver(
-            certs,
-            REQ,
-            dnssec=False,
-            sts="absent",
-            tlsa="none",
-            cert="valid",
-            requiretls=False,
-            bounce=True,
-        )
-    assert any("without REQUIRETLS" in r.getMessage() for r in caplog.records)
+def _bounce_warnings(
+    certs: Certificates, caplog: pytest.LogCaptureFixture, *, requiretls: bool
+) -> list[logging.LogRecord]:
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="smtp_rtls.policy.verdict"):
         deliver(
@@ -614,7 +601,16 @@ def test_rfc8689_s5_sending_a_requiretls_bounce_without_requiretls_is_logged(
             sts="absent",
             tlsa="none",
             cert="valid",
-            requiretls=True,
+            requiretls=requiretls,
             bounce=True,
         )
-    assert not caplog.records
+    return list(caplog.records)
+
+
+def test_rfc8689_s5_sending_a_requiretls_bounce_without_requiretls_is_logged(
+    certs: Certificates, caplog: pytest.LogCaptureFixture
+) -> None:
+    """§5 ¶4: information may leak when a bounce cannot go with REQUIRETLS; log it."""
+    records = _bounce_warnings(certs, caplog, requiretls=False)
+    assert any("without REQUIRETLS" in r.getMessage() for r in records)
+    assert not _bounce_warnings(certs, caplog, requiretls=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -85,3 +86,74 @@ def issue(
         )
     algorithm = None if isinstance(signer_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     return Issued(builder.sign(signer_key, algorithm), key)
+
+
+# --- hostile certificates, edited in DER by hand (X.509: RFC 5280 §4.1) -----------------
+#
+# cryptography's builder refuses to make these, so they are written here: a few
+# lines of DER (ITU-T X.690 §8, definite lengths only) are enough to take a
+# certificate apart, change one element of its TBSCertificate and sign it again.
+
+
+def der_tlv(tag: int, content: bytes) -> bytes:
+    """One DER element: tag, definite length, content."""
+    n = len(content)
+    if n < 0x80:
+        return bytes([tag, n]) + content
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(size)]) + size + content
+
+
+def der_items(element: bytes) -> list[bytes]:
+    """The child elements (whole TLVs) of a constructed DER element."""
+    header = 2 if element[1] < 0x80 else 2 + (element[1] & 0x7F)
+    content, items = element[header:], []
+    while content:
+        length = content[1]
+        start = 2
+        if length >= 0x80:
+            start = 2 + (length & 0x7F)
+            length = int.from_bytes(content[2:start], "big")
+        items.append(content[: start + length])
+        content = content[start + length :]
+    return items
+
+
+def der_oid(dotted: str) -> bytes:
+    """An OBJECT IDENTIFIER element."""
+    arcs = [int(a) for a in dotted.split(".")]
+    body = bytearray([40 * arcs[0] + arcs[1]])
+    for arc in arcs[2:]:
+        chunk = [arc & 0x7F]
+        while arc > 0x7F:
+            arc >>= 7
+            chunk.append(0x80 | (arc & 0x7F))
+        body += bytes(reversed(chunk))
+    return der_tlv(0x06, bytes(body))
+
+
+SEQUENCE, BIT_STRING, INTEGER = 0x30, 0x03, 0x02
+# TBSCertificate (RFC 5280 §4.1): [0] version, serial, signature, issuer,
+# validity, subject, subjectPublicKeyInfo, [3] extensions.
+VERSION, SIGNATURE, SPKI, EXTENSIONS = 0, 2, 6, 7
+
+
+def rebuild(
+    cert: Issued,
+    signer: Issued,
+    edit: Callable[[list[bytes]], list[bytes]],
+    *,
+    signature_algorithm: bytes | None = None,
+) -> bytes:
+    """``cert`` with its TBSCertificate elements passed through ``edit``, signed by ``signer``.
+
+    ``signer`` must hold an EC key (ECDSA with SHA-256).  ``signature_algorithm``
+    replaces the AlgorithmIdentifier in both places it appears.
+    """
+    tbs, algorithm, _ = der_items(cert.der)
+    items = edit(der_items(tbs))
+    if signature_algorithm is not None:
+        items[SIGNATURE] = algorithm = signature_algorithm
+    new_tbs = der_tlv(SEQUENCE, b"".join(items))
+    signature = signer.key.sign(new_tbs, ec.ECDSA(hashes.SHA256()))
+    return der_tlv(SEQUENCE, new_tbs + algorithm + der_tlv(BIT_STRING, b"\x00" + signature))

@@ -6,11 +6,34 @@ import hashlib
 import sys
 
 import pytest
-from dane_certs import DAY, NOW, Issued, issue, new_key
+from dane_certs import (
+    BIT_STRING,
+    DAY,
+    EXTENSIONS,
+    INTEGER,
+    NOW,
+    SEQUENCE,
+    SPKI,
+    VERSION,
+    Issued,
+    der_items,
+    der_oid,
+    der_tlv,
+    issue,
+    new_key,
+    rebuild,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from smtp_rtls._capabilities import Capabilities
+from smtp_rtls._tls import TLSInfo
 from smtp_rtls.policy import dane
+from smtp_rtls.policy.codes import Reason
 from smtp_rtls.policy.dane import TLSARecord, dane_verify, lookup_tlsa, usable_records
+from smtp_rtls.policy.plan import Action, Candidate, RequireTLSParam, Security
 from smtp_rtls.policy.requests import DNSAnswer, DNSQuery, Request, Result, run_lookup
+from smtp_rtls.policy.verdict import check
 
 # One chain for most tests: root CA -> intermediate CA -> leaf for mx1.example.com.
 ROOT = issue("Test Root", ca=True)
@@ -304,3 +327,148 @@ def test_missing_cryptography_gives_clear_import_error(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "cryptography", None)
     with pytest.raises(ImportError, match=r"pip install smtp_rtls\[dane\]"):
         dane._crypto()
+
+
+# --- hostile chains: what cannot be evaluated is a failed match, never an exception ------
+#
+# The chain comes from whoever answers, a man in the middle included.  Each of these
+# certificates is built in DER by hand (cryptography's builder refuses to make them)
+# and properly signed, so the code gets as far as the hostile part.
+
+
+def _version_6(items: list[bytes]) -> list[bytes]:
+    # RFC 5280 §4.1.2.1: version is v1(0), v2(1) or v3(2); 5 is none of them.
+    items[VERSION] = der_tlv(0xA0, der_tlv(INTEGER, b"\x05"))
+    return items
+
+
+def _duplicate_extension(items: list[bytes]) -> list[bytes]:
+    # RFC 5280 §4.2: "A certificate MUST NOT include more than one instance of a
+    # particular extension"; here BasicConstraints appears twice.
+    extensions = der_items(der_items(items[EXTENSIONS])[0])
+    twice = der_tlv(SEQUENCE, b"".join([*extensions, extensions[0]]))
+    items[EXTENSIONS] = der_tlv(0xA3, twice)
+    return items
+
+
+def _unknown_key_algorithm(items: list[bytes]) -> list[bytes]:
+    algorithm = der_tlv(SEQUENCE, der_oid("1.3.6.1.4.1.55555.1"))
+    items[SPKI] = der_tlv(SEQUENCE, algorithm + der_tlv(BIT_STRING, b"\x00" + b"k" * 32))
+    return items
+
+
+_UNKNOWN_SIGNATURE = der_tlv(SEQUENCE, der_oid("1.3.6.1.4.1.55555.2"))
+
+
+def _hostile(kind: str, cert: Issued, signer: Issued) -> bytes:
+    if kind == "unknown signature algorithm":
+        return rebuild(cert, signer, lambda items: items, signature_algorithm=_UNKNOWN_SIGNATURE)
+    edit = {
+        "invalid version": _version_6,
+        "duplicate extension": _duplicate_extension,
+        "unknown key algorithm": _unknown_key_algorithm,
+    }[kind]
+    return rebuild(cert, signer, edit)
+
+
+HOSTILE = [
+    "invalid version",
+    "duplicate extension",
+    "unknown key algorithm",
+    "unknown signature algorithm",
+]
+RECORDS = {
+    "EE leaf spki": rec(LEAF.tlsa(3, 1, 1)),
+    "TA root digest": rec(ROOT.tlsa(2, 0, 1)),
+    "TA intermediate key": rec(INTER.tlsa(2, 1, 0)),
+    "TA intermediate cert": rec(INTER.tlsa(2, 0, 0)),
+}
+_TA = ["TA root digest", "TA intermediate key", "TA intermediate cert"]
+# (hostile kind, where, record): each record needs the hostile part to match.
+MUST_FAIL = [
+    *(("invalid version", "leaf", r) for r in RECORDS),
+    *(("duplicate extension", "leaf", r) for r in _TA),  # the name check reads extensions
+    ("unknown key algorithm", "leaf", "EE leaf spki"),
+    *(("unknown signature algorithm", "leaf", r) for r in _TA),
+    *((kind, "intermediate", "TA root digest") for kind in HOSTILE),
+]
+
+
+def _chain(kind: str, where: str) -> tuple[bytes, ...]:
+    if where == "leaf":
+        return (_hostile(kind, LEAF, INTER), INTER.der, ROOT.der)
+    return (LEAF.der, _hostile(kind, INTER, ROOT), ROOT.der)
+
+
+@pytest.mark.parametrize(("kind", "where", "record"), MUST_FAIL)
+def test_rfc7672_hostile_chain_is_a_failed_match_not_an_exception(
+    kind: str, where: str, record: str
+) -> None:
+    outcome = dane_verify([RECORDS[record]], _chain(kind, where), NAMES, now=NOW)
+    assert not outcome.ok and outcome.matched is None
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_rfc7672_hostile_chain_makes_check_try_the_next_host(kind: str) -> None:
+    """check() turns the failed match into TRY_NEXT (RFC 8689 §4.2.1 ¶3)."""
+    tls = TLSInfo("TLSv1.3", "TLS_AES_128_GCM_SHA256", 128, _chain(kind, "intermediate"))
+    capabilities = Capabilities("mx1.example.com", entries=["REQUIRETLS"])
+    candidate = Candidate(
+        "mx1.example.com",
+        10,
+        ("192.0.2.1",),
+        Security.DANE,
+        NAMES,
+        RequireTLSParam.REQUIRED,
+        strong_tls=True,
+        tlsa=(RECORDS["TA root digest"],),
+    )
+    verdict = check(candidate, tls, capabilities)
+    assert verdict.action is Action.TRY_NEXT
+    assert verdict.reason is Reason.DANE_MISMATCH
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [
+        ("invalid version", "InvalidVersion"),
+        ("duplicate extension", "DuplicateExtension"),
+        ("unknown key algorithm", "UnsupportedAlgorithm"),
+    ],
+)
+def test_rfc7672_the_reason_names_what_could_not_be_evaluated(kind: str, error: str) -> None:
+    chain = _chain(kind, "intermediate")
+    outcome = dane_verify([RECORDS["TA root digest"]], chain, NAMES, now=NOW)
+    assert not outcome.ok and f"bad certificate: {error}" in outcome.reason
+
+
+def test_rfc7672_unknown_signature_algorithm_is_an_unsigned_link() -> None:
+    chain = _chain("unknown signature algorithm", "leaf")
+    outcome = dane_verify([RECORDS["TA root digest"]], chain, NAMES, now=NOW)
+    assert not outcome.ok and "not signed" in outcome.reason
+
+
+def test_a_hostile_certificate_does_not_spoil_a_record_that_matches_without_it() -> None:
+    """DANE-EE Cert(0) compares the leaf's bytes, never parsing them (RFC 7672 §3.1.1)."""
+    chain = _chain("invalid version", "leaf")
+    record = TLSARecord(3, 0, 1, hashlib.sha256(chain[0]).digest())
+    outcome = dane_verify([*RECORDS.values(), record], chain, NAMES, now=NOW)
+    assert outcome.ok and outcome.matched == record
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(
+    which=st.integers(0, 2),
+    edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=4),
+)
+@pytest.mark.filterwarnings("ignore::UserWarning")  # cryptography warns on some mutants
+def test_rfc7672_any_mangled_chain_is_an_outcome_never_an_exception(
+    which: int, edits: list[tuple[int, int]]
+) -> None:
+    chain = [LEAF.der, INTER.der, ROOT.der]
+    mangled = bytearray(chain[which])
+    for position, value in edits:
+        mangled[position % len(mangled)] = value
+    chain[which] = bytes(mangled)
+    outcome = dane_verify(list(RECORDS.values()), chain, NAMES, now=NOW)
+    assert isinstance(outcome, dane.DaneOutcome)

@@ -243,3 +243,124 @@ def test_any_original_gives_a_parseable_report(
     assert parts[1].get_payload()[1]["Status"] == "5.7.30"
     returned_body = tag is not TLSTag.REQUIRETLS and ret == "FULL"
     assert (b"SECRET-" in bounce.message) is returned_body
+
+
+# -- RFC 8689 §5: the report that travels without REQUIRETLS is redacted ------
+
+LEAKY = (
+    b"From: Alice <alice@example.org>\r\n"
+    b"To: bob@example.net\r\n"
+    b"Cc: carol@example.com\r\n"
+    b"Subject: the merger\r\n"
+    b"Date: Sat, 28 Nov 2026 13:00:00 +0000\r\n"
+    b"Message-ID:\r\n <1@example.org>\r\n"
+    b"X-Mailer: secret-client 1.0\r\n"
+    b"\r\n" + SECRET_BODY
+)
+
+
+def _returned_part(report: bytes) -> bytes:
+    """The content of the third part (the returned header), as sent."""
+    tail = report.split(b"Content-Type: text/rfc822-headers\r\n", 1)[1]
+    content = tail.removeprefix(b"Content-Transfer-Encoding: 8bit\r\n").removeprefix(b"\r\n")
+    # RFC 2046 §5.1.1: the CRLF before the boundary belongs to the boundary.
+    return content[: content.index(b"\r\n--=_dsn_")]
+
+
+def test_rfc8689_s5_without_requiretls_the_report_is_redacted_by_default() -> None:
+    bounce = dsn(original=LEAKY)
+    assert bounce.tag is TLSTag.REQUIRETLS and bounce.redacted is not None
+    # With REQUIRETLS: the header section (§5 ¶3, RET=HDRS).
+    assert bounce.message_for(requiretls=True) == bounce.message
+    assert _returned_part(bounce.message) == LEAKY.split(b"\r\n\r\n")[0] + b"\r\n"
+    # Without it: only what identifies the message.
+    clear = bounce.message_for(requiretls=False)
+    assert clear == bounce.redacted
+    assert _returned_part(clear) == (
+        b"Date: Sat, 28 Nov 2026 13:00:00 +0000\r\nMessage-ID:\r\n <1@example.org>\r\n"
+    )
+    for secret in (b"the merger", b"carol@", b"bob@example.net\r\nCc", b"Alice", b"secret-client"):
+        assert secret not in clear
+    msg = parse(Bounce(bounce.forward_path, clear, TLSTag.DEFAULT))
+    assert not msg.defects
+    status = msg.get_payload()[1].get_payload()
+    assert [b["Final-Recipient"] for b in status[1:]] == ["rfc822; bob@example.net"]
+    assert msg["Message-ID"] == parse(bounce)["Message-ID"]  # one report, two forms
+
+
+def test_rfc8689_s5_redacted_report_lists_only_the_recipients_it_is_about() -> None:
+    other = RecipientStatus("dave@example.net", "5.7.30", notify=["NEVER"])
+    clear = dsn(original=LEAKY, recipients=[REQUIRETLS_FAILED, other]).message_for(False)
+    assert b"dave@" not in clear
+    assert b"carol@" not in clear
+
+
+def test_rfc8689_s5_unredacted_fallback_is_an_explicit_choice() -> None:
+    bounce = dsn(original=LEAKY, without_requiretls="headers")
+    assert bounce.redacted is None
+    assert bounce.message_for(False) == bounce.message
+    assert b"Subject: the merger" in bounce.message_for(False)
+
+
+def test_rfc8689_s5_redact_sends_only_the_redacted_report() -> None:
+    bounce = dsn(original=LEAKY, redact=True)
+    assert bounce.tag is TLSTag.DEFAULT and bounce.redacted is None
+    assert b"the merger" not in bounce.message and b"carol@" not in bounce.message
+    assert b"Message-ID:\r\n <1@example.org>\r\n" in bounce.message
+    assert bounce.message_for(False) == bounce.message_for(True) == bounce.message
+    with pytest.raises(ValueError):
+        dsn(original=LEAKY, redact=True, without_requiretls="headers")
+
+
+@pytest.mark.parametrize("tag", [TLSTag.DEFAULT, TLSTag.TLS_OPTIONAL])
+def test_untagged_reports_have_one_form(tag: TLSTag) -> None:
+    bounce = dsn(original=LEAKY, tag=tag)
+    assert bounce.redacted is None
+    assert bounce.message_for(False) == bounce.message_for(True) == bounce.message
+
+
+# -- RFC 5322 §2.1: the returned header ends at the first non-field line ------
+
+
+@pytest.mark.parametrize(
+    "original",
+    [
+        # No empty line between header and body.
+        b"From: a@example.org\r\nSubject: s\r\nSECRET body line\r\nmore SECRET\r\n",
+        # A malformed line inside the header section: the rest is body.
+        b"From: a@example.org\r\nSubject: s\r\nSECRET no colon\r\nTo: SECRET\r\n\r\nbody\r\n",
+        # A bare CR that becomes a line end: what follows is body text.
+        b"From: a@example.org\r\nSubject: s\r\rSECRET body\r\n",
+        b"From: a@example.org\r\nSubject: s\n\nSECRET body\n",
+    ],
+)
+@pytest.mark.parametrize("tag", list(TLSTag))
+def test_rfc5322_s2_1_headers_only_report_never_returns_body_text(
+    original: bytes, tag: TLSTag
+) -> None:
+    bounce = dsn(original=original, tag=tag)
+    for report in (bounce.message, bounce.message_for(False)):
+        assert b"SECRET" not in report
+    assert _returned_part(bounce.message) == b"From: a@example.org\r\nSubject: s\r\n"
+
+
+# -- CRLF only (RFC 5322 §2.3) ----------------------------------------------
+
+
+@pytest.mark.parametrize("ret", ["FULL", "HDRS"])
+@pytest.mark.parametrize("tag", list(TLSTag))
+def test_rfc5322_s2_3_bare_cr_and_lf_of_the_original_become_crlf(tag: TLSTag, ret: str) -> None:
+    original = b"From: a\rb@example.org\r\nSubject: x\ny\r\nX: 1\r\r\n\r\nbody\rline\nend\r"
+    bounce = dsn(original=original, tag=tag, ret=ret)
+    for report in (bounce.message, bounce.message_for(False)):
+        assert b"\r" not in report.replace(b"\r\n", b"")
+        assert b"\n" not in report.replace(b"\r\n", b"")
+
+
+@given(original=st.binary(max_size=300), tag=st.sampled_from(list(TLSTag)))
+def test_rfc5322_s2_3_any_original_gives_crlf_only(original: bytes, tag: TLSTag) -> None:
+    bounce = dsn(original=original, tag=tag, ret="FULL")
+    for report in (bounce.message, bounce.message_for(False)):
+        assert b"\r" not in report.replace(b"\r\n", b"")
+        assert b"\n" not in report.replace(b"\r\n", b"")
+        assert len(parse(Bounce("a@example.org", report, tag)).get_payload()) == 3

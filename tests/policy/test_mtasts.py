@@ -371,3 +371,93 @@ def test_unwritable_cache_file_warns_and_leaves_no_temp(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sts.json"]
     with pytest.raises(OSError):
         cache.save()
+
+
+# A damaged cache file: ignored or its bad entries dropped, with a warning, never raised.
+_SAVED = {
+    "mode": "enforce",
+    "mx": ["mail.example.com"],
+    "max_age": 604800,
+    "policy_id": "one",
+    "fetched_at": 50.0,
+}
+
+
+def _entry_text(**changes: str) -> str:
+    """A saved entry with some values replaced by raw JSON text."""
+    values = {k: json.dumps(v) for k, v in _SAVED.items()} | changes
+    return "{" + ", ".join(f'"{k}": {v}' for k, v in values.items()) + "}"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "[" * 100_000 + "]" * 100_000,  # nesting deeper than the parser goes
+        '{"policies": ' + '{"a": ' * 100_000 + "1" + "}" * 100_001,
+        '{"policies": {"x.com": {"max_age": ' + "9" * 5000 + "}}}",  # > 4300 digits
+        '{"policies": []}',
+        "null",
+    ],
+    ids=["nested array", "nested object", "huge integer", "policies not an object", "null"],
+)
+def test_rfc8461_5_1_damaged_cache_file_is_ignored_with_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, content: str
+) -> None:
+    path = tmp_path / "sts.json"
+    path.write_text(content)
+    with caplog.at_level(logging.WARNING, logger="smtp_rtls.policy.mtasts"):
+        cache = STSCache(path)
+    assert cache.get("x.com", 0.0) is None
+    assert "ignoring unreadable MTA-STS cache" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"max_age": "1e400"},  # a float too large: infinity
+        {"max_age": "1" + "0" * 400},  # an int too large for a float
+        {"max_age": "NaN"},
+        {"max_age": "-1"},
+        {"max_age": str(MAX_MAX_AGE + 1)},  # RFC 8461 §3.2: at most one year
+        {"max_age": "true"},
+        {"max_age": "86400.5"},
+        {"fetched_at": "Infinity"},
+        {"fetched_at": "-Infinity"},
+        {"fetched_at": "NaN"},
+        {"fetched_at": '"50"'},
+        {"mx": '"mail.example.com"'},  # a string, not a list
+        {"mx": '["*"]'},
+        {"mx": "[1]"},
+        {"mx": "[]"},  # enforce needs an mx pattern (RFC 8461 §3.2)
+        {"mode": '"strict"'},
+        {"policy_id": "null"},
+        {"policy_id": '"not an id!"'},
+    ],
+    ids=lambda change: "{}={:.12}".format(*next(iter(change.items()))),
+)
+def test_rfc8461_5_1_cache_entry_with_a_bad_value_is_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, change: dict[str, str]
+) -> None:
+    path = tmp_path / "sts.json"
+    good = _entry_text()
+    bad = _entry_text(**change)
+    path.write_text(f'{{"version": 1, "policies": {{"good.com": {good}, "bad.com": {bad}}}}}')
+    with caplog.at_level(logging.WARNING, logger="smtp_rtls.policy.mtasts"):
+        cache = STSCache(path)
+    assert cache.get("bad.com", 60.0) is None
+    kept = cache.get("good.com", 60.0)
+    assert kept is not None and kept.policy.mx == ("mail.example.com",)
+    assert "1 dropped ('bad.com'" in caplog.text
+    # Nothing kept can raise later either.
+    assert not kept.expired(60.0) and kept.expired(1e308)
+
+
+def test_rfc8461_5_1_cache_file_survives_a_round_trip_through_the_checks(tmp_path: Path) -> None:
+    path = tmp_path / "sts.json"
+    cache = STSCache(path)
+    cache.store("Example.COM", STSPolicy.parse(POLICY, "one"), 1.5)
+    cache.store("none.example", STSPolicy.parse("version: STSv1\nmode: none\nmax_age: 9\n"), 2)
+    again = STSCache(path)
+    for domain in ("example.com", "none.example"):
+        entry = again.get(domain, 3.0)
+        assert entry is not None and entry == cache.get(domain, 3.0)

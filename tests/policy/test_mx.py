@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from smtp_rtls.policy.mx import (
     MXHost,
+    PatternSet,
     resolve_addresses,
     resolve_mx,
     wildcard_match,
@@ -176,6 +177,27 @@ def test_address_failure_vs_absence() -> None:
 )
 def test_wildcard_rules_rfc8461_4_1_rfc9525_6_3(pattern: str, name: str, expected: bool) -> None:
     assert wildcard_match(pattern, name) is expected
+
+
+_labels = st.lists(st.sampled_from(["a", "b", "B", "*", "x*", "", "com"]), min_size=1, max_size=4)
+_names = st.tuples(_labels, st.sampled_from(["", ".", " "])).map(lambda t: ".".join(t[0]) + t[1])
+
+
+@given(patterns=st.lists(_names, max_size=6), name=_names)
+def test_pattern_set_matches_exactly_as_wildcard_match_rfc8461_4_1(
+    patterns: list[str], name: str
+) -> None:
+    """The O(1) index behaves as trying every pattern in turn."""
+    assert PatternSet(patterns).matches(name) is any(wildcard_match(p, name) for p in patterns)
+
+
+def test_rfc5321_s5_1_many_preferences_keep_their_order_and_randomisation() -> None:
+    """Grouping by preference in one pass orders 3000 hosts of 1000 preferences."""
+    texts = [f"{i % 1000} mx{i}.example." for i in range(3000)]
+    answer = table({("example", "MX"): ("NOERROR", texts, False)})
+    result = run_lookup(resolve_mx("example", rng=random.Random(0)), answer)
+    assert [h.preference for h in result.hosts] == sorted(i % 1000 for i in range(3000))
+    assert len({h.name for h in result.hosts}) == 3000
 
 
 @given(st.lists(st.tuples(st.integers(0, 65535), st.from_regex(r"[a-z]{1,8}", fullmatch=True))))

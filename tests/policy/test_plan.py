@@ -12,7 +12,11 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -32,7 +36,15 @@ from smtp_rtls.policy.plan import (
     Verdict,
     plan_delivery,
 )
-from smtp_rtls.policy.requests import DNSAnswer, DNSQuery, Request, Result, run_lookup
+from smtp_rtls.policy.requests import (
+    DNSAnswer,
+    DNSQuery,
+    HTTPSRequest,
+    HTTPSResponse,
+    Request,
+    Result,
+    run_lookup,
+)
 from smtp_rtls.policy.tags import TLSTag
 from smtp_rtls.policy.verdict import (
     check,
@@ -614,3 +626,85 @@ def test_rfc8689_s5_sending_a_requiretls_bounce_without_requiretls_is_logged(
     records = _bounce_warnings(certs, caplog, requiretls=False)
     assert any("without REQUIRETLS" in r.getMessage() for r in records)
     assert not _bounce_warnings(certs, caplog, requiretls=True)
+
+
+# -- cost: within the protocol caps, plan_delivery grows linearly --------------
+#
+# A 64 KiB DNS answer holds thousands of MX records and a 64 KiB MTA-STS policy
+# (RFC 8461 §3.3) thousands of mx patterns.  Matching every host against every
+# pattern, and copying the pattern list into every skipped host's detail, cost
+# their product (minutes of CPU, hundreds of MiB).  These tests measure the
+# work (Python calls, which do not depend on the machine) and the size of the
+# result, never the time.
+
+
+def _crowded_domain(hosts: int, patterns: int, *, dnssec: bool) -> Callable[[Request], Result]:
+    """``hosts`` MX hosts, an enforce policy of ``patterns`` patterns listing none of them."""
+    mx = tuple(f"{i % 7} mx{i}.example.org." for i in range(hosts))
+    policy = "version: STSv1\r\nmode: enforce\r\nmax_age: 86400\r\n" + "".join(
+        f"mx: {'*.' if j % 2 else ''}p{j}.example.net\r\n" for j in range(patterns)
+    )
+
+    def answer(request: Request) -> Result:
+        if isinstance(request, HTTPSRequest):
+            return HTTPSResponse(request, 200, "text/plain", policy.encode())
+        assert isinstance(request, DNSQuery)
+        records = {
+            "MX": mx,
+            "TXT": ("v=STSv1; id=crowded",),
+            "A": ("192.0.2.1",),
+        }.get(request.rdtype, ())
+        return DNSAnswer(request, "NOERROR", records, authentic=dnssec)
+
+    return answer
+
+
+def _plan_and_count_calls(
+    hosts: int, patterns: int, tag: TLSTag, dnssec: bool
+) -> tuple[int, DeliveryPlan]:
+    calls = 0
+
+    def profile(frame: FrameType, event: str, arg: Any) -> None:
+        nonlocal calls
+        calls += event == "call"
+
+    answer = _crowded_domain(hosts, patterns, dnssec=dnssec)
+    config = PolicyConfig(rng=random.Random(1))
+    sys.setprofile(profile)
+    try:
+        plan = run_lookup(plan_delivery(DOMAIN, tag, config=config), answer)
+    finally:
+        sys.setprofile(None)
+    return calls, plan
+
+
+@pytest.mark.parametrize(("tag", "dnssec"), [(REQ, False), (DEF, False), (DEF, True)])
+def test_rfc8461_plan_work_grows_linearly_with_hosts_and_patterns(
+    tag: TLSTag, dnssec: bool
+) -> None:
+    """Doubling both hosts and patterns doubles the work: O(hosts + patterns)."""
+    small, plan = _plan_and_count_calls(200, 200, tag, dnssec)
+    assert len(plan.skipped) == 200 and not plan.candidates
+    assert {v.reason for v in plan.skipped} == {Reason.MTASTS_MISMATCH}
+    large, _ = _plan_and_count_calls(400, 400, tag, dnssec)
+    # Linear: x2.  Hosts x patterns: x4.
+    assert large < 2.5 * small, (small, large)
+
+
+@pytest.mark.parametrize(("tag", "dnssec"), [(REQ, False), (DEF, True)])
+def test_rfc8461_skipped_host_detail_names_the_reason_not_the_patterns(
+    tag: TLSTag, dnssec: bool
+) -> None:
+    """What is kept per skipped host does not grow with the policy."""
+    _, few = _plan_and_count_calls(100, 2, tag, dnssec)
+    _, many = _plan_and_count_calls(100, 2000, tag, dnssec)  # ~50 KiB
+    assert len(many.skipped) == len(few.skipped) == 100
+    for verdict in many.skipped:
+        assert verdict.reason is Reason.MTASTS_MISMATCH
+        assert verdict.detail.startswith(f"{verdict.host} matches none of the 2000 mx patterns")
+        assert "p17.example.net" not in verdict.detail
+    # 1000 times the patterns: a few more digits per host, nothing else.
+    size = sum(len(v.detail) for v in many.skipped)
+    assert size <= sum(len(v.detail) for v in few.skipped) + 5 * len(many.skipped)
+    final = final_verdict(many)
+    assert final.reason is Reason.MTASTS_MISMATCH and len(final.detail) < 200

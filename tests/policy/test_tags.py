@@ -213,6 +213,128 @@ def test_other_fields_never_make_a_tag(fields: list[bytes], body: bytes) -> None
     assert message_tag(False, msg(*fields, body=body)) is TLSTag.DEFAULT
 
 
+# -- where the header section ends (RFC 5322 §2.1, §2.2) -------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "head"),
+    [
+        # No empty line: the first line of body text ends the header section.
+        (b"From: a\r\nSubject: b\r\nHello Bob,\r\nsee you.\r\n", b"From: a\r\nSubject: b\r\n"),
+        # A malformed line (no colon, a space in the name, 8-bit name) ends it too.
+        (b"From: a\r\nnot a field\r\nTo: b\r\n\r\nbody", b"From: a\r\n"),
+        (b"From: a\r\nNot A: field\r\n\r\n", b"From: a\r\n"),
+        (b"From: a\r\n\xc3\xa9t\xc3\xa9: x\r\n\r\n", b"From: a\r\n"),
+        (b"From: a\r\n: no name\r\n\r\n", b"From: a\r\n"),
+        # Folded lines belong to their field (§2.2.3); obs-optional is a field (§4.5.8).
+        (
+            b"Subject: a\r\n b\r\n\tc\r\nX-Y : z\r\n\r\nbody",
+            b"Subject: a\r\n b\r\n\tc\r\nX-Y : z\r\n",
+        ),
+        # A continuation line with no field above it is not a header.
+        (b" folded\r\nFrom: a\r\n\r\n", b""),
+        (b"From: a\nbody\n", b"From: a\n"),
+        (b"From: a", b"From: a"),
+    ],
+)
+def test_rfc5322_s2_1_header_section_ends_at_the_first_line_that_is_not_a_field(
+    message: bytes, head: bytes
+) -> None:
+    """Body text never counts as header, with or without the empty line (as Postfix)."""
+    assert header_section(message) == head
+
+
+def test_rfc5322_s2_1_tls_required_after_body_text_is_not_a_header_field() -> None:
+    message = b"From: a\r\nHello Bob,\r\nTLS-Required: No\r\n"
+    assert message_tag(False, message) is TLSTag.DEFAULT
+    assert remove_tls_required(message) == message
+
+
+def test_rfc5322_s2_1_a_long_header_section_ends_where_the_body_starts() -> None:
+    """200 000 fields, then body text without an empty line."""
+    fields = b"X-A: 1\r\n" * 200_000
+    assert header_section(fields + b"body line\r\n" * 10) == fields
+
+
+# -- bare CR: only CRLF (or LF) ends a line -----------------------------------
+
+
+def test_bare_cr_ends_no_line_so_two_instances_stay_two() -> None:
+    """A field ending in a bare CR is still a field: two instances, no tag (RFC 8689 §3)."""
+    message = msg(b"TLS-Required: No\r", b"From: a", b"TLS-Required: No")
+    result = parse_tls_required(message)
+    assert result.values == ("No\r", "No")
+    assert not result.tls_optional
+    assert message_tag(False, message) is TLSTag.DEFAULT
+
+
+def test_bare_cr_field_is_removed_and_replaced_like_any_other() -> None:
+    message = msg(b"From: a", b"TLS-Required: No\r", b"Subject: s")
+    assert remove_tls_required(message) == msg(b"From: a", b"Subject: s")
+    assert set_tls_required_no(message) == msg(b"TLS-Required: No", b"From: a", b"Subject: s")
+    bare_cr_inside = msg(b"From: a", b"TLS-Required: yes\rNo")
+    assert parse_tls_required(bare_cr_inside).values == ("yes\rNo",)
+    assert remove_tls_required(bare_cr_inside) == msg(b"From: a")
+
+
+def test_bare_cr_does_not_start_a_field() -> None:
+    """A bare CR is a character of its line: what follows it is not a new line."""
+    message = msg(b"Subject: a\rTLS-Required: No")
+    assert not parse_tls_required(message).present
+    assert remove_tls_required(message) == message
+
+
+# -- the added field is one line, first (RFC 8689 §3) ------------------------
+
+
+def test_rfc8689_s3_added_field_never_absorbs_a_leading_continuation_line() -> None:
+    """A header section starting with a folded line is refused, not silently corrupted."""
+    message = b" folded\r\nFrom: a\r\n\r\nbody\r\n"
+    with pytest.raises(ValueError, match="continuation line"):
+        set_tls_required_no(message)
+    with pytest.raises(ValueError, match="continuation line"):
+        originate(message, TLSTag.TLS_OPTIONAL)
+    # Removing needs no new field: allowed, and there is nothing to remove.
+    assert originate(message, TLSTag.DEFAULT).message == message
+
+
+_line = st.sampled_from(
+    [
+        b"From: a@example.org",
+        b"TLS-Required: No",
+        b"tls-required : yes",
+        b"TLS-Required: No\r",
+        b"TLS-Required:",
+        b" folded",
+        b"\tNo",
+        b"",
+        b"body text",
+        b"Subject: a\rTLS-Required: No",
+        b"\r",
+    ]
+)
+_eol = st.sampled_from([b"\r\n", b"\n", b"\r", b""])
+
+
+@given(lines=st.lists(st.tuples(_line, _eol), max_size=8))
+def test_the_remover_removes_what_the_parser_sees(lines: list[tuple[bytes, bytes]]) -> None:
+    message = b"".join(line + eol for line, eol in lines)
+    head = header_section(message)
+    removed = remove_tls_required(message)
+    assert not parse_tls_required(removed).present
+    assert removed.endswith(message[len(head) :])  # the body is never touched
+    try:
+        added = set_tls_required_no(message)
+    except ValueError:
+        assert message.startswith((b" ", b"\t"))
+        return
+    assert parse_tls_required(added).values == ("No",)
+    first, _, rest = added.partition(b"\n")
+    assert first in (b"TLS-Required: No", b"TLS-Required: No\r")
+    assert not rest.startswith((b" ", b"\t"))  # one line: nothing folds into it
+    assert message_tag(False, added) is TLSTag.TLS_OPTIONAL
+
+
 # -- expanders and mediators (RFC 8689 §4.1 ¶3, §6) -------------------------
 
 

@@ -25,6 +25,17 @@ DANE-TA still works when the TLSA record itself carries the trust anchor
 because the leaf's signature is checked against that key; with digest records
 (``2 0 1``, ``2 1 1``, ...) and no chain the match fails closed, with a reason
 that says the chain was missing.
+
+A chain that cannot be evaluated is a failed match
+------------------------------------------------------
+The chain comes from whoever answered the connection, a man in the middle
+included.  Whatever ``cryptography`` cannot parse or evaluate in it (a
+malformed or invalid-version certificate, an unsupported key or signature
+algorithm, a duplicate extension, ...) makes that record fail to match,
+with the error in the reason: :func:`dane_verify` never raises for the
+chain's content, and :func:`~smtp_rtls.policy.verdict.check` turns the
+failed match into TRY_NEXT (RFC 7672 §2.1.1: a server that fails DANE
+authentication is not used).
 """
 
 from __future__ import annotations
@@ -201,6 +212,32 @@ def _crypto() -> Any:
     return x509_module
 
 
+def _chain_errors() -> tuple[type[Exception], ...]:
+    """What ``cryptography`` raises on a certificate it cannot parse or evaluate.
+
+    None of its own exceptions derives from ValueError.  Looked up only when
+    something was raised, so DANE-EE with selector Cert(0) still needs no
+    ``cryptography`` at all.
+    """
+    try:
+        from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.x509 import (
+            DuplicateExtension,
+            InvalidVersion,
+            UnsupportedGeneralNameType,
+        )
+    except ImportError:
+        return (ValueError, TypeError)
+    return (
+        ValueError,
+        TypeError,
+        UnsupportedAlgorithm,
+        DuplicateExtension,
+        InvalidVersion,
+        UnsupportedGeneralNameType,
+    )
+
+
 def _load(der: bytes) -> x509.Certificate:
     cert: x509.Certificate = _crypto().load_der_x509_certificate(der)
     return cert
@@ -232,9 +269,11 @@ def _signed_by(child: x509.Certificate, public_key: Any) -> bool:
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
-    signature, data = child.signature, child.tbs_certificate_bytes
-    hash_algorithm = child.signature_hash_algorithm
     try:
+        signature, data = child.signature, child.tbs_certificate_bytes
+        # Raises UnsupportedAlgorithm for a signature algorithm it does not know:
+        # a signature that cannot be checked was not made by this key.
+        hash_algorithm = child.signature_hash_algorithm
         if isinstance(public_key, rsa.RSAPublicKey) and hash_algorithm is not None:
             pad = child.signature_algorithm_parameters
             if not isinstance(pad, padding.PSS | padding.PKCS1v15):
@@ -246,7 +285,9 @@ def _signed_by(child: x509.Certificate, public_key: Any) -> bool:
             public_key.verify(signature, data)
         else:
             return False
-    except (InvalidSignature, ValueError, TypeError):
+    except InvalidSignature:
+        return False
+    except _chain_errors():
         return False
     return True
 
@@ -381,7 +422,9 @@ def dane_verify(
     DANE-EE(3) checks the leaf alone, ignoring its names and its dates
     (RFC 7672 §3.1.1, §3.2.1).  DANE-TA(2) checks signatures and validity
     dates from the leaf up to the TA at ``now`` (default: the current time).
-    Unusable records are skipped.  The first matching record wins.
+    Unusable records are skipped.  The first matching record wins.  A chain
+    that cannot be parsed or evaluated fails to match, with the reason; it
+    never raises.
     """
     usable = usable_records(records)
     if not usable:
@@ -401,8 +444,10 @@ def dane_verify(
                 )
                 continue
             ok, why = _verify_ta(record, peer_chain, names, when)
-        except ValueError as exc:  # an unparsable certificate in the chain
-            ok, why = False, f"bad certificate: {exc}"
+        except _chain_errors() as exc:
+            # The chain is the peer's, maybe a man in the middle's: what cannot
+            # be evaluated is a failed match, never an exception (module docstring).
+            ok, why = False, f"bad certificate: {type(exc).__name__}: {exc}"
         if ok:
             return DaneOutcome(True, why, record)
         reasons.append(f"{record.usage} {record.selector} {record.matching_type}: {why}")

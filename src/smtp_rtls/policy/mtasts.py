@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -25,7 +26,7 @@ from typing import Literal, cast
 
 import attrs
 
-from .mx import normalize_name, wildcard_match
+from .mx import PatternSet, normalize_name
 from .requests import DNSAnswer, DNSQuery, HTTPSRequest, HTTPSResponse, Lookup
 
 __all__ = [
@@ -130,6 +131,13 @@ class STSPolicy:
     mx: tuple[str, ...]
     max_age: int
     policy_id: str = ""
+    # The mx patterns indexed once, so that matching a host costs O(1), not
+    # O(patterns): a policy may hold thousands of them (64 KiB, §3.3).
+    _patterns: PatternSet = attrs.field(init=False, repr=False, eq=False)
+
+    @_patterns.default
+    def _index_patterns(self) -> PatternSet:
+        return PatternSet(self.mx)
 
     @classmethod
     def parse(cls, text: str, policy_id: str = "") -> STSPolicy:
@@ -179,7 +187,7 @@ class STSPolicy:
         ``example.com`` nor ``a.b.example.com``; case and a trailing dot do not
         matter.
         """
-        return any(wildcard_match(pattern, host) for pattern in self.mx)
+        return self._patterns.matches(host)
 
 
 @attrs.frozen(slots=True)
@@ -288,8 +296,12 @@ class STSCache:
     """Policies by domain, honouring max_age and the TXT id (RFC 8461 §5.1).
 
     With ``path`` the cache is loaded from and saved to that JSON file (an
-    atomic replace on every change); a file that cannot be read or parsed is
-    ignored with a warning.  Every method that needs the time takes ``now``.
+    atomic replace on every change).  Loading never raises for what the file
+    holds: a file that cannot be read or parsed (not JSON, too deeply nested,
+    a number too long to convert) is ignored, and an entry with a bad value
+    (a wrong type, an infinite or out-of-range number, an invalid mx pattern)
+    is dropped, each with a warning; the policy is then fetched again.
+    Every method that needs the time takes ``now``.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
@@ -398,24 +410,67 @@ class STSCache:
             raise
 
     def _load(self, path: str) -> None:
+        # The file is ours, but a crash, a full disk or another program may have
+        # damaged it: whatever it holds costs a refetch, never an exception.
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
-            entries = {}
-            for domain, e in data["policies"].items():
-                policy = STSPolicy(
-                    mode=e["mode"],
-                    mx=tuple(str(m) for m in e["mx"]),
-                    max_age=int(e["max_age"]),
-                    policy_id=str(e["policy_id"]),
-                )
-                if policy.mode not in ("enforce", "testing", "none"):
-                    raise ValueError(f"bad mode {policy.mode!r}")
-                entries[normalize_name(domain)] = CachedPolicy(policy, float(e["fetched_at"]))
         except FileNotFoundError:
             return
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            # A damaged cache costs a refetch, never a crash.
+        except (OSError, ValueError, RecursionError) as exc:
+            # ValueError: not JSON, not UTF-8, an integer of more than 4300
+            # digits; RecursionError: nesting deeper than the parser goes.
             log.warning("ignoring unreadable MTA-STS cache %s: %s", path, exc)
             return
+        policies = data.get("policies") if isinstance(data, dict) else None
+        if not isinstance(policies, dict):
+            log.warning("ignoring unreadable MTA-STS cache %s: no 'policies' object", path)
+            return
+        entries: dict[str, CachedPolicy] = {}
+        dropped: list[str] = []
+        for domain, saved in policies.items():
+            try:
+                entries[normalize_name(domain)] = _cached_policy(domain, saved)
+            except ValueError as exc:
+                dropped.append(f"{domain[:80]!r}: {exc}")
+        if dropped:
+            log.warning(
+                "ignoring unreadable MTA-STS cache entries in %s: %d dropped (%s%s)",
+                path,
+                len(dropped),
+                dropped[0],
+                ", ..." if len(dropped) > 1 else "",
+            )
         self._entries = entries
+
+
+def _cached_policy(domain: str, saved: object) -> CachedPolicy:
+    """One saved entry, held to the rules a fetched policy meets; ValueError if it is not.
+
+    Every value is checked for its type and range, so that no damaged value
+    can raise later (an infinite or huge number in ``expired``) or stand for
+    something a policy file could never say (RFC 8461 §3.2).
+    """
+    if not isinstance(saved, dict):
+        raise ValueError("not an object")
+    mode, mx, max_age = saved.get("mode"), saved.get("mx"), saved.get("max_age")
+    policy_id, fetched_at = saved.get("policy_id"), saved.get("fetched_at")
+    if not normalize_name(domain):
+        raise ValueError("empty domain")
+    if mode not in ("enforce", "testing", "none"):
+        raise ValueError("bad mode")
+    if not isinstance(mx, list) or not all(
+        isinstance(m, str) and _MX_PATTERN.fullmatch(m) for m in mx
+    ):
+        raise ValueError("bad mx patterns")
+    if not mx and mode != "none":
+        raise ValueError("no mx pattern")  # RFC 8461 §3.2, as in STSPolicy.parse
+    # RFC 8461 §3.2: max_age is 0 to 31557600 seconds; bool is an int to Python.
+    if type(max_age) is not int or not 0 <= max_age <= MAX_MAX_AGE:
+        raise ValueError("bad max_age")
+    if not isinstance(policy_id, str) or not (policy_id == "" or _STS_ID.fullmatch(policy_id)):
+        raise ValueError("bad policy_id")
+    if type(fetched_at) not in (int, float) or not math.isfinite(cast(float, fetched_at)):
+        raise ValueError("bad fetched_at")
+    policy = STSPolicy(cast(Mode, mode), tuple(normalize_name(m) for m in mx), max_age, policy_id)
+    return CachedPolicy(policy, float(cast(float, fetched_at)))

@@ -412,6 +412,19 @@ def _lookup_tlsa(addresses: AddressResult, port: int) -> Lookup[TLSAResult]:
     return (yield from lookup_tlsa(bases[-1], port))
 
 
+def _not_listed(host: MXHost, policy: STSPolicy) -> str:
+    """Why ``host`` failed MX matching, in words of a bounded size.
+
+    Never the pattern list itself: with thousands of hosts and thousands of
+    patterns, one copy per skipped host would cost their product.
+    """
+    count = len(policy.mx)
+    return (
+        f"{host.name} matches none of the {count} mx pattern{'s' * (count != 1)} "
+        f"of MTA-STS policy {policy.policy_id!r} (RFC 8461 §4.1)"
+    )
+
+
 def _name_problem(
     mode: _Mode,
     mx: MXResult,
@@ -426,7 +439,7 @@ def _name_problem(
         # RFC 8461 §5 "enforce": MUST NOT deliver to hosts that fail MX
         # matching.  Under a secure MX, DANE may still vouch for the host
         # (RFC 8461 §2); that is decided once the TLSA set is known.
-        return skip_verdict(host.name, Reason.MTASTS_MISMATCH, f"{host.name} not in {enforce.mx}")
+        return skip_verdict(host.name, Reason.MTASTS_MISMATCH, _not_listed(host, enforce))
     if mode is not _Mode.STRICT or mx.dnssec or mx.implicit:
         return None
     if enforce is not None:
@@ -482,7 +495,7 @@ def _candidate(
         return make(Security.PKIX, own, "MTA-STS enforce policy lists the host (RFC 8461)")
     if enforce is not None:
         # RFC 8461 §5 "enforce": no DANE to vouch for it, so the host is out.
-        return skip_verdict(host.name, Reason.MTASTS_MISMATCH, f"{host.name} not in {enforce.mx}")
+        return skip_verdict(host.name, Reason.MTASTS_MISMATCH, _not_listed(host, enforce))
     if mode is _Mode.STRICT:
         return make(Security.PKIX, own, "secure or implicit MX; PKIX (RFC 8689 §4.2.1 step 4)")
     if tlsa is not None and tlsa.unusable_set:

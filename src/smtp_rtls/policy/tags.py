@@ -6,12 +6,20 @@ header section decides (RFC 8689 §4.1 ¶2)::
 
     requiretls-field = "TLS-Required:" [FWS] "No" CRLF      ; RFC 8689 §3
 
-Only the header section is read: it ends at the first empty line (RFC 5322
-§2.1), so a ``TLS-Required:`` line in the body never counts and a large body is
-never scanned.  Field names compare case-insensitively (RFC 5322 §1.2.2) and so
-does the literal ``"No"`` (RFC 5234 §2.3).  Folded values are unfolded (RFC 5322
+Only the header section is read (:func:`header_section`), so a
+``TLS-Required:`` line in the body never counts and a large body is never
+scanned.  Field names compare case-insensitively (RFC 5322 §1.2.2) and so does
+the literal ``"No"`` (RFC 5234 §2.3).  Folded values are unfolded (RFC 5322
 §2.2.3); white space around the value is ignored, and so is the obsolete white
 space before the colon (``obs-optional``, RFC 5322 §4.5.8).
+
+Line ends, as the wire core sees them: a line ends at CRLF, or at a bare LF
+(so that a header section read from a file with LF line ends works).  A bare
+CR ends nothing: it is a character of its line, as it is for the wire core,
+where only CRLF ends a line.  A ``TLS-Required: No`` followed by a bare CR is
+therefore a field whose value is not ``No`` (no tag), and the parser, the
+remover and :func:`set_tls_required_no` all see the same fields, so two
+instances are always two.
 
 Receiver choice (RFC 8689 leaves it open): a field with any other value, or
 more than one instance of the field (§3 forbids it), is *no tag at all*, so the
@@ -69,13 +77,21 @@ class TagConflictError(ValueError):
     """
 
 
-# End of the header section: the first empty line (RFC 5322 §2.1).  A bare LF
-# is accepted too, so a header section read from a file with LF line ends works.
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
+# The header section (RFC 5322 §2.1, §2.2): lines that are header fields,
+# field-name = 1*ftext (printable US-ASCII except ":", %d33-57 / %d59-126) then
+# ":" (with the obsolete white space before it, obs-optional, §4.5.8), each
+# followed by its folded continuation lines, which start with WSP (§2.2.3).
+# It ends at the first line that is neither: the empty line of §2.1, or any
+# other line, which is taken as the start of the body, as Postfix does.
+# Possessive quantifiers: a failed line costs one pass, never backtracking.
+_HEADER_FIELDS = re.compile(rb"(?:[!-9;-~]++[ \t]*+:[^\n]*+\n?+(?:[ \t][^\n]*+\n?+)*+)*+")
+# The content of one line: anything but a line end.  A CR not before LF is
+# content (only CRLF, or LF, ends a line).
+_TEXT = rb"(?:[^\r\n]|\r(?!\n))*+"
 # One field instance and its folded continuation lines (RFC 5322 §2.2.3).
 # obs-optional = field-name *WSP ":" unstructured CRLF (RFC 5322 §4.5.8).
 _FIELD = re.compile(
-    rb"^tls-required[ \t]*:(?P<value>[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*)(?:\r?\n|\Z)",
+    rb"^tls-required[ \t]*+:(?P<value>" + _TEXT + rb"(?:\r?\n[ \t]" + _TEXT + rb")*+)(?:\r?\n|\Z)",
     re.IGNORECASE | re.MULTILINE,
 )
 _UNFOLD = re.compile(rb"\r?\n(?=[ \t])")
@@ -84,17 +100,18 @@ _UNFOLD = re.compile(rb"\r?\n(?=[ \t])")
 def header_section(message: bytes) -> bytes:
     """The header section of ``message``, up to and including its last field's line end.
 
-    When there is no empty line, the whole of ``message`` is taken as header.
-    A message that starts with an empty line has an empty header section.
+    It ends at the first line that is not a header field (``name:``) nor the
+    continuation of one (RFC 5322 §2.2): normally the empty line that
+    separates it from the body (§2.1), but also a line of body text in a
+    message without that empty line, or a malformed line; everything from
+    there on is body, as Postfix reads it.  So a header-only view (a
+    REQUIRETLS report, RFC 8689 §5) never holds body text.  A message that
+    starts with an empty line, or with a continuation line, has an empty
+    header section.
     """
-    if message.startswith((b"\r\n", b"\n")):
-        return b""
-    m = _HEADER_END.search(message)
-    if m is None:
-        return message
-    # Keep the line end of the last field, drop the empty line.
-    end = m.start() + (2 if message[m.start() : m.start() + 2] == b"\r\n" else 1)
-    return message[:end]
+    match = _HEADER_FIELDS.match(message)
+    assert match is not None  # the pattern matches the empty string
+    return message[: match.end()]
 
 
 @attrs.frozen(slots=True)
@@ -175,13 +192,27 @@ def set_tls_required_no(message: bytes, *, requiretls: bool = False) -> bytes:
 
     For an originator that decides TLS is not required (RFC 8689 §4.3 ¶2:
     the sender "MUST include the TLS-Required header field").  Existing
-    instances, valid or not, are removed so exactly one remains (§3).  Pass
+    instances, valid or not, are removed so exactly one remains (§3).  The
+    new field is one line, ``TLS-Required: No`` and a line end.  Pass
     ``requiretls=True`` when the message is also being sent with REQUIRETLS:
     that combination is refused with :class:`TagConflictError`.
+
+    A message that starts with a continuation line (a line beginning with
+    white space, which RFC 5322 §2.2.3 allows only after a field) is refused
+    with :class:`ValueError`: any field put first would absorb that line and
+    stop being ``No``, and nothing can be put before it without rewriting
+    the message.
     """
     if requiretls:
         raise TagConflictError("a message sent with REQUIRETLS cannot also be 'TLS-Required: No'")
     head, eol, rest = _strip_fields(message)
+    if not head and rest.startswith((b" ", b"\t")):
+        # Only a message that starts with one gets here: after a field, a
+        # line starting with WSP is that field's continuation (header_section).
+        raise ValueError(
+            "the message starts with a continuation line (RFC 5322 §2.2.3), which a "
+            "TLS-Required field put first would absorb"
+        )
     return b"TLS-Required: No" + eol + head + rest
 
 
@@ -203,7 +234,9 @@ def originate(message: bytes, tag: TLSTag) -> Origination:
     """Prepare a new message so that its tag is exactly ``tag`` (RFC 8689 §4.3).
 
     REQUIRETLS: the MAIL parameter, and no ``TLS-Required`` field (never both).
-    TLS_OPTIONAL: exactly one ``TLS-Required: No`` field, no parameter.
+    TLS_OPTIONAL: exactly one ``TLS-Required: No`` field, no parameter
+    (:class:`ValueError` for a message that starts with a continuation line,
+    see :func:`set_tls_required_no`).
     DEFAULT: neither; a stray ``TLS-Required`` field is removed, since any
     valid one would turn the message into TLS_OPTIONAL.
     """

@@ -30,9 +30,11 @@ from smtp_rtls import (
     Reply,
     ServerConfig,
     StartTLS,
+    State,
     TLSInfo,
 )
-from smtp_rtls._client import _VERBS, ClientConnection
+from smtp_rtls._client import ClientConnection
+from smtp_rtls._commands import verb_of
 from smtp_rtls._framing import normalise_line_endings
 from smtp_rtls._sentinels import NEED_DATA, PAUSED
 from smtp_rtls._server import ServerConnection
@@ -94,8 +96,9 @@ class Pair:
         self.server_events: list[Event] = []
         # what each side must see next, in order
         self._commands: deque[Event] = deque()  # sent by the client
-        # (verb, the reply, a self-made reply's code, or EHLO_OFFER)
-        self._replies: deque[tuple[str, Reply | int | str]] = deque()
+        # (verb, the reply, a self-made reply's code, or EHLO_OFFER; and the
+        # server's state right after it sent the reply)
+        self._replies: deque[tuple[str, Reply | int | str, State]] = deque()
         self._content = bytearray()  # content sent for the current message
         self._content_raw = False  # BDAT content: octet for octet
         self._received = bytearray()
@@ -109,8 +112,9 @@ class Pair:
     def greet(self, reply: Reply | None = None) -> list[Reply]:
         """The server application sends its greeting."""
         reply = reply if reply is not None else Reply(220, "mx.example ESMTP")
-        self._replies.append(("GREETING", reply))
-        self._to_client(self.server.send(reply))
+        out = self.server.send(reply)
+        self._replies.append(("GREETING", reply, self.server.state))
+        self._to_client(out)
         return self.exchange()
 
     def send(self, *events: Event) -> bytes:
@@ -206,13 +210,13 @@ class Pair:
                 out = self.server.send(reply)
                 if verb in ("EHLO", "LHLO") and reply.is_positive:
                     # the server connection adds its extension lines
-                    self._replies.append((verb, EHLO_OFFER))
+                    self._replies.append((verb, EHLO_OFFER, self.server.state))
                 elif verb == "HELO" and reply.is_positive:
                     # and puts its name first (RFC 5321 §4.1.1.1)
                     text = f"{self.server.hostname} {reply.lines[0]}".rstrip()
-                    self._replies.append((verb, Reply(reply.code, text)))
+                    self._replies.append((verb, Reply(reply.code, text), self.server.state))
                 else:
-                    self._replies.append((verb, reply))
+                    self._replies.append((verb, reply, self.server.state))
                 self._to_client(out)
                 if isinstance(owed, StartTLS) and reply.code == 220:
                     # the handshake: the server side is ready at once
@@ -230,7 +234,7 @@ class Pair:
             return "EOM"
         if isinstance(event, Ehlo) and self.client.lmtp:
             return "LHLO"
-        return _VERBS[type(event)]
+        return verb_of(event)
 
     def _check_server_event(self, event: Event) -> None:
         if isinstance(event, MessageData):
@@ -242,7 +246,7 @@ class Pair:
         expected = self._commands.popleft() if self._commands else None
         if isinstance(event, CommandRejected):
             assert expected is not None, event
-            self._replies.append((self._verb(expected), event.reply))
+            self._replies.append((self._verb(expected), event.reply, self.server.state))
             if isinstance(expected, Bdat) and expected.last:
                 # a refused BDAT LAST produces no EndOfMessage on the server
                 if self._commands and isinstance(self._commands[0], EndOfMessage):
@@ -252,7 +256,7 @@ class Pair:
         assert event == expected, (event, expected)
         verb = self._verb(event)
         if verb in _SELF_ANSWERED:
-            self._replies.append((verb, _SELF_ANSWERED[verb]))
+            self._replies.append((verb, _SELF_ANSWERED[verb], self.server.state))
         if isinstance(event, EndOfMessage):
             self._eom_verb = "BDAT" if self._content_raw else "EOM"
             self._check_content()
@@ -290,8 +294,11 @@ class Pair:
                 return
             assert isinstance(event, Reply)
             self.client_events.append(event)
-            verb, expected = self._replies.popleft()
+            verb, expected, server_state = self._replies.popleft()
             assert event.command == verb, (event, verb)
+            # after every reply both sides are in the same state of the one
+            # session table (the server's, as it was when it sent the reply)
+            assert self.client.state is server_state, (event, self.client.state, server_state)
             if expected == EHLO_OFFER:
                 offer = Capabilities.from_reply(event)
                 assert offer.entries == self.server.capabilities.entries

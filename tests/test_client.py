@@ -29,6 +29,7 @@ from smtp_rtls import (
     RequireTLSError,
     Rset,
     StartTLS,
+    State,
     Vrfy,
 )
 from smtp_rtls._client import ClientConnection
@@ -800,3 +801,79 @@ def test_what_a_client_cannot_send() -> None:
     assert conn.send(ConnectionClosed()) == b""
     assert conn.closed
     assert_refused(conn, Noop())
+
+
+# -- fixes found by review and fuzzing (issue 7) -----------------------------------
+
+
+@pytest.mark.parametrize("raw", [b"250 2.0.0 go ahead\r\n", b"251 sure\r\n"])
+def test_only_220_is_the_starttls_go_ahead_rfc3207_4(raw: bytes) -> None:
+    conn = ready("STARTTLS")
+    conn.send(StartTLS())
+    conn.receive_data(raw)
+    with pytest.raises(RemoteProtocolError):
+        conn.next_event()
+    # no handshake is expected, and the connection is unusable (as in h11)
+    with pytest.raises(LocalProtocolError):
+        conn.start_tls(TLS)
+    with pytest.raises(RemoteProtocolError):
+        conn.next_event()
+
+
+@pytest.mark.parametrize("raw", [b"334 \r\n", b"334\r\n"])
+def test_an_empty_challenge_is_read_in_both_forms_rfc4954_4(raw: bytes) -> None:
+    conn = secure("AUTH PLAIN")
+    conn.send(Auth("PLAIN"))
+    [challenge] = feed(conn, raw)
+    assert (challenge.code, challenge.text, challenge.command) == (334, "", "AUTH")
+    assert conn.send(AuthResponse("AGEAYg==")) == b"AGEAYg==\r\n"
+
+
+def test_an_empty_challenge_is_written_with_its_space_rfc4954_4() -> None:
+    assert Reply(334, "").format() == b"334 \r\n"
+    assert Reply(250, "").format() == b"250\r\n"  # RFC 5321 §4.2: the text is optional
+
+
+def test_unread_replies_are_bounded() -> None:
+    conn = greeted(max_backlog=4096)
+    conn.send(Noop())
+    conn.receive_data(b"250-" + b"x" * 400 + b"\r\n")
+    for _ in range(20):  # 20 x 406 octets, never read with next_event()
+        conn.receive_data(b"250-" + b"x" * 400 + b"\r\n")
+    assert len(conn._receive_buffer) <= 4096
+    with pytest.raises(RemoteProtocolError, match="unread"):
+        conn.next_event()
+    with pytest.raises(ValueError):
+        ClientConnection("client.example", max_backlog=100)
+
+
+def test_vrfy_in_utf8_needs_smtputf8_offered_rfc6531_3_7_4_2() -> None:
+    assert_refused(ready(), Vrfy("jöran"))
+    assert_refused(ready(), Expn("list", smtputf8=True))
+    conn = ready("SMTPUTF8")
+    assert conn.send(Vrfy("jöran", smtputf8=True)) == "VRFY jöran SMTPUTF8\r\n".encode()
+
+
+def test_the_client_reports_the_session_state() -> None:
+    conn = ready("PIPELINING")
+    assert conn.state is State.READY
+    conn.send(MailFrom("a@example.org"))
+    conn.send(RcptTo("b@example.net"))
+    assert conn.state is State.READY  # the state moves with replies
+    answer(conn, OK)
+    assert conn.state is State.MAIL
+    answer(conn, OK)
+    assert conn.state is State.RCPT
+    conn.send(Data())
+    answer(conn, Reply(354, "go"))
+    assert conn.state is State.DATA
+
+
+def test_a_positive_reply_to_a_command_out_of_sequence_is_a_remote_error() -> None:
+    conn = ready("PIPELINING")
+    conn.send(MailFrom("a@example.org"))
+    conn.send(RcptTo("b@example.net"))
+    answer(conn, Reply(550, "5.1.8 no"))  # MAIL refused: RCPT is out of sequence
+    conn.receive_data(b"250 2.1.5 ok\r\n")
+    with pytest.raises(RemoteProtocolError):
+        conn.next_event()

@@ -101,7 +101,7 @@ def test_any_bytes_raise_only_remote_protocol_error(
     except RemoteProtocolError:
         pass
     # the buffer never grows past one reply line
-    assert len(conn._buffer) <= 512
+    assert len(conn._receive_buffer) <= 512
 
 
 def transcript_events(chunks: list[bytes]) -> list[tuple[int, tuple[str, ...], str | None]]:

@@ -93,6 +93,8 @@ NOT_TEXT = {
     ("MailFrom", "size"),
     ("MailFrom", "smtputf8"),
     ("MailFrom", "requiretls"),
+    ("Vrfy", "smtputf8"),
+    ("Expn", "smtputf8"),
     ("Bdat", "size"),
     ("Bdat", "last"),
     ("MessageData", "data"),  # content: any octets, framed by DATA / BDAT

@@ -444,8 +444,8 @@ class LinkedPair(RuleBasedStateMachine):
     def buffers_bounded(self) -> None:
         if self.pair is None:
             return
-        assert len(self.p.client._buffer) <= 512
-        assert len(self.p.server._in) <= self.p.server.config.max_backlog
+        assert len(self.p.client._receive_buffer) <= 512
+        assert len(self.p.server._receive_buffer) <= self.p.server.config.max_backlog
 
 
 # PAIR_EXAMPLES / PAIR_STEPS make longer campaigns (e.g. 5000 / 80) without

@@ -33,6 +33,7 @@ from smtp_rtls import (
     ServerConfig,
     ServerConnection,
     StartTLS,
+    State,
     TLSInfo,
     Vrfy,
 )
@@ -346,7 +347,7 @@ def test_backlog_bound_raises_remote_protocol_error() -> None:
     with pytest.raises(RemoteProtocolError) as info:
         s.conn.receive_data(b"NOOP\r\n" * 200)
         s.conn.next_event()
-    assert len(s.conn._in) <= 4096
+    assert len(s.conn._receive_buffer) <= 4096
     # the error suggests the reply to send before closing
     assert info.value.reply is not None and info.value.reply.code == 421
 
@@ -792,3 +793,175 @@ def test_dsn_parameters_need_dsn_offered_rfc3461_4(line: bytes) -> None:
     on = Session()
     on.feed(opening + line + b"\r\n")
     assert on.codes()[-1] == 250
+
+
+# -- fixes found by review and fuzzing (issue 7) -----------------------------------
+
+
+def _in_transaction(config: ServerConfig | None = None) -> Session:
+    s = Session(config or ServerConfig(starttls=True))
+    s.feed(b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n")
+    s.replies()
+    return s
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"NO\tOP", b"\x1b[2JRSET", b"VRFY \x7f", b"MAIL\x0bFROM:<a@b.example>", b"HELP \x01"],
+)
+def test_a_control_character_in_a_command_gets_500_and_the_session_goes_on_rfc5321_4_1_4(
+    line: bytes,
+) -> None:
+    s = Session()
+    events = s.feed(line + b"\r\nNOOP\r\n")
+    assert [type(e) for e in events] == [CommandRejected, Noop]
+    assert s.codes() == [500, 250]
+
+
+@pytest.mark.parametrize(
+    ("greeting", "tls_ok", "code"), [(554, True, 503), (220, False, 554), (220, True, 530)]
+)
+def test_a_refused_bdat_is_read_and_discarded_never_parsed_rfc3030_2(
+    greeting: int, tls_ok: bool, code: int
+) -> None:
+    config = ServerConfig(starttls=True, require_starttls=code == 530)
+    conn = ServerConnection("mx.example.net", config)
+    conn.send(Reply(greeting, "hello"))
+    if not tls_ok:
+        conn.receive_data(b"STARTTLS\r\n")
+        assert isinstance(conn.next_event(), StartTLS)
+        conn.send(Reply(220, "go"))
+        conn.start_tls(TLS, acceptable=False)
+    # the chunk's 12 octets look like a command: they must not be one
+    conn.receive_data(b"BDAT 12\r\nQUIT\r\nQUIT\r\nRSET\r\n")
+    events = []
+    while (event := conn.next_event()) is not NEED_DATA:
+        events.append(event)
+    assert [type(e) for e in events] == [CommandRejected, CommandRejected]
+    assert [e.reply.code for e in events] == [code, code]
+    assert conn.state is not State.CLOSED
+
+
+def test_lmtp_data_with_no_accepted_rcpt_is_503_rfc2033_4_2() -> None:
+    s = Session(
+        ServerConfig(lmtp=True),
+        lambda e: Reply(550, "no such user", "5.1.1") if isinstance(e, RcptTo) else accept_all(e),
+    )
+    s.feed(b"LHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n")
+    assert s.codes()[-1] == 503
+    # in SMTP the same is "554 no valid recipients" (RFC 5321 §3.3)
+    t = Session(
+        ServerConfig(),
+        lambda e: Reply(550, "no such user", "5.1.1") if isinstance(e, RcptTo) else accept_all(e),
+    )
+    t.feed(b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n")
+    assert t.codes()[-1] == 554
+
+
+def test_a_sasl_line_over_the_limit_fails_auth_with_500_5_5_6_rfc4954_4() -> None:
+    config = ServerConfig(auth_mechanisms=("PLAIN",), auth_requires_tls=False)
+    s = Session(config, lambda e: Reply(334, "") if isinstance(e, Auth) else accept_all(e))
+    s.feed(b"EHLO c.example\r\nAUTH PLAIN\r\n")
+    assert s.conn.state is State.AUTH
+    s.replies()
+    events = s.feed(b"A" * 20000 + b"\r\nNOOP\r\n")
+    assert [type(e) for e in events] == [CommandRejected, Noop]
+    [too_long, ok] = s.replies()
+    assert (too_long.code, str(too_long.enhanced)) == (500, "5.5.6")
+    assert ok.code == 250  # the next line was a command again
+    assert s.conn.state is State.READY
+
+
+def test_a_sasl_line_of_12288_octets_is_read_rfc4954_4() -> None:
+    config = ServerConfig(auth_mechanisms=("PLAIN",), auth_requires_tls=False)
+    s = Session(config, lambda e: Reply(334, "") if isinstance(e, Auth) else accept_all(e))
+    s.feed(b"EHLO c.example\r\nAUTH PLAIN\r\n")
+    [event] = s.feed(b"A" * 12284 + b"\r\n")
+    assert isinstance(event, AuthResponse)
+
+
+def test_vrfy_and_expn_take_utf8_and_the_smtputf8_parameter_rfc6531_3_7_4_2() -> None:
+    s = Session()
+    s.feed(b"EHLO c.example\r\n")
+    events = s.feed("VRFY jöran SMTPUTF8\r\nEXPN liste-ü\r\n".encode())
+    assert events == [Vrfy("jöran", smtputf8=True), Expn("liste-ü")]
+    # without SMTPUTF8 offered, UTF-8 is refused as before
+    t = Session(ServerConfig(smtputf8=False))
+    t.feed(b"EHLO c.example\r\n")
+    t.replies()
+    [event] = t.feed("VRFY jöran\r\n".encode())
+    assert isinstance(event, CommandRejected) and event.reply.code == 500
+
+
+def test_an_unknown_long_parameter_gets_a_bounded_555_rfc5321_4_1_1_11() -> None:
+    s = Session()
+    s.feed(b"EHLO c.example\r\n")
+    s.replies()
+    [event] = s.feed(b"MAIL FROM:<a@b.example> " + b"K" * 600 + b"=1\r\n")
+    assert isinstance(event, CommandRejected) and event.reply.code == 555
+    assert len(event.reply.format()) <= 512  # RFC 5321 §4.5.3.1.5
+
+
+@pytest.mark.parametrize("size", [b"0" * 30 + b"5", b"05"])
+def test_a_bdat_size_with_leading_zeros_is_a_size_rfc3030_2(size: bytes) -> None:
+    s = _in_transaction()
+    events = s.feed(b"BDAT " + size + b" LAST\r\nabcde")
+    assert merged(events)[:2] == [Bdat(5, last=True), MessageData(b"abcde")]
+
+
+def test_a_bdat_size_beyond_any_limit_is_refused_and_its_octets_never_parsed_rfc3030_2() -> None:
+    s = _in_transaction()
+    events = s.feed(b"BDAT 99999999999999999999999\r\nQUIT\r\nNOOP\r\n")
+    assert events == []  # still reading (and dropping) the chunk
+    assert s.codes() == []
+    assert s.conn.state is State.BDAT
+
+
+@pytest.mark.parametrize("arg", [b"", b" x", b" -1", b" " + b"9" * 2000])
+def test_a_bdat_without_a_readable_size_closes_with_421_rfc3030_2(arg: bytes) -> None:
+    s = _in_transaction(ServerConfig(max_command_line=1024))
+    events = s.feed(b"BDAT" + arg + b"\r\nQUIT\r\n")
+    assert [type(e) for e in events] == [CommandRejected, ConnectionClosed]
+    assert s.codes() == [421]
+    assert s.conn.state is State.CLOSED
+
+
+@pytest.mark.parametrize(
+    ("pending", "line", "reply"),
+    [
+        ("EHLO", b"EHLO c.example", Reply(354, "no")),
+        ("HELO", b"HELO c.example", Reply(334, "")),
+        ("MAIL", b"MAIL FROM:<a@b.example>", Reply(354, "no")),
+        ("VRFY", b"VRFY joe", Reply(354, "no")),
+        ("STARTTLS", b"STARTTLS", Reply(250, "not 220")),
+        ("STARTTLS", b"STARTTLS", Reply(354, "no")),
+    ],
+)
+def test_a_reply_class_the_command_cannot_have_is_refused_rfc5321_4_3_2(
+    pending: str, line: bytes, reply: Reply
+) -> None:
+    s = Session()
+    if pending not in ("EHLO", "HELO", "STARTTLS"):
+        s.feed(b"EHLO c.example\r\n")
+    s.conn.receive_data(line + b"\r\n")
+    assert s.conn.next_event() is not PAUSED
+    assert s.conn.next_event() is PAUSED
+    with pytest.raises(LocalProtocolError):
+        s.conn.send(reply)
+    assert s.conn.pending is not None  # still owed: nothing was sent
+
+
+def test_junk_ends_with_421_after_the_error_limit() -> None:
+    # 64 KiB of empty lines would queue 1 MiB of 500 replies: the limit stops it
+    s = Session(ServerConfig(max_errors=20))
+    events = s.feed(b"\r\n" * 32768)
+    codes = s.codes()
+    assert codes == [500] * 19 + [421]
+    assert isinstance(events[-1], ConnectionClosed) and s.conn.state is State.CLOSED
+    assert len(events) == 21
+
+
+def test_an_accepted_command_resets_the_error_count() -> None:
+    s = Session(ServerConfig(max_errors=3))
+    s.feed(b"FOO\r\nFOO\r\nEHLO c.example\r\nFOO\r\nFOO\r\nFOO\r\n")
+    assert [r.code for r in s.replies()] == [500, 500, 250, 500, 500, 421]

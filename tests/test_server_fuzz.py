@@ -59,6 +59,7 @@ CONFIGS = [
         max_message_size=1000,
     ),
     ServerConfig(pipelining=False, chunking=False, dsn=False, size=False, max_recipients=100),
+    ServerConfig(max_errors=0, starttls=True),  # no error limit: the noise goes on
 ]
 
 # Valid commands and the pieces that matter to framing, to reach deep states.
@@ -96,6 +97,18 @@ FRAGMENTS = [
     b"\xff",
     b"A" * 600,
     b"MAIL FROM:<" + b"a" * 1100 + b"@b.example>\r\n",
+    # found by fuzzing: control characters in and after the verb, long
+    # unknown keywords, BDAT sizes of any length, SASL lines of any length
+    b"NO\tOP\r\n",
+    b"\x1b[2JRSET\r\n",
+    b"VRFY \x7f\x0b\r\n",
+    b"MAIL FROM:<a@b.example> " + b"K" * 400 + b"=1\r\n",
+    b"RCPT TO:<c@d.example> " + b"K" * 400 + b"\r\n",
+    b"BDAT 00000000000000000000000000005\r\n",
+    b"BDAT 999999999999999999999999 LAST\r\n",
+    b"BDAT x\r\n",
+    b"VRFY j\xc3\xb6 SMTPUTF8\r\n",
+    b"Z" * 13000 + b"\r\n",
 ]
 
 
@@ -131,8 +144,9 @@ class Session:
         self.closed = False
 
     def _check_bounds(self) -> None:
-        assert len(self.conn._in) <= self.config.max_backlog
-        reader = self.conn._reader
+        assert len(self.conn._receive_buffer) <= self.config.max_backlog
+        content = self.conn._content
+        reader = content._data if content is not None else None
         if isinstance(reader, DataReader):
             assert len(reader._held) <= 4
 
@@ -142,7 +156,7 @@ class Session:
         self.conn.receive_data(data)
         self._check_bounds()
         # the last drain ended on NEED_DATA: at most one partial line was held
-        assert len(self.conn._in) <= self.conn._line_max + len(data)
+        assert len(self.conn._receive_buffer) <= self.conn._line_max + len(data)
         self.drain()
 
     def drain(self) -> None:
@@ -155,7 +169,7 @@ class Session:
                 return
             self._check_bounds()
             if event is NEED_DATA:
-                assert len(self.conn._in) <= self.conn._line_max
+                assert len(self.conn._receive_buffer) <= self.conn._line_max
                 self.out += self.conn.data_to_send()
                 return
             if event is PAUSED:
@@ -242,6 +256,9 @@ def _play_to_the_end(config: ServerConfig, data: bytes, cuts: list[int], bits: l
     session.feed(b"")
     # the peer closed: the session ended, or failed with RemoteProtocolError only
     assert session.closed or session.error is not None
+    # RFC 5321 §4.1.4: no input from a peer is ever an internal error (the
+    # path that reports a bug of the connection itself)
+    assert session.error is None or "internal error" not in str(session.error), session.error
 
 
 @_fuzz_settings
@@ -281,7 +298,7 @@ def test_an_endless_line_is_held_only_up_to_the_line_limit_rfc5321_4_5_3_1_4(
         session.feed(b"X" * read_size)
         if session.error is not None:
             break
-        assert len(session.conn._in) <= session.conn._line_max
+        assert len(session.conn._receive_buffer) <= session.conn._line_max
     rejected = [e for e in session.events if isinstance(e, CommandRejected)]
     if session.error is None:
         # "500 Line too long" once, then the rest of the line is discarded
@@ -292,9 +309,9 @@ def test_pipelined_input_beyond_the_backlog_is_refused() -> None:
     config = ServerConfig(max_backlog=4096)
     session = Session(config, lambda _e: True)
     session.conn.receive_data(b"NOOP\r\n" * 600)
-    assert len(session.conn._in) == 3600
+    assert len(session.conn._receive_buffer) == 3600
     session.conn.receive_data(b"NOOP\r\n" * 100)  # 4200 octets held: too many
-    assert len(session.conn._in) <= config.max_backlog
+    assert len(session.conn._receive_buffer) <= config.max_backlog
     session.drain()
     assert session.error is not None
 
@@ -447,8 +464,9 @@ def test_a_50_mib_message_streams_with_bounded_buffers_rfc5321_4_5_3_1_7() -> No
                 received.update(event.data)
                 octets += len(event.data)
             # nothing accumulates: the buffer is empty, the reader holds <= 4 octets
-            assert len(conn._in) == 0
-            reader = conn._reader
+            assert len(conn._receive_buffer) == 0
+            assert conn._content is not None
+            reader = conn._content._data
             assert isinstance(reader, DataReader) and len(reader._held) <= 4
             reads += 1
             if reads == 16:
@@ -473,3 +491,96 @@ def test_a_50_mib_message_streams_with_bounded_buffers_rfc5321_4_5_3_1_7() -> No
     assert received.hexdigest() == expected.hexdigest()
     conn.send(Reply(250, "queued", "2.0.0"))
     assert isinstance(conn.next_event(), Quit)
+
+
+# -- (5) fixes found by fuzzing: cost of pipelined chunks, order of content faults ----------
+
+
+def _peak_while_reading(read: bytes, opening: bytes) -> int:
+    """Peak memory allocated while a server reads ``read`` in one piece (the
+    events and replies are dropped as they come, so only the reading counts)."""
+    conn = ServerConnection("mx.example", ServerConfig(max_backlog=1 << 20))
+    conn.send(Reply(220, "mx.example ESMTP"))
+
+    def drain() -> None:
+        for _ in range(10_000_000):
+            event = conn.next_event()
+            if event is NEED_DATA:
+                return
+            if event is PAUSED:
+                pending = conn.pending
+                assert pending is not None
+                conn.send(_reply_for(pending, True))
+            conn.data_to_send()
+
+    conn.receive_data(opening)
+    drain()
+    tracemalloc.start()
+    try:
+        conn.receive_data(read)
+        del read
+        drain()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        b"BDAT 0\r\n",
+        b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\nhi\r\n.\r\n",
+        b"BDAT 3\r\nabc",
+    ],
+)
+def test_pipelined_chunks_cost_the_same_per_octet_however_many_a_read_holds_rfc3030_4_2(
+    unit: bytes,
+) -> None:
+    # A read holding many chunks used to be copied (its rest) once per chunk:
+    # quadratic work, and a peak of twice the read.  Now the readers move an
+    # offset through the read: the memory used while reading does not grow
+    # with the number of chunks in the read.
+    opening = b"EHLO c.example\r\n"
+    if unit.startswith(b"BDAT"):
+        opening += b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n"
+    small = _peak_while_reading(unit * (16 * 1024 // len(unit)), opening)
+    large = _peak_while_reading(unit * (256 * 1024 // len(unit)), opening)
+    assert large < 2 * small + 16 * 1024, (small, large)
+    assert large < 64 * 1024, large
+
+
+_CONTENT_PIECES = [b"x" * 7, b"\r\n", b"\n", b"\r", b".", b"\r\n.", b"y"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from(_CONTENT_PIECES), max_size=30).map(b"".join),
+    st.integers(1, 60),
+    st.lists(st.integers(0, 400), max_size=12),
+    st.booleans(),
+)
+def test_the_first_content_fault_decides_the_reply_for_any_split_rfc5321_4_1_1_4(
+    body: bytes, limit: int, cuts: list[int], bdat: bool
+) -> None:
+    # Over the size limit (RFC 1870 §6.2) and a bare line end (RFC 5321
+    # §2.3.8) in one message: the first fault in content order wins, so the
+    # replies never depend on where the reads fall.
+    config = ServerConfig(max_message_size=limit, binarymime=True)
+    opening = b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n"
+    if bdat:
+        half = len(body) // 2
+        stream = opening + b"BDAT %d\r\n" % half + body[:half]
+        stream += b"BDAT %d LAST\r\n" % (len(body) - half) + body[half:] + b"NOOP\r\n"
+    else:
+        stream = opening + b"DATA\r\n" + body + b"\r\n.\r\nNOOP\r\n"
+    outputs = set()
+    for pieces in (
+        _split(stream, cuts),
+        [stream],
+        [stream[i : i + 1] for i in range(len(stream))],
+    ):
+        session = Session(config, lambda _e: True)
+        for piece in pieces:
+            session.feed(piece)
+        outputs.add(bytes(session.out))
+    assert len(outputs) == 1, outputs

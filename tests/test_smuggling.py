@@ -357,7 +357,7 @@ def test_after_start_tls_the_session_is_forgotten_rfc3207_4_2() -> None:
     assert app.conn.client_name is None
     assert not app.conn.extended
     assert app.conn.envelope is None
-    assert len(app.conn._in) == 0
+    assert len(app.conn._receive_buffer) == 0
     app.feed(b"RCPT TO:<c@d.example>\r\nMAIL FROM:<a@b.example>\r\n")
     rejected = app.of(CommandRejected)[-2:]
     assert [(e.command, e.reply.code) for e in rejected] == [("RCPT", 503), ("MAIL", 503)]

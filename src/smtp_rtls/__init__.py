@@ -3,6 +3,7 @@
 from ._address import Address, AddressError
 from ._capabilities import Capabilities
 from ._client import ClientConnection
+from ._client_rules import ClientTransaction
 from ._config import ServerConfig
 from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError, RequireTLSError
 from ._events import (
@@ -31,6 +32,7 @@ from ._events import (
 from ._reply import EnhancedStatus, Reply
 from ._sentinels import NEED_DATA, PAUSED
 from ._server import ServerConnection
+from ._state import REPLY_TIMEOUTS, State
 from ._tls import TLSInfo
 
 __version__ = "0.1.0.dev0"
@@ -38,6 +40,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "NEED_DATA",
     "PAUSED",
+    "REPLY_TIMEOUTS",
     "Address",
     "AddressError",
     "Auth",
@@ -45,6 +48,7 @@ __all__ = [
     "Bdat",
     "Capabilities",
     "ClientConnection",
+    "ClientTransaction",
     "CommandRejected",
     "ConnectionClosed",
     "Data",
@@ -70,6 +74,7 @@ __all__ = [
     "ServerConfig",
     "ServerConnection",
     "StartTLS",
+    "State",
     "TLSInfo",
     "Vrfy",
 ]

@@ -51,12 +51,18 @@ def _to_entries(
 class Capabilities:
     """What a server offers: its domain, greeting text and extension lines.
 
-    ``entries`` holds ``(keyword, params)`` pairs in the order they were
-    offered.  Look-ups (``"SIZE" in caps``, :meth:`params`) ignore case.
+    Look-ups (``"SIZE" in caps``, :meth:`params`) ignore case; iterating
+    gives the keywords, upper-cased.
     """
 
+    #: The server's name, the first word of the EHLO reply (no spaces).
     domain: str
+    #: The rest of the first line of the EHLO reply; ``""`` for none.
     greeting: str = ""
+    #: The extension lines as ``(keyword, params)`` pairs, in the order
+    #: offered, kept as sent: ``(("SIZE", ("1000000",)), ("PIPELINING", ()))``.
+    #: Also accepted as text lines (``"SIZE 1000000"``).  Keywords and
+    #: parameters are printable ASCII without spaces.
     entries: tuple[tuple[str, tuple[str, ...]], ...] = attrs.field(
         default=(), converter=_to_entries
     )

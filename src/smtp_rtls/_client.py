@@ -26,32 +26,23 @@ import attrs
 
 from ._capabilities import Capabilities
 from ._client_rules import ClientTransaction, SessionView, check_command
-from ._commands import format_command
+from ._commands import format_command, verb_of
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
-    Auth,
     AuthResponse,
     Bdat,
     ConnectionClosed,
-    Data,
-    Ehlo,
     EndOfMessage,
     Event,
-    Expn,
-    Helo,
-    Help,
     MailFrom,
     MessageData,
-    Noop,
-    Quit,
     RcptTo,
-    Rset,
-    StartTLS,
-    Vrfy,
 )
 from ._framing import LineBuffer
-from ._reply import MAX_REPLY_LINE, Reply, parse_reply_line
+from ._readers import ReplyReader
+from ._reply import MAX_REPLY_LINE, Reply
 from ._sentinels import NEED_DATA
+from ._state import State, next_state, transitions_for
 from ._tls import TLSInfo
 from ._writers import DataWriter
 
@@ -65,27 +56,13 @@ __all__ = ["ClientConnection"]
 # RFC 3030 §4.2 lets BDAT chunks be pipelined, BDAT LAST ends the group.
 _GROUP_CONTINUES = frozenset(["MAIL", "RCPT", "RSET", "EOM", "BDAT"])
 
-_VERBS: dict[type[Event], str] = {
-    Ehlo: "EHLO",
-    Helo: "HELO",
-    StartTLS: "STARTTLS",
-    Auth: "AUTH",
-    AuthResponse: "AUTH",
-    MailFrom: "MAIL",
-    RcptTo: "RCPT",
-    Data: "DATA",
-    Bdat: "BDAT",
-    Rset: "RSET",
-    Noop: "NOOP",
-    Vrfy: "VRFY",
-    Expn: "EXPN",
-    Help: "HELP",
-    Quit: "QUIT",
-}
-
 # RFC 5321 §4.2.1 puts no limit on the number of lines of a reply; this bound
 # keeps a reply in memory small (each line is at most 512 octets, §4.5.3.1.5).
 DEFAULT_MAX_REPLY_LINES = 100
+# The same bound as the server's: replies handed to receive_data() and not
+# yet read with next_event() (RFC 2920 §3.1 lets a server answer a whole
+# group at once; nothing lets it send without end).
+DEFAULT_MAX_BACKLOG = 256 * 1024
 
 
 @attrs.define(slots=True)
@@ -100,6 +77,11 @@ class _Pending:
     # §4.2); the count is known only when the earlier replies are read.
     remaining: int | None = 1
     per_recipient: bool = False  # the replies are per-recipient delivery results
+    table_verb: str = ""  # the verb in the session table ("BDAT LAST" for LAST)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.table_verb:
+            self.table_verb = self.verb
 
 
 def _injection() -> RemoteProtocolError:
@@ -113,11 +95,11 @@ def _injection() -> RemoteProtocolError:
 class ClientConnection:
     """The client side of one SMTP session.
 
-    ``local_hostname`` is this client's name, kept for the application to put
-    in :class:`Ehlo` / :class:`Helo` (events carry their own arguments).
+    ``hostname`` is this client's name, kept for the application to put in
+    :class:`Ehlo` / :class:`Helo` (events carry their own arguments).
     ``lmtp`` writes EHLO as LHLO and expects one reply per accepted recipient
     after the content (RFC 2033).  ``max_reply_lines`` bounds a multi-line
-    reply.
+    reply, ``max_backlog`` the received bytes not yet read as replies.
 
     The session starts waiting for the server's greeting.  For implicit TLS
     (port 465, RFC 8314 §3) the caller does the handshake first and calls
@@ -126,43 +108,57 @@ class ClientConnection:
 
     def __init__(
         self,
-        local_hostname: str,
+        hostname: str,
         *,
         lmtp: bool = False,
         max_reply_lines: int = DEFAULT_MAX_REPLY_LINES,
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
     ) -> None:
         if max_reply_lines < 1:
             raise ValueError("max_reply_lines must be at least 1")
-        self.local_hostname = local_hostname
+        if max_backlog < MAX_REPLY_LINE:
+            raise ValueError(f"max_backlog must be at least {MAX_REPLY_LINE}")
+        #: This client's name, for the application's EHLO / HELO.
+        self.hostname = hostname
+        #: Speak LMTP (RFC 2033): LHLO, and one reply per recipient.
         self.lmtp = lmtp
         self.max_reply_lines = max_reply_lines
+        self.max_backlog = max_backlog
+        self._table = transitions_for(lmtp)
+        self._state = State.GREETING
         # RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets with CRLF.
-        self._buffer = LineBuffer(MAX_REPLY_LINE)
-        self._lines: list[bytes] = []
-        self._code: bytes | None = None
+        self._receive_buffer = LineBuffer(MAX_REPLY_LINE)
+        self._reader = ReplyReader(max_reply_lines)
         self._pending: deque[_Pending] = deque([_Pending("GREETING")])
         self._group_enders = 1  # pending entries that end a group (the greeting)
-        self._eof = False
+        self._peer_closed = False
+        self._finished = False  # ConnectionClosed was read or sent
         self._error: RemoteProtocolError | None = None
-        self._received_any = False
-        self._refused = False  # greeted with 554: only QUIT
-        self._closing = False  # a 421 was seen: the server is going away
         self._quit_sent = False
-        self._closed = False
         self._caps: Capabilities | None = None
         self._hello: str | None = None  # "EHLO" / "LHLO" / "HELO" once accepted
         self._tls: TLSInfo | None = None
-        self._tls_due = False  # 220 to STARTTLS read; start_tls() must come next
         self._authenticated = False
-        self._auth_challenge = False  # a 334 was read: an AuthResponse is due
-        self._txn: ClientTransaction | None = None
-        self._content: str | None = None  # "DATA" after a 354, "BDAT" mid-chunk
+        self._transaction: ClientTransaction | None = None
+        # Writing content: a DataWriter after a 354, or the octets of a BDAT
+        # chunk still to send.
         self._writer: DataWriter | None = None
-        self._content_txn: ClientTransaction | None = None
-        self._has_recipient = False  # the DATA transaction has an accepted RCPT
+        self._writer_transaction: ClientTransaction | None = None
+        self._lone_dot = False  # 354 with no recipient accepted (RFC 2920 §3.1)
         self._bdat_left = 0
 
     # -- what the application may look at ----------------------------------
+
+    @property
+    def local_hostname(self) -> str:
+        """The former name of :attr:`hostname`."""
+        return self.hostname
+
+    @property
+    def state(self) -> State:
+        """Where the session is, as of the last reply read (the same
+        :class:`State` the server reports once it sent that reply)."""
+        return self._state
 
     @property
     def capabilities(self) -> Capabilities | None:
@@ -183,7 +179,7 @@ class ClientConnection:
     @property
     def transaction(self) -> ClientTransaction | None:
         """The mail transaction in progress (as sent so far), if any."""
-        return self._txn
+        return self._transaction
 
     @property
     def pipelining(self) -> bool:
@@ -192,26 +188,38 @@ class ClientConnection:
 
     @property
     def closed(self) -> bool:
-        """True when the session is over (QUIT answered or the peer closed)."""
-        return self._closed
+        """True when the session is over (the peer closed, or the
+        application sent :class:`ConnectionClosed`)."""
+        return self._finished
 
     # -- bytes in ----------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
-        """Hand over bytes read from the server; ``b""`` means it closed."""
-        if self._eof:
+        """Hand over bytes read from the server; ``b""`` means it closed.
+
+        The bytes not yet read as replies are bounded by ``max_backlog``:
+        past it they are dropped and ``next_event()`` raises
+        RemoteProtocolError.
+        """
+        if self._peer_closed:
             raise LocalProtocolError("receive_data() after the peer closed the connection")
         if not data:
-            self._eof = True
+            self._peer_closed = True
             return
-        self._received_any = True
-        self._buffer.feed(data)
+        if len(self._receive_buffer) + len(data) > self.max_backlog:
+            if self._error is None:
+                self._error = RemoteProtocolError(
+                    f"more than {self.max_backlog} octets of unread replies"
+                )
+            return
+        self._receive_buffer.feed(data)
 
     def next_event(self) -> Reply | ConnectionClosed | type[NEED_DATA]:
         """The next reply (with ``.command`` set), ConnectionClosed, or NEED_DATA.
 
         Raises RemoteProtocolError, and nothing else, when the server broke
-        the protocol; the connection is then unusable.
+        the protocol; the connection is then unusable (every later call
+        raises it again).
         """
         if self._error is not None:
             raise self._error
@@ -222,49 +230,26 @@ class ClientConnection:
             raise
 
     def _next_event(self) -> Reply | ConnectionClosed | type[NEED_DATA]:
-        while True:
-            if self._tls_due and len(self._buffer):
-                raise _injection()
-            line = self._buffer.next_line()
-            if line is None:
-                if self._eof:
-                    if self._lines or len(self._buffer):
-                        raise RemoteProtocolError("connection closed in the middle of a reply")
-                    self._closed = True
-                    return ConnectionClosed()
-                return NEED_DATA
-            reply = self._read_line(line)
-            if reply is not None:
-                return self._on_reply(reply)
-
-    def _read_line(self, line: bytes) -> Reply | None:
-        if self._code is None:
-            code, is_last, _ = parse_reply_line(line)
-        else:
-            # Reply.from_lines checks every line in full once the reply is
-            # complete; here only what decides where the reply ends.
-            code, is_last = line[:3], line[3:4] != b"-"
-            # RFC 5321 §4.2.1: every line of a multi-line reply has the same
-            # code; a change means a reply ended without its last line.
-            if code != self._code:
-                raise RemoteProtocolError("reply code changes inside a multi-line reply")
-            if len(self._lines) >= self.max_reply_lines:
-                raise RemoteProtocolError(f"reply longer than {self.max_reply_lines} lines")
-        self._code = code
-        self._lines.append(line)
-        if not is_last:
-            return None
-        lines, self._lines, self._code = self._lines, [], None
-        return Reply.from_lines(lines)
+        if self._state is State.STARTTLS and len(self._receive_buffer):
+            raise _injection()
+        reply = self._reader.read(self._receive_buffer)
+        if reply is not None:
+            return self._on_reply(reply)
+        if not self._peer_closed:
+            return NEED_DATA
+        if self._reader.partial or len(self._receive_buffer):
+            raise RemoteProtocolError("connection closed in the middle of a reply")
+        self._finished = True
+        self._state = next_state(self._table, self._state, "CLOSE", 421)
+        return ConnectionClosed()
 
     # -- replies change the state ------------------------------------------
 
     def _on_reply(self, reply: Reply) -> Reply:
-        if reply.code == 421:
-            # RFC 5321 §3.8: 421 may come at any time; the server then closes.
-            self._closing = True
         if not self._pending:
             if reply.code == 421:
+                # RFC 5321 §3.8: 421 may come at any time; the server then closes.
+                self._state = next_state(self._table, self._state, "CLOSE", 421)
                 return reply
             raise RemoteProtocolError(f"reply {reply.code} with no command pending")
         head = self._pending[0]
@@ -278,32 +263,36 @@ class ClientConnection:
             head.remaining = max(1, accepted)
             head.per_recipient = accepted > 0
         head.remaining -= 1
+        verb = head.verb
+        try:
+            # RFC 5321 §4.2 / §4.3.2: the session table says which replies
+            # can answer this command (354 only DATA, 334 only AUTH, 220 the
+            # STARTTLS go-ahead, RFC 3207 §4) and where the session goes.
+            state = next_state(self._table, self._state, head.table_verb, reply.code)
+        except LocalProtocolError as exc:
+            raise RemoteProtocolError(f"{exc} (reply to {verb})") from None
         if head.remaining <= 0:
             self._pending.popleft()
             self._group_enders -= head.ends_group
-        verb = head.verb
-        code = reply.code
-        # RFC 5321 §4.3.2: 354 only answers DATA, 334 only AUTH (RFC 4954
-        # §4); an intermediate reply to anything else would make the client
-        # send what the server did not ask for.
-        if reply.is_intermediate and not (
-            (verb == "DATA" and code == 354) or (verb == "AUTH" and code == 334)
-        ):
-            raise RemoteProtocolError(f"{code} is not a reply to {verb}")
-        handler = getattr(self, "_reply_" + verb.lower(), None)
-        if handler is not None:
-            handler(head, reply)
+            before, self._state = self._state, state
+            handler = getattr(self, "_reply_" + verb.lower(), None)
+            if handler is not None:
+                handler(head, reply, before)
+        else:
+            # LMTP: more replies to come for this end of data; the server is
+            # inside the content state the command entered (a BDAT chunk)
+            step = self._table[self._state].get(head.table_verb)
+            if step is not None and step.on_command is not None:
+                self._state = step.on_command
+        if reply.code == 421:
+            # RFC 5321 §3.8: the server is closing the connection.
+            self._state = next_state(self._table, self._state, "CLOSE", 421)
         # The reply was built by from_lines() just now and is not shared yet;
         # attrs.evolve() would validate every line of it a second time.
         object.__setattr__(reply, "command", verb)
         return reply
 
-    def _reply_greeting(self, _head: _Pending, reply: Reply) -> None:
-        if not reply.is_positive:
-            # RFC 5321 §3.1: after a 554 greeting the client may only QUIT.
-            self._refused = True
-
-    def _reply_ehlo(self, _head: _Pending, reply: Reply) -> None:
+    def _reply_ehlo(self, _head: _Pending, reply: Reply, _before: State) -> None:
         if not reply.is_positive:
             return  # a refused EHLO changes nothing (the client may try HELO)
         try:
@@ -314,7 +303,7 @@ class ClientConnection:
 
     _reply_lhlo = _reply_ehlo
 
-    def _reply_helo(self, _head: _Pending, reply: Reply) -> None:
+    def _reply_helo(self, _head: _Pending, reply: Reply, _before: State) -> None:
         if not reply.is_positive:
             return
         # RFC 5321 §4.1.1.1: HELO negotiates no extension, whatever lines the
@@ -330,46 +319,41 @@ class ClientConnection:
         self._caps = caps
         self._hello = verb
         # RFC 5321 §4.1.4: an accepted EHLO/HELO resets the transaction.
-        self._txn = None
+        self._transaction = None
 
-    def _reply_starttls(self, _head: _Pending, reply: Reply) -> None:
-        if reply.is_positive:
-            self._tls_due = True
-            if len(self._buffer):
-                raise _injection()
+    def _reply_starttls(self, _head: _Pending, reply: Reply, _before: State) -> None:
+        if reply.is_positive and len(self._receive_buffer):
+            raise _injection()
 
-    def _reply_auth(self, _head: _Pending, reply: Reply) -> None:
-        self._auth_challenge = reply.code == 334
+    def _reply_auth(self, _head: _Pending, reply: Reply, _before: State) -> None:
         if reply.is_positive:
             self._authenticated = True
 
-    def _reply_mail(self, head: _Pending, reply: Reply) -> None:
+    def _reply_mail(self, head: _Pending, reply: Reply, _before: State) -> None:
         txn = head.transaction
         assert txn is not None
         txn.mail_reply = reply
-        if not reply.is_positive and self._txn is txn:
-            self._txn = None
+        if not reply.is_positive and self._transaction is txn:
+            self._transaction = None
 
-    def _reply_rcpt(self, head: _Pending, reply: Reply) -> None:
+    def _reply_rcpt(self, head: _Pending, reply: Reply, _before: State) -> None:
         txn = head.transaction
         assert txn is not None and isinstance(head.event, RcptTo)
         txn.rcpt_replies.append((head.event, reply))
 
-    def _reply_data(self, head: _Pending, reply: Reply) -> None:
+    def _reply_data(self, head: _Pending, reply: Reply, before: State) -> None:
         txn = head.transaction
         assert txn is not None
-        if reply.is_positive:
-            raise RemoteProtocolError(f"{reply.code} to DATA: expected 354 or a failure")
         if reply.code == 354:
-            self._content = "DATA"
-            self._content_txn = txn
-            # every RCPT reply is in: DATA ended the group
-            self._has_recipient = bool(txn.accepted)
             self._writer = DataWriter()
+            self._writer_transaction = txn
+            # RFC 2920 §3.1: DATA accepted though no recipient was (every
+            # RCPT reply is in: DATA ended the group).
+            self._lone_dot = before is State.MAIL
         else:
             txn.data_refused = True
 
-    def _reply_bdat(self, head: _Pending, reply: Reply) -> None:
+    def _reply_bdat(self, head: _Pending, reply: Reply, _before: State) -> None:
         txn = head.transaction
         assert txn is not None
         if not reply.is_positive and not head.per_recipient:
@@ -379,11 +363,8 @@ class ClientConnection:
             # issued ...".  That holds for a failed BDAT LAST too: the server
             # may still hold the transaction the client thought was over.
             txn.bdat_failed = True
-            if self._txn is None:
-                self._txn = txn
-
-    def _reply_quit(self, _head: _Pending, _reply: Reply) -> None:
-        self._closing = True
+            if self._transaction is None:
+                self._transaction = txn
 
     # -- events in, bytes out ----------------------------------------------
 
@@ -392,38 +373,40 @@ class ClientConnection:
         nothing) when the event is not allowed now."""
         if self._error is not None:
             raise LocalProtocolError("the connection is broken (the server broke the protocol)")
-        if self._closed:
+        if self._finished:
             raise LocalProtocolError("the session is over")
         if isinstance(event, MessageData):
             return self._send_content(event.data)
         if isinstance(event, EndOfMessage):
             return self._send_end()
         if isinstance(event, ConnectionClosed):
-            self._closed = True
+            self._finished = True
             return b""
-        verb = _VERBS.get(type(event))
-        if verb is None:
-            raise LocalProtocolError(f"a client cannot send {type(event).__name__}")
+        try:
+            verb = verb_of(event)
+        except LocalProtocolError:
+            raise LocalProtocolError(f"a client cannot send {type(event).__name__}") from None
         self._check_can_send(verb, event)
         check_command(verb, event, self._view())
         data = format_command(event, lmtp=self.lmtp)
-        # Only now, with the bytes made, does the state move.
+        # Only now, with the bytes made, is the command on its way.
         self._after_send(verb, event)
         return data
 
     def _check_can_send(self, verb: str, event: Event) -> None:
+        state = self._state
         if self._quit_sent:
             raise LocalProtocolError("the session is over")
-        if self._tls_due:
+        if state is State.STARTTLS:
             # RFC 3207 §4: "After receiving a 220 response to a STARTTLS
             # command, the client MUST start the TLS negotiation before
             # giving any other SMTP commands."
             raise LocalProtocolError("STARTTLS accepted: call start_tls() first")
-        if self._content is not None:
+        if self._writer is not None or self._bdat_left:
             raise LocalProtocolError("inside message content: send MessageData / EndOfMessage")
-        if self._auth_challenge and not isinstance(event, AuthResponse):
-            raise LocalProtocolError("a 334 challenge is waiting for an AuthResponse")
-        if not self._auth_challenge and isinstance(event, AuthResponse):
+        if isinstance(event, AuthResponse) != (state is State.AUTH):
+            if state is State.AUTH:
+                raise LocalProtocolError("a 334 challenge is waiting for an AuthResponse")
             raise LocalProtocolError("AuthResponse only answers a 334 challenge")
         if self._pending:
             if not self.pipelining:
@@ -438,11 +421,11 @@ class ClientConnection:
                 raise LocalProtocolError(f"{blocker.verb} ends a pipelined group: wait for it")
         if verb == "QUIT":
             return
-        if self._closing:
+        if state is State.CLOSED:
             raise LocalProtocolError("the server is closing the connection (421)")
-        if self._refused:
+        if state is State.REFUSED:
             raise LocalProtocolError("the server refused the session: only QUIT (RFC 5321 §3.1)")
-        txn = self._txn
+        txn = self._transaction
         if txn is not None and txn.bdat_failed and verb != "RSET":
             # RFC 3030 §2: "A RSET command MUST be issued to clear the
             # transaction before additional commands may be sent."
@@ -454,20 +437,17 @@ class ClientConnection:
 
     def _view(self) -> SessionView:
         return SessionView(
-            self._caps, self._hello, self._tls, self._txn, self._authenticated, self.lmtp
+            self._caps, self._hello, self._tls, self._transaction, self._authenticated, self.lmtp
         )
 
     def _after_send(self, verb: str, event: Event) -> None:
-        txn = self._txn
+        txn = self._transaction
         pending = _Pending(verb, event, txn)
-        if verb in ("EHLO", "HELO"):
-            if self.lmtp:
-                pending.verb = "LHLO"
-        elif verb == "AUTH":
-            self._auth_challenge = False
+        if verb == "EHLO" and self.lmtp:
+            pending.verb = pending.table_verb = "LHLO"
         elif verb == "MAIL":
             assert isinstance(event, MailFrom)
-            txn = self._txn = ClientTransaction(event)
+            txn = self._transaction = ClientTransaction(event)
             pending.transaction = txn
         elif verb == "RCPT":
             assert txn is not None
@@ -479,63 +459,60 @@ class ClientConnection:
         elif verb == "BDAT":
             assert txn is not None and isinstance(event, Bdat)
             txn.bdat_sent = True
-            if event.size:
-                self._content = "BDAT"
-                self._bdat_left = event.size
+            self._bdat_left = event.size
             if event.last:
-                self._txn = None
+                pending.table_verb = "BDAT LAST"
+                self._transaction = None
+                if self.lmtp:
+                    pending.remaining = None
         elif verb == "RSET":
-            self._txn = None
+            self._transaction = None
         elif verb == "QUIT":
             self._quit_sent = True
         pending.ends_group = not (
             verb in _GROUP_CONTINUES and not (isinstance(event, Bdat) and event.last)
         )
-        if verb == "BDAT" and self.lmtp and isinstance(event, Bdat) and event.last:
-            pending.remaining = None
         self._push(pending)
 
     # -- content -------------------------------------------------------------
 
     def _send_content(self, data: bytes) -> bytes:
-        if self._content == "BDAT":
+        if self._bdat_left:
             if len(data) > self._bdat_left:
                 raise LocalProtocolError(
                     f"{len(data)} octets for a BDAT chunk with {self._bdat_left} left"
                 )
             self._bdat_left -= len(data)
-            if not self._bdat_left:
-                self._content = None
             # RFC 3030 §2: the chunk is sent octet for octet (binary-safe).
             return data
-        if self._content != "DATA":
+        writer = self._writer
+        if writer is None:
             raise LocalProtocolError("MessageData outside message content")
-        txn = self._content_txn
-        assert txn is not None and self._writer is not None
-        if not self._has_recipient:
+        txn = self._writer_transaction
+        assert txn is not None
+        if self._lone_dot:
             # RFC 2920 §3.1: DATA accepted but no recipient was: the content
             # goes nowhere; "the client SMTP should send a single dot".
             raise LocalProtocolError("no recipient was accepted: send EndOfMessage (a lone dot)")
         txn.content_started = True
-        return self._writer.write(data)
+        return writer.write(data)
 
     def _send_end(self) -> bytes:
-        if self._content == "DATA":
-            assert self._writer is not None
-            txn = self._content_txn
-            out = self._writer.end()
-            self._content = None
+        writer = self._writer
+        if writer is not None:
+            txn = self._writer_transaction
+            out = writer.end()
             self._writer = None
-            self._content_txn = None
-            if self._txn is txn:
-                self._txn = None
+            self._writer_transaction = None
+            if self._transaction is txn:
+                self._transaction = None
             self._push(
                 _Pending("EOM", None, txn, ends_group=False, remaining=None if self.lmtp else 1)
             )
             return out
-        if self._content == "BDAT":
+        if self._bdat_left:
             raise LocalProtocolError(f"{self._bdat_left} octets of the BDAT chunk are missing")
-        txn = self._txn
+        txn = self._transaction
         if txn is not None and txn.bdat_sent:
             # The BDAT equivalent of the end of data: an empty last chunk.
             return self.send(Bdat(0, last=True))
@@ -555,15 +532,19 @@ class ClientConnection:
             raise TypeError("start_tls() takes a TLSInfo")
         if self._tls is not None:
             raise LocalProtocolError("TLS is already active (RFC 3207 §4.2)")
-        implicit = not self._received_any and list(self.pending) == ["GREETING"]
-        if not (self._tls_due or implicit):
+        implicit = (
+            self._state is State.GREETING
+            and not len(self._receive_buffer)
+            and not self._reader.partial
+        )
+        if not (self._state is State.STARTTLS or implicit):
             raise LocalProtocolError("start_tls() only after a 220 reply to STARTTLS")
-        if self._tls_due and len(self._buffer):
+        if len(self._receive_buffer):
             self._error = _injection()
             raise self._error
         self._tls = info
-        self._tls_due = False
+        self._state = next_state(self._table, self._state, "TLS", 200)
         self._caps = None
         self._hello = None
-        self._txn = None
+        self._transaction = None
         self._authenticated = False

@@ -15,7 +15,7 @@ import attrs
 
 from ._capabilities import Capabilities
 from ._errors import LocalProtocolError, RequireTLSError
-from ._events import Auth, AuthResponse, Event, MailFrom, RcptTo
+from ._events import Auth, AuthResponse, Event, Expn, MailFrom, RcptTo, Vrfy
 from ._reply import Reply
 from ._tls import TLSInfo
 
@@ -213,6 +213,14 @@ def _check_bdat(view: SessionView, _event: Event) -> None:
     _content_start(view, txn, "BDAT")
 
 
+def _check_vrfy_expn(view: SessionView, event: Event) -> None:
+    assert isinstance(event, Vrfy | Expn)
+    if event.smtputf8 or not event.text.isascii():
+        # RFC 6531 §3.7.4.2: the UTF-8 string and the SMTPUTF8 parameter go
+        # only to a server whose EHLO reply offered SMTPUTF8.
+        _need(view, "SMTPUTF8", f"{type(event).__name__.upper()} in UTF-8")
+
+
 _RULES: dict[str, Callable[[SessionView, Event], None]] = {
     "HELO": _check_helo,
     "STARTTLS": _check_starttls,
@@ -221,6 +229,8 @@ _RULES: dict[str, Callable[[SessionView, Event], None]] = {
     "RCPT": _check_rcpt,
     "DATA": _check_data,
     "BDAT": _check_bdat,
+    "VRFY": _check_vrfy_expn,
+    "EXPN": _check_vrfy_expn,
 }
 
 

@@ -33,7 +33,7 @@ from ._events import (
 from ._params import ParamError, format_params, parse_params, xtext_decode, xtext_encode
 from ._reply import Reply
 
-__all__ = ["CommandSyntaxError", "format_command", "parse_command"]
+__all__ = ["CommandSyntaxError", "format_command", "parse_command", "verb_of"]
 
 # Verbs this library parses.  TURN, ETRN, SEND, SOML and SAML are known but
 # not implemented (502, RFC 5321 §4.2.4).
@@ -66,6 +66,38 @@ _MAIL_RE = re.compile(rf"FROM: ?{_PATH}(?: (.*))?", re.IGNORECASE | re.DOTALL)
 _RCPT_RE = re.compile(rf"TO: ?{_PATH}(?: (.*))?", re.IGNORECASE | re.DOTALL)
 _BDAT_RE = re.compile(r"([0-9]{1,18})(?: (LAST))?", re.IGNORECASE)
 _SIZE_RE = re.compile(r"[0-9]{1,20}")
+
+
+# The one map from command event to verb, for both roles (AuthResponse lines
+# belong to the AUTH command, RFC 4954 §4).
+_VERB_OF: dict[type[Event], str] = {
+    Ehlo: "EHLO",
+    Helo: "HELO",
+    StartTLS: "STARTTLS",
+    Auth: "AUTH",
+    AuthResponse: "AUTH",
+    MailFrom: "MAIL",
+    RcptTo: "RCPT",
+    Data: "DATA",
+    Bdat: "BDAT",
+    Rset: "RSET",
+    Noop: "NOOP",
+    Vrfy: "VRFY",
+    Expn: "EXPN",
+    Help: "HELP",
+    Quit: "QUIT",
+}
+
+
+def verb_of(event: Event, *, lmtp: bool = False) -> str:
+    """The verb of a command event (``Ehlo`` is LHLO in LMTP, RFC 2033 §4.1).
+
+    Raises LocalProtocolError for events that are not commands.
+    """
+    verb = _VERB_OF.get(type(event))
+    if verb is None:
+        raise LocalProtocolError(f"{type(event).__name__} is not a command")
+    return "LHLO" if lmtp and verb == "EHLO" else verb
 
 
 class CommandSyntaxError(LocalProtocolError):
@@ -185,19 +217,41 @@ def _no_argument(verb: str, arg: str, event: Event) -> Event:
     return event
 
 
-def parse_command(line: str, *, utf8: bool = False) -> Event:
+def _utf8_allowed(verb: str, utf8: bool, smtputf8: bool) -> bool:
+    if verb == "MAIL":
+        return True  # the address decides, with its own reply (RFC 6531 §3.5)
+    if verb == "RCPT":
+        return utf8
+    # RFC 6531 §3.7.4.2: with SMTPUTF8 offered, VRFY and EXPN take a string
+    # that "may include Non-ASCII characters".
+    return smtputf8 and verb in ("VRFY", "EXPN")
+
+
+def _string_and_smtputf8(verb: str, arg: str, smtputf8: bool) -> tuple[str, bool]:
+    # RFC 6531 §3.7.4.2: vrfy = "VRFY" SP String [ SP "SMTPUTF8" ]
+    if not arg:
+        raise _reject(501, "5.5.4", f"Syntax: {verb} string")
+    head, sep, last = arg.rpartition(" ")
+    if smtputf8 and sep and head and last.upper() == "SMTPUTF8":
+        return head, True
+    return arg, False
+
+
+def parse_command(line: str, *, utf8: bool = False, smtputf8: bool = False) -> Event:
     """Turn one command line (decoded, without CRLF) into a command event.
 
-    ``utf8`` admits UTF-8 addresses in RCPT (the transaction used SMTPUTF8).
-    Raises CommandSyntaxError with the reply for unknown verbs (500),
-    unimplemented ones (502) and bad arguments (501).
+    ``utf8`` admits UTF-8 addresses in RCPT (the transaction used SMTPUTF8);
+    ``smtputf8`` (the server offered SMTPUTF8) admits UTF-8 strings and the
+    SMTPUTF8 parameter in VRFY and EXPN (RFC 6531 §3.7.4.2).  Raises
+    CommandSyntaxError with the reply for unknown verbs (500), unimplemented
+    ones (502) and bad arguments (501).
     """
     verb, arg = split_verb(line)
     if verb in UNIMPLEMENTED_VERBS:
         raise _reject(502, "5.5.1", f"{verb} not implemented")
     if verb not in KNOWN_VERBS:
         raise _reject(500, "5.5.2", "Command unrecognized")
-    if verb != "MAIL" and not (verb == "RCPT" and utf8) and not line.isascii():
+    if not line.isascii() and not _utf8_allowed(verb, utf8, smtputf8):
         raise _reject(500, "5.5.2", "Non-ASCII characters in command")
     try:
         if verb in ("EHLO", "HELO", "LHLO"):
@@ -226,14 +280,14 @@ def parse_command(line: str, *, utf8: bool = False) -> Event:
             return Noop(arg)
         if verb == "HELP":
             return Help(arg)
-        if verb == "VRFY":
-            if not arg:
-                raise _reject(501, "5.5.4", "Syntax: VRFY string")
-            return Vrfy(arg)
-        if verb == "EXPN":
-            if not arg:
-                raise _reject(501, "5.5.4", "Syntax: EXPN string")
-            return Expn(arg)
+        if verb in ("VRFY", "EXPN"):
+            text, with_utf8 = _string_and_smtputf8(verb, arg, smtputf8)
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _reject(500, "5.5.2", "Invalid UTF-8 in command") from None
+            kind = Vrfy if verb == "VRFY" else Expn
+            return kind(text, smtputf8=with_utf8)
         # AUTH (RFC 4954 §4): AUTH mechanism [initial-response]
         words = arg.split(" ")
         if not arg or len(words) > 2:
@@ -292,11 +346,11 @@ def format_command(event: Event, *, lmtp: bool = False) -> bytes:
     elif isinstance(event, AuthResponse):
         line = event.data
     elif isinstance(event, Noop | Help | Vrfy | Expn):
-        verb = type(event).__name__.upper()
+        verb = verb_of(event)
         text = event.topic if isinstance(event, Help) else event.text
         line = f"{verb} {text}" if text else verb
-    elif isinstance(event, Data | Rset | Quit | StartTLS):
-        line = {Data: "DATA", Rset: "RSET", Quit: "QUIT", StartTLS: "STARTTLS"}[type(event)]
+        if isinstance(event, Vrfy | Expn) and event.smtputf8:
+            line += " SMTPUTF8"
     else:
-        raise LocalProtocolError(f"{type(event).__name__} is not a command")
+        line = verb_of(event)  # DATA, RSET, QUIT, STARTTLS; raises for the rest
     return line.encode("utf-8") + b"\r\n"

@@ -88,6 +88,8 @@ class Event:
 class Ehlo(Event):
     """``EHLO domain`` (RFC 5321 §4.1.1.1); also LHLO in LMTP mode (RFC 2033 §4.1)."""
 
+    #: The client's name for itself, as sent: a domain or an address literal
+    #: (``"[192.0.2.1]"``).  One word, never empty.
     domain: str = attrs.field(validator=_token)
 
 
@@ -95,6 +97,7 @@ class Ehlo(Event):
 class Helo(Event):
     """``HELO domain``: no service extensions (RFC 5321 §4.1.1.1)."""
 
+    #: The client's name for itself, as sent (one word, never empty).
     domain: str = attrs.field(validator=_token)
 
 
@@ -105,15 +108,16 @@ class StartTLS(Event):
 
 @attrs.frozen(slots=True)
 class Auth(Event):
-    """``AUTH mechanism [initial-response]`` (RFC 4954 §4).
-
-    ``initial_response`` is the base64 text as sent (``"="`` for an empty
-    response), or ``None`` when there was none.
-    """
+    """``AUTH mechanism [initial-response]`` (RFC 4954 §4)."""
 
     # RFC 4422 §3.1: mechanism names are upper-case; the server upper-cases
     # what it reads, so the event does too and both sides compare equal.
+    #: The SASL mechanism (``"PLAIN"``, ``"LOGIN"``, ``"SCRAM-SHA-256"``, ...):
+    #: upper-case letters, digits, ``-`` and ``_`` (RFC 4422 §3.1); given in
+    #: any case, kept upper-cased.
     mechanism: str = attrs.field(validator=_token, converter=_opt_upper)
+    #: The initial response as sent: base64 text, ``"="`` for an empty
+    #: response, or ``None`` when there was none.
     initial_response: str | None = attrs.field(default=None)
 
     def __attrs_post_init__(self) -> None:
@@ -132,6 +136,8 @@ class AuthResponse(Event):
     """One client line inside a SASL exchange (RFC 4954 §4): base64, or ``"*"``
     to cancel."""
 
+    #: The response as sent: base64 text (``""`` for an empty response), or
+    #: ``"*"``, which cancels the exchange (the server answers 501).
     data: str = attrs.field(validator=_no_control)
 
     def __attrs_post_init__(self) -> None:
@@ -165,23 +171,54 @@ class MailFrom(Event):
     """``MAIL FROM:<reverse-path> [parameters]`` (RFC 5321 §4.1.1.2).
 
     The parameters of the extensions the library knows are typed fields:
-    ``size`` (RFC 1870), ``body`` (RFC 6152, RFC 3030), ``smtputf8``
-    (RFC 6531), ``requiretls`` (RFC 8689 §2), ``ret`` and ``envid``
-    (RFC 3461, ``envid`` xtext-decoded), ``auth`` (RFC 4954 §5, decoded;
-    ``"<>"`` for the empty identity).  Any other parameter is kept as sent in
-    ``extra``.
+    :attr:`size` (RFC 1870), :attr:`body` (RFC 6152, RFC 3030),
+    :attr:`smtputf8` (RFC 6531), :attr:`requiretls` (RFC 8689 §2),
+    :attr:`ret` and :attr:`envid` (RFC 3461), :attr:`auth` (RFC 4954 §5).
+    Any other parameter is kept as sent in :attr:`extra`.  A parameter is
+    only accepted (by the server) or sent (by the client) when the EHLO reply
+    in force offered its extension.
     """
 
+    #: The reverse path: an :class:`Address` or its text (``"a@example.org"``,
+    #: ``"<a@example.org>"``); ``""``, ``"<>"`` or :meth:`Address.null` for
+    #: the null reverse path of a bounce (RFC 5321 §4.5.5).  Never
+    #: ``<Postmaster>``; non-ASCII only with :attr:`smtputf8`.
     reverse_path: Address = attrs.field(converter=to_address)
+    #: ``SIZE=``: the declared message size in octets, ``0`` to
+    #: ``10**20 - 1`` (RFC 1870 §4: 1 to 20 digits), or ``None`` for no
+    #: SIZE parameter.
     size: int | None = attrs.field(default=None, kw_only=True)
+    #: ``BODY=``: ``None`` (no BODY parameter), ``"7BIT"``, ``"8BITMIME"``
+    #: (RFC 6152 §2) or ``"BINARYMIME"`` (RFC 3030 §3, only with CHUNKING and
+    #: BINARYMIME offered); given in any case, kept upper-cased.
     body: Body | None = attrs.field(default=None, kw_only=True, converter=_opt_upper)
+    #: ``SMTPUTF8``: the message and its envelope may carry UTF-8
+    #: (RFC 6531 §3.4); required for a non-ASCII reverse path.
     smtputf8: bool = attrs.field(default=False, kw_only=True)
+    #: ``REQUIRETLS`` (RFC 8689 §2): the message must travel only over TLS,
+    #: hop by hop.  The server refuses it (555 5.5.4) unless its EHLO reply
+    #: offered REQUIRETLS, which it does only once TLS is active; the client
+    #: refuses to send it (:class:`RequireTLSError`) unless TLS is active and
+    #: the EHLO reply after TLS offered REQUIRETLS.
     requiretls: bool = attrs.field(default=False, kw_only=True)
+    #: ``RET=`` (RFC 3461 §4.3): ``None`` (no RET parameter), ``"FULL"``
+    #: (return the whole message in a failure report) or ``"HDRS"`` (the
+    #: headers only); given in any case, kept upper-cased.
     ret: Literal["FULL", "HDRS"] | None = attrs.field(
         default=None, kw_only=True, converter=_opt_upper
     )
+    #: ``ENVID=`` (RFC 3461 §4.4): the envelope identifier, xtext-decoded
+    #: (at most 100 characters once encoded), or ``None``.
     envid: str | None = attrs.field(default=None, kw_only=True)
+    #: ``AUTH=`` (RFC 4954 §5): the identity that submitted the message,
+    #: xtext-decoded; ``"<>"`` for the empty identity (never ``""``); or
+    #: ``None`` for no AUTH parameter.
     auth: str | None = attrs.field(default=None, kw_only=True)
+    #: Every other parameter, in order, as ``(KEYWORD, value)`` pairs:
+    #: the keyword upper-cased, the value as sent, ``None`` for a parameter
+    #: without ``=``.  The keywords of the typed fields above (SIZE, BODY,
+    #: SMTPUTF8, REQUIRETLS, RET, ENVID, AUTH) are refused here.  A server
+    #: accepts only those in :attr:`ServerConfig.extra_mail_parameters`.
     extra: tuple[tuple[str, str | None], ...] = attrs.field(
         default=(), kw_only=True, converter=_extra
     )
@@ -237,14 +274,27 @@ def _notify(value: Iterable[str] | str | None) -> tuple[str, ...] | None:
 class RcptTo(Event):
     """``RCPT TO:<forward-path> [parameters]`` (RFC 5321 §4.1.1.3).
 
-    ``notify`` and ``orcpt`` are the DSN parameters (RFC 3461 §4.1, §4.2);
-    ``orcpt`` is ``(addr_type, original_address)`` with the address
-    xtext-decoded.  Other parameters are kept in ``extra``.
+    :attr:`notify` and :attr:`orcpt` are the DSN parameters (RFC 3461 §4.1,
+    §4.2), accepted or sent only when DSN was offered.  Other parameters are
+    kept in :attr:`extra`.
     """
 
+    #: The recipient: an :class:`Address` or its text; ``"<Postmaster>"``
+    #: (RFC 5321 §4.1.1.3) is allowed, the null path is not.
     forward_path: Address = attrs.field(converter=to_address)
+    #: ``NOTIFY=`` (RFC 3461 §4.1): ``None`` (no NOTIFY parameter),
+    #: ``("NEVER",)``, or one or more of ``"SUCCESS"``, ``"FAILURE"`` and
+    #: ``"DELAY"``, each at most once.  Given as a sequence or as the
+    #: comma-separated text (``"SUCCESS,FAILURE"``), in any case; kept as a
+    #: tuple of upper-cased values.
     notify: tuple[str, ...] | None = attrs.field(default=None, kw_only=True, converter=_notify)
+    #: ``ORCPT=`` (RFC 3461 §4.2): ``(addr_type, original_address)``, e.g.
+    #: ``("rfc822", "bob@example.org")``, the address xtext-decoded; or
+    #: ``None``.
     orcpt: tuple[str, str] | None = attrs.field(default=None, kw_only=True)
+    #: Every other parameter, as in :attr:`MailFrom.extra`; NOTIFY and ORCPT
+    #: are refused here.  A server accepts only those in
+    #: :attr:`ServerConfig.extra_rcpt_parameters`.
     extra: tuple[tuple[str, str | None], ...] = attrs.field(
         default=(), kw_only=True, converter=_extra
     )
@@ -281,7 +331,9 @@ class Data(Event):
 class Bdat(Event):
     """``BDAT size [LAST]`` (RFC 3030 §2): the next ``size`` octets are content."""
 
+    #: The chunk size in octets, ``0`` to ``10**18 - 1``.
     size: int
+    #: True for ``BDAT size LAST``, the transaction's last chunk.
     last: bool = False
 
     def __attrs_post_init__(self) -> None:
@@ -301,6 +353,8 @@ class MessageData(Event):
     on the client side it is what the application wants delivered.
     """
 
+    #: The octets of the content, as the application means them (no
+    #: dot-stuffing).
     data: bytes = attrs.field(validator=attrs.validators.instance_of(bytes))
 
 
@@ -308,7 +362,9 @@ class MessageData(Event):
 class Envelope:
     """The transaction a message belongs to: the accepted MAIL and RCPTs."""
 
+    #: The accepted MAIL command, with its REQUIRETLS tag.
     mail_from: MailFrom
+    #: The accepted RCPT commands, in the order they were accepted.
     recipients: tuple[RcptTo, ...]
 
     @property
@@ -325,6 +381,8 @@ class EndOfMessage(Event):
     to, with the REQUIRETLS tag (RFC 8689 §4.1); it is ignored by ``==``.
     """
 
+    #: The transaction, on the server side; ``None`` when the client sends
+    #: the event.
     envelope: Envelope | None = attrs.field(default=None, eq=False)
 
 
@@ -337,6 +395,7 @@ class Rset(Event):
 class Noop(Event):
     """``NOOP [string]`` (RFC 5321 §4.1.1.9)."""
 
+    #: The argument, ignored by the server; ``""`` for none.
     text: str = attrs.field(default="", validator=_no_control)
 
 
@@ -345,20 +404,31 @@ class Vrfy(Event):
     """``VRFY string`` (RFC 5321 §4.1.1.6)."""
 
     # RFC 5321 §4.1.1.6: the argument is required ("VRFY" alone is a 501)
+    #: The user or mailbox to verify (never empty; UTF-8 only when the
+    #: server offered SMTPUTF8, RFC 6531 §3.7.4.2).
     text: str = attrs.field(validator=_non_empty)
+    #: The ``SMTPUTF8`` parameter (RFC 6531 §3.7.4.2): the client accepts
+    #: UTF-8 in the reply.  Default ``False``.
+    smtputf8: bool = False
 
 
 @attrs.frozen(slots=True)
 class Expn(Event):
     """``EXPN string`` (RFC 5321 §4.1.1.7)."""
 
+    #: The mailing list to expand (never empty; UTF-8 only when the server
+    #: offered SMTPUTF8, RFC 6531 §3.7.4.2).
     text: str = attrs.field(validator=_non_empty)
+    #: The ``SMTPUTF8`` parameter (RFC 6531 §3.7.4.2): the client accepts
+    #: UTF-8 in the reply.  Default ``False``.
+    smtputf8: bool = False
 
 
 @attrs.frozen(slots=True)
 class Help(Event):
     """``HELP [string]`` (RFC 5321 §4.1.1.8)."""
 
+    #: The topic asked about; ``""`` for none.
     topic: str = attrs.field(default="", validator=_no_control)
 
 
@@ -371,13 +441,14 @@ class Quit(Event):
 class CommandRejected(Event):
     """The server connection answered a command by itself.
 
-    ``command`` is the verb (upper-cased, ``""`` when none could be read) and
-    ``reply`` what was sent: 500/501/502/503/504/530/552/554/555 and friends.
     The application only needs to log it; the reply is already queued in
-    ``data_to_send()``.
+    :meth:`ServerConnection.data_to_send`.
     """
 
+    #: The verb, upper-cased (``"MAIL"``, ``"STARTTLS"``, ...); ``""`` when
+    #: none could be read.
     command: str = attrs.field(validator=_no_control)
+    #: The reply sent: 500/501/502/503/504/530/552/554/555 and friends.
     reply: Reply = attrs.field(validator=attrs.validators.instance_of(Reply))
 
 

@@ -12,7 +12,7 @@ import re
 
 from ._errors import RemoteProtocolError
 
-__all__ = ["BdatReader", "DataReader", "LineBuffer", "LineTooLong"]
+__all__ = ["BdatReader", "DataReader", "LineBuffer", "LineTooLong", "slice_of"]
 
 # RFC 5321 §4.1.1.4: the mail data ends with "<CRLF>.<CRLF>"; the first CRLF
 # ends the last line of content.  Nothing else ends it: "<LF>.<LF>" MUST NOT
@@ -22,110 +22,121 @@ _BARE_RE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 
 class LineTooLong(RemoteProtocolError):
-    """More than the allowed octets arrived without a line end."""
+    """More than the allowed octets arrived without a line end; ``head`` is
+    the start of that line (the reader may need its verb)."""
+
+    def __init__(self, msg: str, head: bytes = b"") -> None:
+        super().__init__(msg)
+        self.head = head
 
 
 class LineBuffer:
     """Bytes in, CRLF-terminated lines out, never more than ``max_line`` held
-    for a line.
+    for a line (h11's ReceiveBuffer idea).
 
     When a line outgrows the limit, :meth:`next_line` raises LineTooLong once
     and then silently drops input up to and including the next line end, so
     the caller (the server answers 500) stays in step with the peer.  With
     ``lf_ends_line`` a bare LF also ends a line (the "normalise" setting).
+
+    The buffer keeps a read position instead of deleting what was consumed:
+    content readers look at :meth:`view` and :meth:`advance` past what they
+    used, so a read holding many pipelined chunks is never copied once per
+    chunk.  A read that arrives into an empty buffer is kept as it is, so
+    message content passes to the DATA reader without a copy.
     """
 
     def __init__(self, max_line: int, *, lf_ends_line: bool = False) -> None:
         self.max_line = max_line
         self.lf_ends_line = lf_ends_line
-        self._buf = bytearray()
-        # A read that arrives into an empty buffer is kept as it is, so that
-        # message content passes from receive_data() to the DATA reader
-        # without being copied twice; line reading moves it into _buf.
-        self._whole: bytes | None = None
+        self._data: bytes | bytearray = b""
+        self._pos = 0
         self._scanned = 0  # no line end before this offset: never rescan
         self._discarding = False
 
     def __len__(self) -> int:
-        return len(self._buf) + (len(self._whole) if self._whole is not None else 0)
-
-    def _settle(self) -> None:
-        if self._whole is not None:
-            self._buf += self._whole
-            self._whole = None
+        return len(self._data) - self._pos
 
     def feed(self, data: bytes) -> None:
         """Append received bytes."""
-        if not self._buf and self._whole is None:
-            self._whole = bytes(data)
-        else:
-            self._settle()
-            self._buf += data
+        if self._pos >= len(self._data):
+            self._data = bytes(data)
+            self._pos = self._scanned = 0
+            return
+        if isinstance(self._data, bytes):
+            self._data = bytearray(memoryview(self._data)[self._pos :])
+            self._scanned -= self._pos
+            self._pos = 0
+        elif self._pos > 4096 and self._pos * 2 > len(self._data):
+            # compact now and then: amortised, never once per line or chunk
+            del self._data[: self._pos]
+            self._scanned -= self._pos
+            self._pos = 0
+        self._data += data
 
-    def unread(self, data: bytes) -> None:
-        """Put ``data`` back in front of the buffer (a content reader's leftover)."""
-        if data:
-            self._settle()
-            self._buf[:0] = data
-            self._scanned = 0
+    def view(self) -> tuple[bytes | bytearray, int]:
+        """The buffered bytes and the offset where the unread ones start."""
+        return self._data, self._pos
+
+    def advance(self, to: int) -> None:
+        """Mark everything before offset ``to`` (of :meth:`view`) as read."""
+        if to >= len(self._data):
+            self._data = b""
+            self._pos = self._scanned = 0
+        else:
+            self._pos = to
+            self._scanned = max(self._scanned, to)
 
     def take_all(self) -> bytes:
         """Remove and return everything buffered."""
-        if self._whole is not None and not self._buf:
-            data, self._whole = self._whole, None
-            return data
-        self._settle()
-        data = bytes(self._buf)
-        self._buf.clear()
-        self._scanned = 0
+        data = slice_of(self._data, self._pos, len(self._data))
+        self.advance(len(self._data))
         return data
 
-    def take(self, n: int) -> bytes:
-        """Remove and return at most ``n`` octets from the front."""
-        self._settle()
-        data = bytes(self._buf[:n])
-        del self._buf[:n]
-        self._scanned = 0
-        return data
-
-    def _find_end(self) -> tuple[int, int]:
-        start = max(0, self._scanned - 1)
+    def _find_end(self, start: int) -> tuple[int, int]:
+        data = self._data
         if self.lf_ends_line:
-            i = self._buf.find(b"\n", start)
+            i = data.find(b"\n", start)
             if i < 0:
                 return -1, 0
-            if i > 0 and self._buf[i - 1] == 0x0D:
+            if i > self._pos and data[i - 1] == 0x0D:
                 return i - 1, 2
             return i, 1
-        i = self._buf.find(b"\r\n", start)
-        return i, 2
+        return data.find(b"\r\n", start), 2
 
     def next_line(self) -> bytes | None:
         """The next line without its line end, or None until one is complete."""
-        self._settle()
         while True:
-            i, n = self._find_end()
+            data, pos = self._data, self._pos
+            i, n = self._find_end(max(pos, self._scanned - 1))
             if i < 0:
-                self._scanned = len(self._buf)
+                self._scanned = len(data)
                 if self._discarding:
                     # keep a trailing CR: it may start the CRLF we wait for
-                    keep = 1 if self._buf.endswith(b"\r") else 0
-                    del self._buf[: len(self._buf) - keep]
-                    self._scanned = 0
+                    keep = 1 if data.endswith(b"\r", pos) else 0
+                    self.advance(len(data) - keep)
                     return None
-                if len(self._buf) >= self.max_line:
+                if len(data) - pos >= self.max_line:
                     self._discarding = True
-                    raise LineTooLong(f"line longer than {self.max_line} octets")
+                    head = slice_of(data, pos, pos + 16)
+                    raise LineTooLong(f"line longer than {self.max_line} octets", head)
                 return None
-            line = bytes(self._buf[:i])
-            del self._buf[: i + n]
-            self._scanned = 0
+            line = slice_of(data, pos, i)
+            self.advance(i + n)
             if self._discarding:
                 self._discarding = False
                 continue
-            if i + n > self.max_line:
-                raise LineTooLong(f"line longer than {self.max_line} octets")
+            if i + n - pos > self.max_line:
+                raise LineTooLong(f"line longer than {self.max_line} octets", line[:16])
             return line
+
+
+def slice_of(data: bytes | bytearray, start: int, stop: int) -> bytes:
+    """``bytes(data[start:stop])`` with one copy at most (none for a whole bytes)."""
+    if isinstance(data, bytes):
+        return data if start == 0 and stop == len(data) else data[start:stop]
+    with memoryview(data) as view:
+        return bytes(view[start:stop])
 
 
 _LF_AT = bytes(1 if i == 0x0A else 0 for i in range(256))
@@ -169,70 +180,108 @@ class DataReader:
     :meth:`feed` takes whatever arrived and returns ``(content, done, rest)``:
     the content that is certainly message data (unstuffed, RFC 5321 §4.5.2),
     whether the end was seen, and the bytes after the end (the next
-    pipelined commands).  At most two octets that might begin the end marker
-    (a CR, or "." / ".\\r" at a line start) are held back between calls.
+    pipelined commands).  :meth:`feed_at` does the same from an offset of a
+    larger buffer and returns where it stopped instead of a copy of the
+    rest.  At most two octets that might begin the end marker (a CR, or "."
+    / ".\\r" at a line start) are held back between calls.
+
+    ``octets`` counts the content given out so far; ``first_bare`` is the
+    offset in that content of the first bare CR or LF, or ``None``.
     """
 
     def __init__(self) -> None:
         self._held = b""
         self._line_start = True  # the content starts at the start of a line
         self.bare_line_ending = False
+        self.first_bare: int | None = None
         self.octets = 0
 
     def feed(self, data: bytes, *, normalise: bool = False) -> tuple[bytes, bool, bytes]:
         """Consume ``data``; see the class docstring."""
+        content, done, stop = self.feed_at(data, 0, normalise=normalise)
+        return content, done, data[stop:]
+
+    def feed_at(
+        self, data: bytes | bytearray, start: int, *, normalise: bool = False
+    ) -> tuple[bytes, bool, int]:
+        """Consume ``data[start:]``: ``(content, done, offset after what was used)``."""
         held, self._held = self._held, b""
-        if held and len(data) >= 5:
+        if held and len(data) - start >= 5:
             # Whether the end marker starts inside the held octets is decided
             # by the first few octets of the read; the read itself is then
             # searched alone, so the held octets never cost a copy of it.
-            head = held + data[:5]
+            head = held + data[start : start + 5]
             if self._line_start and head[:3] == b".\r\n":
-                return self._emit(b"", normalise), True, data[3 - len(held) :]
+                return self._emit(b"", normalise), True, start + 3 - len(held)
             i = head.find(_END)
             if 0 <= i < len(held):
-                return self._emit(head[: i + 2], normalise), True, data[i + 5 - len(held) :]
-            return self._scan(data, held, normalise, line_start_checked=True)
-        return self._scan(held + data if held else data, b"", normalise, line_start_checked=False)
+                return self._emit(head[: i + 2], normalise), True, start + i + 5 - len(held)
+            return self._scan(data, start, held, normalise, line_start_checked=True)
+        if not held:
+            return self._scan(data, start, b"", normalise, line_start_checked=False)
+        # fewer than five octets: join them (a copy of at most six), and give
+        # the stop back as an offset of the caller's buffer
+        content, done, stop = self._scan(
+            held + data[start:], 0, b"", normalise, line_start_checked=False
+        )
+        return content, done, stop + start - len(held)
 
     def _scan(
-        self, buf: bytes, held: bytes, normalise: bool, *, line_start_checked: bool
-    ) -> tuple[bytes, bool, bytes]:
+        self,
+        buf: bytes | bytearray,
+        start: int,
+        held: bytes,
+        normalise: bool,
+        *,
+        line_start_checked: bool,
+    ) -> tuple[bytes, bool, int]:
         # ``held`` (already known not to start the end marker) goes in front
-        # of the content found in ``buf``.
-        if not line_start_checked and self._line_start and buf[:3] == b".\r\n":
+        # of the content found in ``buf[start:]``.
+        if not line_start_checked and self._line_start and buf[start : start + 3] == b".\r\n":
             # the end marker right at a line start: the content ends here
-            return self._emit(b"", normalise), True, buf[3:]
-        end = buf.find(_END)
+            return self._emit(b"", normalise), True, start + 3
+        end = buf.find(_END, start)
         if end >= 0:
-            return self._emit(_joined(held, buf, end + 2), normalise), True, buf[end + 5 :]
+            return self._emit(_joined(held, buf, start, end + 2), normalise), True, end + 5
         # Hold back only what may still turn into the end marker, and never a
         # whole CRLF: a read that ends on CRLF is emitted in full and the next
         # read starts at a line start, where ".\r\n" is the end.  So the
         # usual read is passed on without a copy.
-        if not held and self._line_start and len(buf) < 3 and b".\r\n".startswith(buf):
-            keep = len(buf)  # "." or ".\r" at a line start
-        elif buf.endswith(b"\r\n.\r"):
+        size = len(buf)
+        if not held and self._line_start and size - start < 3 and b".\r\n".startswith(buf[start:]):
+            keep = size - start  # "." or ".\r" at a line start
+        elif buf.endswith(b"\r\n.\r", start):
             keep = 2  # emit through the CRLF, hold ".\r"
-        elif buf.endswith((b"\r\n.", b"\r")):
+        elif buf.endswith((b"\r\n.", b"\r"), start):
             keep = 1  # hold the "." after a CRLF, or a CR that may meet its LF
         else:
             keep = 0
         if keep:
-            self._held = buf[-keep:]
-        return self._emit(_joined(held, buf, len(buf) - keep), normalise), False, b""
+            self._held = bytes(buf[size - keep :])
+        return self._emit(_joined(held, buf, start, size - keep), normalise), False, size
 
     def _emit(self, seg: bytes, normalise: bool) -> bytes:
         if not seg:
             return seg
         bare = has_bare_line_ending(seg)
-        self.bare_line_ending = self.bare_line_ending or bare
+        line_start = self._line_start
+        if bare and not self.bare_line_ending:
+            self.bare_line_ending = True
+            # where the first one falls in the content given out (after
+            # unstuffing): the first fault in content order decides the
+            # reply (see ServerConnection), whatever the reads were
+            m = _BARE_RE.search(seg)
+            assert m is not None
+            before = seg[: m.start()]
+            if line_start and before[:1] == b".":
+                before = before[1:]
+            self.first_bare = self.octets + len(before.replace(b"\r\n.", b"\r\n"))
         # Only a real CRLF starts a line, for the end marker and for
         # unstuffing alike: were a bare LF to count (even one that "normalise"
         # rewrites), LF "." CRLF across two reads would end the data.
         line_start_next = seg.endswith(b"\r\n")
         # RFC 5321 §4.5.2: a line that starts with "." loses that first dot.
-        if self._line_start and seg[:1] == b".":
+        if line_start and seg[:1] == b".":
             seg = seg[1:]
         out = seg.replace(b"\r\n.", b"\r\n")
         if bare and normalise:
@@ -242,11 +291,12 @@ class DataReader:
         return out
 
 
-def _joined(head: bytes, buf: bytes, stop: int) -> bytes:
-    """``head + buf[:stop]`` with one copy at most (none when it is ``buf``)."""
+def _joined(head: bytes, buf: bytes | bytearray, start: int, stop: int) -> bytes:
+    """``head + buf[start:stop]`` with one copy at most (none when it is ``buf``)."""
     if not head:
-        return buf if stop == len(buf) else buf[:stop]
-    return b"".join((head, memoryview(buf)[:stop]))
+        return slice_of(buf, start, stop)
+    with memoryview(buf) as view:
+        return b"".join((head, view[start:stop]))
 
 
 class BdatReader:
@@ -258,9 +308,11 @@ class BdatReader:
 
     def feed(self, data: bytes) -> tuple[bytes, bool, bytes]:
         """Consume ``data``: ``(content, chunk_complete, rest)``."""
-        n = self.remaining
-        if len(data) <= n:
-            self.remaining -= len(data)
-            return data, self.remaining == 0, b""
-        self.remaining = 0
-        return data[:n], True, data[n:]
+        content, done, stop = self.feed_at(data, 0)
+        return content, done, data[stop:]
+
+    def feed_at(self, data: bytes | bytearray, start: int) -> tuple[bytes, bool, int]:
+        """Consume ``data[start:]``: ``(content, chunk_complete, offset after it)``."""
+        stop = min(len(data), start + self.remaining)
+        self.remaining -= stop - start
+        return slice_of(data, start, stop), self.remaining == 0, stop

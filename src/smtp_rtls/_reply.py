@@ -39,12 +39,20 @@ def _check_text(value: str, what: str) -> None:
 class EnhancedStatus:
     """An enhanced mail system status code, ``class.subject.detail`` (RFC 3463 §2).
 
-    ``klass`` is 2 (success), 4 (persistent transient failure) or 5 (permanent
-    failure); it must agree with the first digit of the reply code it goes with.
+    ``EnhancedStatus(5, 7, 30)`` prints as ``5.7.30``; :meth:`parse` reads that
+    text back.  Instances order and compare as tuples.
     """
 
+    #: The class: ``2`` (success), ``4`` (persistent transient failure) or
+    #: ``5`` (permanent failure); it must agree with the first digit of the
+    #: reply code it goes with.
     klass: int
+    #: The subject, ``0`` to ``999`` (RFC 3463 §2: 0 other, 1 addressing,
+    #: 2 mailbox, 3 mail system, 4 network and routing, 5 mail delivery
+    #: protocol, 6 message content, 7 security or policy).
     subject: int
+    #: The detail, ``0`` to ``999`` (its meaning depends on the subject;
+    #: RFC 3463 §3, RFC 5248).
     detail: int
 
     def __attrs_post_init__(self) -> None:
@@ -97,14 +105,28 @@ class Reply:
     ``Reply(250, "OK", enhanced="2.1.0")`` formats as ``250 2.1.0 OK``.  A text
     with ``"\\n"`` in it, or a sequence of strings, makes a multi-line reply.
 
-    ``command`` is filled in by :class:`ClientConnection` with the verb of the
-    command the reply answers (``"MAIL"``, ``"RCPT"``, ``"DATA"``, ``"GREETING"``,
-    ...); it is not part of the wire format and is ignored by ``==``.
+    Every line fits in 512 octets with its code and CRLF
+    (RFC 5321 §4.5.3.1.5), and no line holds a control character but HT.
     """
 
+    #: The three-digit reply code: ``200`` to ``559``, first digit 2 to 5,
+    #: second 0 to 5 (RFC 5321 §4.2).
     code: int
+    #: The text lines, at least one (``("",)`` for no text).  Given as one
+    #: ``str`` (split at ``"\n"``) or as a sequence of ``str``.
     lines: tuple[str, ...] = attrs.field(default=("",), converter=_to_lines)
+    #: The enhanced status code (RFC 2034, RFC 3463), written at the start of
+    #: every line; given as an :class:`EnhancedStatus` or its text
+    #: (``"2.1.0"``); ``None`` for none.  Its class must match the first
+    #: digit of :attr:`code`.
     enhanced: EnhancedStatus | None = attrs.field(default=None, converter=_to_enhanced)
+    #: Filled in by :class:`ClientConnection` with the command the reply
+    #: answers: ``"GREETING"``, ``"EHLO"``, ``"LHLO"``, ``"HELO"``,
+    #: ``"STARTTLS"``, ``"AUTH"``, ``"MAIL"``, ``"RCPT"``, ``"DATA"`` (the
+    #: 354), ``"EOM"`` (the reply after the content), ``"BDAT"``,
+    #: ``"RSET"``, ``"NOOP"``, ``"VRFY"``, ``"EXPN"``, ``"HELP"``,
+    #: ``"QUIT"``; ``None`` otherwise.  Not part of the wire format, and
+    #: ignored by ``==``.
     command: str | None = attrs.field(default=None, eq=False, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
@@ -172,7 +194,10 @@ class Reply:
         for i, line in enumerate(self.lines):
             sep = " " if i == last else "-"
             text = f"{status}{line}"
-            if i == last and not text:
+            if i == last and not text and self.code != 334:
+                # RFC 5321 §4.2: Reply-code [ SP textstring ] CRLF; but RFC
+                # 4954 §4 writes an empty challenge "334" SP CRLF, and some
+                # clients wait for that space.
                 out.append(f"{code}\r\n")
             else:
                 out.append(f"{code}{sep}{text}\r\n")

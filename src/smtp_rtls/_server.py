@@ -9,6 +9,10 @@ as a :class:`CommandRejected` event; every decision that belongs to the
 application (EHLO, MAIL, RCPT, DATA/BDAT, end of message, VRFY, EXPN, AUTH)
 is an event, after which ``next_event()`` returns :data:`PAUSED` until the
 application has sent its reply.
+
+The connection is glue: the session's states and transitions are the tables
+of ``_state``, reading is ``_readers`` (chosen by state), the refusal rules
+are ``_server_rules``, and every reply goes out through one method.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections import deque
 import attrs
 
 from ._capabilities import Capabilities
-from ._commands import CommandSyntaxError, parse_command, split_verb
+from ._commands import CommandSyntaxError, parse_command, verb_of
 from ._config import ServerConfig
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
@@ -32,7 +36,6 @@ from ._events import (
     EndOfMessage,
     Envelope,
     Event,
-    Expn,
     Helo,
     Help,
     MailFrom,
@@ -42,19 +45,20 @@ from ._events import (
     RcptTo,
     Rset,
     StartTLS,
-    Vrfy,
 )
-from ._framing import BdatReader, DataReader, LineBuffer, LineTooLong
+from ._framing import BdatReader, LineBuffer
+from ._readers import (
+    CommandLine,
+    ContentReader,
+    parse_bdat_size,
+    read_command_line,
+    read_sasl_line,
+)
 from ._reply import Reply
 from ._sentinels import NEED_DATA, PAUSED
-from ._server_rules import (
-    check_auth,
-    check_mail,
-    check_rcpt,
-    sequence_reply,
-)
+from ._server_rules import check_auth, check_data, check_mail, check_rcpt, sequence_reply
 from ._server_rules import reply as _r
-from ._state import State, transitions_for
+from ._state import TRANSACTION_STATES, State, next_state, transitions_for
 from ._tls import TLSInfo
 
 __all__ = ["ServerConnection"]
@@ -63,6 +67,10 @@ NextEvent = Event | type[NEED_DATA] | type[PAUSED]
 
 # RFC 3207 §4: with STARTTLS required, only these may precede it.
 _BEFORE_TLS_OK = frozenset({"EHLO", "HELO", "LHLO", "STARTTLS", "NOOP", "QUIT"})
+_HELLO_VERBS = frozenset({"EHLO", "HELO", "LHLO"})
+SASL_LINE = 12288
+# What a BDAT chunk that can never end is discarded as: "forever".
+_ENDLESS = 1 << 128
 
 
 class ServerConnection:
@@ -83,27 +91,37 @@ class ServerConnection:
         self.config = config if config is not None else ServerConfig()
         self._table = transitions_for(self.config.lmtp)
         # What is offered depends only on TLS (the config is frozen): work it
-        # out once for each case rather than for every MAIL and RCPT.
-        self._offers = {tls: _Offer(self.config, tls) for tls in (False, True)}
-        # The line buffer holds the longest command line any state allows.
+        # out once for each case rather than for every EHLO, MAIL and RCPT.
+        self._offers = {tls: _Offer(self.config, hostname, tls) for tls in (False, True)}
+        # The receive buffer holds the longest command line any state allows
+        # (a MAIL or RCPT line with every allowance); in the AUTH state, a
+        # SASL line (see _enter).
         self._line_max = max(max(o.mail_limit, o.rcpt_limit) for o in self._offers.values())
-        self._in = LineBuffer(
-            self._line_max, lf_ends_line=self.config.bare_line_endings == "normalise"
-        )
+        self._normalise = self.config.bare_line_endings == "normalise"
+        self._receive_buffer = LineBuffer(self._line_max, lf_ends_line=self._normalise)
         self._out = bytearray()
         self._ready: deque[Event] = deque()
-        self.state = State.GREETING
+        self._state = State.GREETING
+        # The greeting is the first reply owed (RFC 5321 §3.1).
         self._pending: Event | None = None
-        self._owed = 0  # replies owed to _pending (LMTP: one per recipient)
+        self._pending_verb: str | None = "GREETING"
+        self._owed = 1  # replies owed to the pending verb (LMTP: one per recipient)
         self._tls: TLSInfo | None = None
-        self._tls_refused = False
         self._peer_closed = False
         self._error: RemoteProtocolError | None = None
-        # the state to return to after a BDAT chunk read only to be discarded
-        self._discard_to: State | None = None
+        self._errors = 0  # refusals since the last accepted command
+        # A refused BDAT chunk read outside a transaction, to be discarded
+        # before its reply (RFC 3030 §2).
+        self._discard: BdatReader | None = None
+        self._discard_reply: Reply | None = None
         self._reset_session()
 
     # -- public state ----------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """Where the session is (the same :class:`State` the client reports)."""
+        return self._state
 
     @property
     def tls(self) -> TLSInfo | None:
@@ -123,7 +141,7 @@ class ServerConnection:
     @property
     def capabilities(self) -> Capabilities:
         """What the EHLO reply offers now (it depends on whether TLS is on)."""
-        return Capabilities(self.hostname, "", self._offer.lines)
+        return self._offer.capabilities
 
     @property
     def envelope(self) -> Envelope | None:
@@ -151,42 +169,45 @@ class ServerConnection:
         if not data:
             self._peer_closed = True
             return
-        if self.state is State.STARTTLS:
+        if self._state is State.STARTTLS:
             # RFC 3207 §4: after the 220 the client MUST start the handshake
             # before anything else.  Plaintext bytes here were either
             # pipelined behind STARTTLS or injected by a man in the middle
             # (CVE-2011-0411): they are never parsed (see _starttls_injection).
             self._starttls_injection()
             return
-        if len(self._in) + len(data) > self.config.max_backlog:
+        if len(self._receive_buffer) + len(data) > self.config.max_backlog:
             self._fail(
                 f"more than {self.config.max_backlog} octets of unprocessed input",
                 _r(421, "4.7.0", "Too much unprocessed input, closing connection"),
             )
             return
-        self._in.feed(data)
+        self._receive_buffer.feed(data)
 
     def next_event(self) -> NextEvent:
         """The next event, NEED_DATA, or PAUSED (a reply is owed).
 
-        Raises only RemoteProtocolError, whatever the peer sent.
+        Raises only RemoteProtocolError, whatever the peer sent; after that
+        the connection is unusable (every later call raises it again).
         """
         if self._error is not None:
             raise self._error
         if self._ready:
             return self._ready.popleft()
-        if self._pending is not None or self.state is State.GREETING:
+        if self._owed:
             return PAUSED
-        if self.state is State.CLOSED:
+        state = self._state
+        if state is State.CLOSED:
             return ConnectionClosed()
-        if self.state is State.STARTTLS:
-            if len(self._in):
-                self._starttls_injection()
-                raise self._error  # type: ignore[misc]
-            return ConnectionClosed() if self._peer_closed else NEED_DATA
         try:
-            if self.state in (State.DATA, State.BDAT):
+            if state is State.STARTTLS:
+                event = self._read_nothing()
+            elif self._discard is not None:
+                event = self._read_discard()
+            elif state is State.DATA or state is State.BDAT:
                 event = self._read_content()
+            elif state is State.AUTH:
+                event = self._read_sasl()
             else:
                 event = self._read_command()
         except LocalProtocolError as exc:  # pragma: no cover - a bug, reported as such
@@ -205,42 +226,37 @@ class ServerConnection:
         return out
 
     def send(self, reply: Reply) -> bytes:
-        """Send the application's reply to the pending event; return all
-        bytes to write (replies made earlier by the connection come first).
+        """Send the application's reply to the pending event (or the
+        greeting); return all bytes to write (replies made earlier by the
+        connection come first).
 
         Raises LocalProtocolError when no reply is owed, or when the reply
-        does not fit the command (e.g. 250 to DATA, 354 to MAIL).
+        cannot answer the command: a class the session table does not list
+        for it (250 to DATA, 354 to MAIL, 334 to EHLO), or not the exact code
+        it requires (220 to STARTTLS, RFC 3207 §4).
         """
         if not isinstance(reply, Reply):
             raise LocalProtocolError(f"a server sends Reply objects, not {type(reply).__name__}")
-        if self.state is State.GREETING:
-            self._send_greeting(reply)
-            return self.data_to_send()
-        pending = self._pending
-        if pending is None:
+        verb = self._pending_verb
+        if verb is None:
             raise LocalProtocolError("no reply is owed now (next_event() did not return PAUSED)")
-        positive = reply.is_positive
-        if isinstance(pending, Ehlo | Helo):
-            if positive:
-                reply = self._hello_reply(pending, reply)
-        elif isinstance(pending, Data):
-            if reply.code != 354 and not (reply.is_transient or reply.is_permanent):
-                raise LocalProtocolError("DATA is answered with 354 or a 4xx/5xx reply")
-            positive = reply.code == 354
-        elif isinstance(pending, StartTLS):
-            if reply.code != 220 and not (reply.is_transient or reply.is_permanent):
-                raise LocalProtocolError("STARTTLS is answered with 220 or 4xx/5xx (RFC 3207 §4)")
-            positive = reply.code == 220
-        elif isinstance(pending, Auth | AuthResponse):
-            if reply.is_intermediate and reply.code != 334:
-                raise LocalProtocolError("AUTH continues only with 334 (RFC 4954 §4)")
-        elif reply.is_intermediate:
-            raise LocalProtocolError(f"{type(pending).__name__} cannot be answered with 3xx")
+        if verb == "GREETING" and reply.code not in (220, 554):
+            raise LocalProtocolError("the greeting is 220 or 554 (RFC 5321 §3.1)")
+        try:
+            target = next_state(self._table, self._state, verb, reply.code)
+        except LocalProtocolError as exc:
+            raise LocalProtocolError(f"{exc} (RFC 5321 §4.2, §4.3.2)") from None
+        pending = self._pending
+        if verb in _HELLO_VERBS and reply.is_positive:
+            assert isinstance(pending, Ehlo | Helo)
+            reply = self._hello_reply(pending, reply)
         self._out += reply.format()
         self._owed -= 1
         if self._owed <= 0:
             self._pending = None
-            self._after_reply(pending, reply, positive)
+            self._pending_verb = None
+            self._after_reply(pending, reply)
+            self._enter(target)
         return self.data_to_send()
 
     def start_tls(self, info: TLSInfo, *, acceptable: bool = True) -> None:
@@ -256,23 +272,21 @@ class ServerConnection:
         """
         if not isinstance(info, TLSInfo):
             raise LocalProtocolError("start_tls() needs a TLSInfo")
-        if self.state is State.GREETING and self._tls is None and not len(self._in):
-            # Implicit TLS (RFC 8314 §3, port 465): the session is protected
-            # from its first byte; the greeting comes after the handshake.
-            self._tls = info
-            self._tls_refused = not acceptable
-            return
-        if self.state is not State.STARTTLS:
+        # Implicit TLS (RFC 8314 §3, port 465): the session is protected
+        # from its first byte; the greeting comes after the handshake.
+        implicit = (
+            self._state is State.GREETING and self._tls is None and not len(self._receive_buffer)
+        )
+        if not implicit and self._state is not State.STARTTLS:
             raise LocalProtocolError(
                 "start_tls() is only legal after a 220 reply to STARTTLS, or before the "
                 "greeting (implicit TLS)"
             )
-        if len(self._in):
+        if len(self._receive_buffer):
             self._starttls_injection()
         self._tls = info
-        self._tls_refused = not acceptable
         self._reset_session()
-        self.state = State.CONNECTED
+        self._enter(next_state(self._table, self._state, "TLS", 200 if acceptable else 500))
 
     # -- internals: session bookkeeping ------------------------------------------
 
@@ -285,10 +299,19 @@ class ServerConnection:
     def _reset_transaction(self) -> None:
         self._mail: MailFrom | None = None
         self._rcpts: list[RcptTo] = []
-        self._reader: DataReader | BdatReader | None = None
-        self._octets = 0
-        self._content_error: Reply | None = None
+        self._content: ContentReader | None = None
         self._chunk: Bdat | None = None
+
+    def _enter(self, state: State) -> None:
+        # The one place the state changes; a mail transaction is open only
+        # in TRANSACTION_STATES (one cut short by QUIT or a closed connection
+        # stays visible in ``envelope``).
+        if state not in TRANSACTION_STATES and state is not State.CLOSED and self._mail:
+            self._reset_transaction()
+        # RFC 4954 §4: SASL lines "can be much longer than normal SMTP
+        # commands"; 12288 octets is deemed enough for deployed mechanisms.
+        self._receive_buffer.max_line = SASL_LINE if state is State.AUTH else self._line_max
+        self._state = state
 
     def _fail(self, msg: str, reply: Reply | None = None) -> None:
         # ``reply`` is what the application may send before closing (h11's
@@ -303,150 +326,145 @@ class ServerConnection:
         # Executing these bytes inside the TLS session would credit plaintext
         # (possibly a MITM's) to the protected session; dropping them quietly
         # would hide the attack.  So the connection fails loudly instead.
-        self._in.take_all()
+        self._receive_buffer.take_all()
         # No reply hint: the peer expects a TLS handshake now, so the only
         # sensible answer is to close the connection.
         self._fail("plaintext data after STARTTLS (command injection refused, RFC 3207 §4)")
 
-    def _reject(self, verb: str, reply: Reply) -> CommandRejected:
+    def _answer(self, verb: str, reply: Reply) -> None:
+        """A reply the connection makes itself; the table moves the state."""
         self._out += reply.format()
-        return CommandRejected(verb, reply)
+        self._enter(next_state(self._table, self._state, verb, reply.code))
 
-    def _send_greeting(self, reply: Reply) -> None:
-        # RFC 5321 §3.1 / §4.2: the greeting is 220, or 554 to refuse.
-        if reply.code == 220:
-            self.state = State.CONNECTED
-        elif reply.code == 554:
-            self.state = State.REFUSED
-        else:
-            raise LocalProtocolError("the greeting is 220 or 554 (RFC 5321 §3.1)")
-        self._out += reply.format()
+    def _reject(self, verb: str, reply: Reply, command: str | None = None) -> CommandRejected:
+        self._errors += 1
+        limit = self.config.max_errors
+        if limit and self._errors >= limit:
+            # Junk must cost the sender more than it costs us: past the limit
+            # (Postfix's smtpd_hard_error_limit habit) the session ends with
+            # 421 (RFC 5321 §3.8) instead of one more refusal.
+            reply = _r(421, "4.7.0", "Too many errors, closing connection")
+            verb = "CLOSE"
+        self._answer(verb, reply)
+        return CommandRejected(command if command is not None else verb, reply)
+
+    def _close(self, command: str, reply: Reply) -> CommandRejected:
+        self._answer("CLOSE", reply)
+        return CommandRejected(command, reply)
+
+    def _decision(self, verb: str, event: Event) -> Event:
+        self._pending = event
+        self._pending_verb = verb
+        self._owed = 1
+        return event
 
     def _hello_reply(self, hello: Ehlo | Helo, reply: Reply) -> Reply:
         if len(reply.lines) != 1:
             raise LocalProtocolError("give a one-line greeting text; extensions are added")
         if isinstance(hello, Helo):
             return Reply(reply.code, f"{self.hostname} {reply.lines[0]}".rstrip())
-        caps = Capabilities(self.hostname, reply.lines[0], self.capabilities.entries)
-        return attrs.evolve(caps.to_reply(), code=reply.code)
+        return self._offer.hello_reply(reply)
 
-    def _after_reply(self, event: Event, reply: Reply, positive: bool) -> None:
-        if isinstance(event, EndOfMessage) or (isinstance(event, Bdat) and not positive):
-            # the transaction ends with the end-of-message reply, whatever it
-            # is; a failed BDAT chunk fails the transaction (RFC 3030 §2)
-            self._reset_transaction()
-            self.state = State.READY
+    def _after_reply(self, event: Event | None, reply: Reply) -> None:
+        # What an answered command leaves in force; the state is the table's.
+        if not reply.is_positive and reply.code != 354:
             return
-        if isinstance(event, Bdat):
-            self.state = State.BDAT_MORE
-            return
-        if isinstance(event, Auth | AuthResponse):
-            if reply.code == 334:
-                self.state = State.AUTH
-            else:
-                self._authenticated = reply.code == 235
-                self.state = State.READY
-            return
-        on_positive, on_negative = self._table[self.state][_verb_of(event, self.config.lmtp)]
-        target = on_positive if positive else on_negative
-        if isinstance(event, Ehlo | Helo) and positive:
-            self._reset_transaction()
+        self._errors = 0
+        if isinstance(event, Ehlo | Helo):
             self._hello_name = event.domain
             self._extended = isinstance(event, Ehlo)
-        elif isinstance(event, MailFrom) and positive:
+        elif isinstance(event, MailFrom):
             self._mail = event
-        elif isinstance(event, RcptTo) and positive:
+        elif isinstance(event, RcptTo):
             self._rcpts.append(event)
-        elif isinstance(event, Data) and positive:
-            self._reader = DataReader()
-        if target is not None:
-            self.state = target
-
-    # -- internals: reading commands -------------------------------------------
-
-    def _read_command(self) -> NextEvent:
-        try:
-            raw = self._in.next_line()
-        except LineTooLong:
-            # RFC 5321 §4.5.3.1.4 / §4.5.3.1.9: "500 Line too long"; the rest
-            # of the line is discarded as it arrives.
-            return self._reject("", _r(500, "5.5.2", "Line too long"))
-        if raw is None:
-            if self._peer_closed:
-                self.state = State.CLOSED
-                return ConnectionClosed()
-            return NEED_DATA
-        if self.config.bare_line_endings == "reject" and (b"\r" in raw or b"\n" in raw):
-            # RFC 5321 §2.3.8: CR and LF only ever appear together, as CRLF.
-            return self._reject("", _r(500, "5.5.2", "Bare CR or LF in command"))
-        if b"\r" in raw or b"\0" in raw:
-            return self._reject("", _r(500, "5.5.2", "Control character in command"))
-        line = raw.decode("utf-8", "surrogateescape")
-        if self.state is State.AUTH:
-            return self._auth_response(line)
-        verb, _arg = split_verb(line)
-        return self._command(verb, line, len(raw) + 2)
-
-    def _auth_response(self, line: str) -> NextEvent:
-        self.state = State.READY
-        if line == "*":
-            # RFC 4954 §4: a "*" cancels; the server MUST reject the AUTH
-            # command with a 501 reply.
-            return self._reject("AUTH", _r(501, "5.0.0", "Authentication cancelled"))
-        try:
-            event = AuthResponse(line)
-        except LocalProtocolError:
-            return self._reject("AUTH", _r(501, "5.5.2", "Cannot decode AUTH response"))
-        self.state = State.AUTH
-        return self._decision(event)
-
-    def _decision(self, event: Event) -> Event:
-        self._pending = event
-        self._owed = 1
-        return event
-
-    def _command(self, verb: str, line: str, length: int) -> NextEvent:
-        state = self.state
-        if state is State.REFUSED:
-            if verb == "QUIT":
-                return self._quit()
-            # RFC 5321 §3.1: after a 554 greeting, 503 to all but QUIT
-            return self._reject(verb, _r(503, "5.5.1", "No service: only QUIT is accepted"))
-        if self._tls_refused and verb != "QUIT":
-            # RFC 3207 §4.1: unsatisfactory TLS: 554 to every command but QUIT
-            return self._reject(verb, _r(554, "5.7.0", "TLS session not acceptable"))
-        if self.config.require_starttls and self._tls is None and verb not in _BEFORE_TLS_OK:
-            if verb == "BDAT":
-                return self._discard_bdat(
-                    line, _r(530, "5.7.0", "Must issue a STARTTLS command first")
-                )
-            # RFC 3207 §4: "530 Must issue a STARTTLS command first"
-            return self._reject(verb, _r(530, "5.7.0", "Must issue a STARTTLS command first"))
-        if verb == "BDAT":
-            return self._bdat(line, length)
-        allowed = self._table[state]
-        if verb not in allowed and verb in ("EHLO", "HELO", "LHLO"):
-            # the other protocol's greeting (LHLO in SMTP, EHLO/HELO in LMTP)
-            return self._reject(
-                verb, _r(500, "5.5.1", f"{verb} is not a command of this protocol")
-            )
-        limit = self._limit_for(verb)
-        if length > limit:
-            return self._reject(verb, _r(500, "5.5.2", "Line too long"))
-        try:
-            event = parse_command(line, utf8=self._mail is not None and self._mail.smtputf8)
-        except CommandSyntaxError as exc:
-            if exc.reply.code in (500, 502) or verb in allowed:
-                return self._reject(verb, exc.reply)
-            event = None
-        if verb not in allowed:
-            return self._reject(verb, sequence_reply(verb, self.state))
-        assert event is not None
-        return self._dispatch(verb, event)
+        elif isinstance(event, Data):
+            self._content = ContentReader(self.config.max_message_size, normalise=self._normalise)
+            self._content.start_data()
+        elif isinstance(event, Auth | AuthResponse):
+            self._authenticated = True
 
     @property
     def _offer(self) -> _Offer:
         return self._offers[self._tls is not None]
+
+    # -- internals: reading commands -------------------------------------------
+
+    def _read_nothing(self) -> NextEvent:
+        # STARTTLS answered with 220: only the handshake may come now.
+        if len(self._receive_buffer):
+            self._starttls_injection()
+            raise self._error  # type: ignore[misc]
+        return ConnectionClosed() if self._peer_closed else NEED_DATA
+
+    def _read_command(self) -> NextEvent:
+        got = read_command_line(self._receive_buffer, reject_bare=not self._normalise)
+        if got is None:
+            if self._peer_closed:
+                self._enter(State.CLOSED)
+                return ConnectionClosed()
+            return NEED_DATA
+        if isinstance(got, Reply):
+            if got.code == 421:
+                return self._close("BDAT", got)
+            return self._reject("", got)
+        return self._command(got)
+
+    def _read_sasl(self) -> NextEvent:
+        got = read_sasl_line(self._receive_buffer)
+        if got is None:
+            if self._peer_closed:
+                self._enter(State.CLOSED)
+                return ConnectionClosed()
+            return NEED_DATA
+        if isinstance(got, Reply):
+            return self._reject("AUTH", got)
+        if got == "*":
+            # RFC 4954 §4: a "*" cancels; the server MUST reject the AUTH
+            # command with a 501 reply.
+            return self._reject("AUTH", _r(501, "5.0.0", "Authentication cancelled"))
+        try:
+            event = AuthResponse(got)
+        except LocalProtocolError:
+            return self._reject("AUTH", _r(501, "5.5.2", "Cannot decode AUTH response"))
+        return self._decision("AUTH", event)
+
+    def _command(self, got: CommandLine) -> NextEvent:
+        verb, line, length = got
+        state = self._state
+        if verb == "BDAT":
+            return self._bdat(line)
+        if verb != "QUIT":
+            if state is State.REFUSED:
+                # RFC 5321 §3.1: after a 554 greeting, 503 to all but QUIT
+                return self._reject(verb, _r(503, "5.5.1", "No service: only QUIT is accepted"))
+            if state is State.TLS_REFUSED:
+                # RFC 3207 §4.1: unsatisfactory TLS: 554 to every command but QUIT
+                return self._reject(verb, _r(554, "5.7.0", "TLS session not acceptable"))
+        if self.config.require_starttls and self._tls is None and verb not in _BEFORE_TLS_OK:
+            # RFC 3207 §4: "530 Must issue a STARTTLS command first"
+            return self._reject(verb, _r(530, "5.7.0", "Must issue a STARTTLS command first"))
+        step = self._table[state].get(verb)
+        if step is None and verb in _HELLO_VERBS:
+            # the other protocol's greeting (LHLO in SMTP, EHLO/HELO in LMTP)
+            return self._reject(
+                verb, _r(500, "5.5.1", f"{verb} is not a command of this protocol")
+            )
+        if length > self._limit_for(verb):
+            return self._reject(verb, _r(500, "5.5.2", "Line too long"))
+        try:
+            event = parse_command(
+                line,
+                utf8=self._mail is not None and self._mail.smtputf8,
+                smtputf8=self._extended and "SMTPUTF8" in self._offer.keys,
+            )
+        except CommandSyntaxError as exc:
+            if exc.reply.code in (500, 502) or step is not None:
+                return self._reject(verb, exc.reply)
+            event = None
+        if step is None:
+            return self._reject(verb, sequence_reply(verb, state))
+        assert event is not None
+        return self._dispatch(verb, event)
 
     def _limit_for(self, verb: str) -> int:
         if verb == "MAIL":
@@ -460,27 +478,22 @@ class ServerConnection:
 
     def _dispatch(self, verb: str, event: Event) -> NextEvent:
         if isinstance(event, Quit):
-            return self._quit()
-        if isinstance(event, Rset):
-            self._reset_transaction()
-            self.state = State.READY if self._hello_name is not None else State.CONNECTED
-            self._out += _r(250, "2.0.0", "OK").format()
+            self._answer(verb, _r(221, "2.0.0", f"{self.hostname} closing connection"))
             return event
-        if isinstance(event, Noop):
-            self._out += _r(250, "2.0.0", "OK").format()
+        if isinstance(event, Rset | Noop):
+            self._answer(verb, _r(250, "2.0.0", "OK"))
             return event
         if isinstance(event, Help):
-            self._out += _r(214, "2.0.0", self.config.help_text).format()
+            self._answer(verb, _r(214, "2.0.0", self.config.help_text))
             return event
+        refusal: Reply | None = None
         if isinstance(event, StartTLS):
             if not self.config.starttls:
-                return self._reject(verb, _r(502, "5.5.1", "STARTTLS not offered"))
-            if self._tls is not None:
+                refusal = _r(502, "5.5.1", "STARTTLS not offered")
+            elif self._tls is not None:
                 # RFC 3207 §4.2: no second TLS session
-                return self._reject(verb, _r(503, "5.5.1", "TLS already active"))
-            return self._decision(event)
-        refusal: Reply | None = None
-        if isinstance(event, Auth):
+                refusal = _r(503, "5.5.1", "TLS already active")
+        elif isinstance(event, Auth):
             refusal = check_auth(
                 event,
                 self.config,
@@ -492,20 +505,15 @@ class ServerConnection:
             refusal = check_mail(event, self._offered_keys(), self.config)
         elif isinstance(event, RcptTo):
             refusal = check_rcpt(event, self._offered_keys(), self.config, len(self._rcpts))
+        elif isinstance(event, Data):
+            refusal = check_data(self._state, self._mail, lmtp=self.config.lmtp)
+            if refusal is not None and refusal.code == 503 and self._state is State.RCPT:
+                # RFC 3030 §3: DATA after BODY=BINARYMIME: 503, and the
+                # transaction MUST be reset (as RSET would).
+                self._enter(next_state(self._table, self._state, "RSET", 250))
         if refusal is not None:
             return self._reject(verb, refusal)
-        if isinstance(event, Data) and self._mail is not None and self._mail.body == "BINARYMIME":
-            # RFC 3030 §3: DATA after BODY=BINARYMIME: 503, and the
-            # transaction MUST be reset.
-            self._reset_transaction()
-            self.state = State.READY
-            return self._reject(verb, _r(503, "5.5.1", "BINARYMIME needs BDAT; transaction reset"))
-        return self._decision(event)  # EHLO, HELO, DATA, VRFY, EXPN
-
-    def _quit(self) -> Quit:
-        self.state = State.CLOSED
-        self._out += _r(221, "2.0.0", f"{self.hostname} closing connection").format()
-        return Quit()
+        return self._decision(verb_of(event, lmtp=self.config.lmtp), event)
 
     def _offered_keys(self) -> frozenset[str]:
         # HELO opens no service extensions (RFC 5321 §4.1.1.1)
@@ -513,147 +521,149 @@ class ServerConnection:
 
     # -- internals: BDAT ---------------------------------------------------------
 
-    def _bdat(self, line: str, length: int) -> NextEvent:
-        if length > self.config.max_command_line:
-            # The chunk size cannot be trusted from a line we did not read.
-            return self._reject("BDAT", _r(500, "5.5.2", "Line too long"))
-        try:
-            event = parse_command(line)
-        except CommandSyntaxError as exc:
-            # Without a size we cannot find the chunk's end: the octets that
-            # follow will be read as commands, and most will be refused.
-            return self._reject("BDAT", exc.reply)
-        assert isinstance(event, Bdat)
-        if "CHUNKING" not in self._offered_keys():
-            return self._discard_bdat(line, _r(502, "5.5.1", "CHUNKING not offered"))
-        if self.state not in (State.RCPT, State.BDAT_MORE):
+    def _bdat(self, line: str) -> NextEvent:
+        # RFC 3030 §2: whatever the answer, the chunk's octets follow the
+        # command line and are never read as commands: a refused chunk is
+        # read and discarded before its reply.
+        parsed = parse_bdat_size(line[5:]) if line[4:5] == " " else None
+        if parsed is None:
+            # Without a size the chunk's end cannot be found: close rather
+            # than read its octets as commands.
+            return self._close(
+                "BDAT", _r(421, "4.5.2", "Cannot find the end of the BDAT chunk, closing")
+            )
+        size, last = parsed
+        state = self._state
+        refusal: Reply | None = None
+        if state is State.REFUSED:
+            refusal = _r(503, "5.5.1", "No service: only QUIT is accepted")
+        elif state is State.TLS_REFUSED:
+            refusal = _r(554, "5.7.0", "TLS session not acceptable")
+        elif self.config.require_starttls and self._tls is None:
+            refusal = _r(530, "5.7.0", "Must issue a STARTTLS command first")
+        elif not line.isascii() or (line[5:].partition(" ")[2] and not last):
+            refusal = _r(501, "5.5.4", "Syntax: BDAT size [LAST] (RFC 3030 §2)")
+        elif "CHUNKING" not in self._offered_keys():
+            refusal = _r(502, "5.5.1", "CHUNKING not offered")
+        elif "BDAT" not in self._table[state]:
             # RFC 3030 §2: BDAT without a transaction (or after a failed
-            # chunk, or after LAST): read and discard the octets, then 503.
-            return self._discard_bdat(line, sequence_reply("BDAT", self.state))
-        self._chunk = event
-        self._reader = BdatReader(event.size)
-        self.state = State.BDAT
-        return event
+            # chunk, or after LAST)
+            refusal = sequence_reply("BDAT", state)
+        elif size is None or (
+            self.config.max_message_size
+            and size > self.config.max_message_size - self._octets_so_far()
+        ):
+            refusal = _r(552, "5.3.4", "Message size exceeds fixed maximum")
+        octets = _ENDLESS if size is None else size
+        verb = "BDAT LAST" if last else "BDAT"
+        step = self._table[state].get(verb)
+        if step is None or step.on_command is None:
+            # outside a transaction: discard, answer, and the state stays
+            assert refusal is not None
+            self._discard = BdatReader(octets)
+            self._discard_reply = refusal
+            return self._read_discard()
+        self._enter(step.on_command)
+        if self._content is None:
+            self._content = ContentReader(self.config.max_message_size, normalise=self._normalise)
+        if refusal is not None and self._content.error is None:
+            self._content.error = refusal
+        self._content.start_chunk(octets)
+        if refusal is not None or size is None:
+            self._chunk = None
+            return self._read_content()
+        self._chunk = chunk = Bdat(size, last=last)
+        return chunk
 
-    def _discard_bdat(self, line: str, reply: Reply) -> NextEvent:
-        try:
-            event = parse_command(line)
-        except CommandSyntaxError as exc:
-            return self._reject("BDAT", exc.reply)
-        assert isinstance(event, Bdat)
-        self._chunk = event
-        self._reader = BdatReader(event.size)
-        self._content_error = reply
-        self._discard_to = self.state
-        self.state = State.BDAT
-        return self._read_content()
+    def _octets_so_far(self) -> int:
+        return self._content.octets if self._content is not None else 0
+
+    def _read_discard(self) -> NextEvent:
+        reader = self._discard
+        assert reader is not None
+        data, start = self._receive_buffer.view()
+        _content, done, stop = reader.feed_at(data, start)
+        self._receive_buffer.advance(stop)
+        if done:
+            reply = self._discard_reply
+            assert reply is not None
+            self._discard = self._discard_reply = None
+            return self._reject("BDAT", reply)
+        if self._peer_closed:
+            self._fail("connection closed inside a BDAT chunk")
+            raise self._error  # type: ignore[misc]
+        return NEED_DATA
 
     # -- internals: reading content ----------------------------------------------
 
     def _read_content(self) -> NextEvent:
-        reader = self._reader
-        assert reader is not None
-        data = self._in.take_all()
-        if not data:
-            if self._peer_closed:
-                self._fail("connection closed inside message content")
-                raise self._error  # type: ignore[misc]
-            if isinstance(reader, BdatReader) and reader.remaining == 0:
-                return self._end_of_content()
-            return NEED_DATA
-        if isinstance(reader, DataReader):
-            normalise = self.config.bare_line_endings == "normalise"
-            content, done, rest = reader.feed(data, normalise=normalise)
-            if reader.bare_line_ending and not normalise and self._content_error is None:
-                # RFC 5321 §2.3.8 / §4.1.1.4: a bare CR or LF is no line end.
-                self._content_error = _r(
-                    500, "5.5.2", "Bare CR or LF in message content is not allowed"
-                )
-        else:
-            content, done, rest = reader.feed(data)
-        self._in.unread(rest)
-        event: NextEvent = NEED_DATA
-        if content and self._content_error is None:
-            self._octets += len(content)
-            limit = self.config.max_message_size
-            if limit and self._octets > limit:
-                # RFC 1870 §6.2 / RFC 5321 §4.5.3.1.10: answered after the
-                # real end of data, so the session stays in step.
-                self._content_error = _r(552, "5.3.4", "Message size exceeds fixed maximum")
-            else:
-                event = MessageData(content)
-        if done:
-            if isinstance(event, MessageData):
-                after = self._end_of_content()
-                if after is not PAUSED:
-                    self._ready.append(after)  # type: ignore[arg-type]
-                return event
-            return self._end_of_content()
-        if event is NEED_DATA:
-            return self._read_content() if len(self._in) else NEED_DATA
-        return event
+        content = self._content
+        assert content is not None
+        bdat = self._state is State.BDAT
+        while True:
+            if not len(self._receive_buffer) and not (bdat and content.chunk_left == 0):
+                if self._peer_closed:
+                    self._fail("connection closed inside message content")
+                    raise self._error  # type: ignore[misc]
+                return NEED_DATA
+            data, done = content.read(self._receive_buffer)
+            if done:
+                end = self._end_of_chunk() if bdat else self._end_of_data()
+                if data:
+                    if end is not PAUSED:
+                        self._ready.append(end)  # type: ignore[arg-type]
+                    return MessageData(data)
+                return end
+            if data:
+                return MessageData(data)
 
-    def _end_of_content(self) -> NextEvent:
-        error = self._content_error
+    def _end_of_data(self) -> NextEvent:
+        content = self._content
+        assert content is not None
+        if content.error is not None:
+            # the transaction ends with this reply (RFC 5321 §4.1.1.4)
+            return self._reject("EOM", content.error, command="DATA")
+        return self._end_of_message("EOM")
+
+    def _end_of_chunk(self) -> NextEvent:
+        content = self._content
         chunk = self._chunk
-        is_bdat = isinstance(self._reader, BdatReader)
-        last = chunk is not None and chunk.last
-        self._reader = None
-        if error is not None:
-            discarding, self._discard_to = self._discard_to, None
-            if discarding is not None:
-                # a chunk read only to be thrown away: the session state is
-                # what it was before the BDAT command
-                self.state = discarding
-                self._chunk = None
-                self._content_error = None
-                return self._reject("BDAT", error)
-            self._reset_transaction()
-            self.state = State.READY
-            return self._reject("BDAT" if is_bdat else "DATA", error)
-        if is_bdat and not last:
-            self._chunk = None
-            self.state = State.BDAT
-            assert chunk is not None
-            self._pending = chunk
-            self._owed = 1
-            # the reply to a non-LAST chunk is owed now (RFC 3030 §2: a 250
-            # per chunk, sent once its octets are read)
-            return PAUSED
-        envelope = self.envelope
-        self.state = State.BDAT if is_bdat else State.DATA
-        eom = EndOfMessage(envelope)
-        self._pending = eom
+        assert content is not None
+        if content.error is not None or chunk is None:
+            # RFC 3030 §2: a failed chunk fails the transaction.
+            verb = "BDAT LAST" if chunk is not None and chunk.last else "BDAT"
+            error = content.error
+            assert error is not None
+            return self._reject(verb, error, command="BDAT")
+        if chunk.last:
+            return self._end_of_message("BDAT LAST")
+        # the reply to a non-LAST chunk is owed now (RFC 3030 §2: a 250 per
+        # chunk, sent once its octets are read)
+        self._decision("BDAT", chunk)
+        return PAUSED
+
+    def _end_of_message(self, verb: str) -> EndOfMessage:
+        eom = EndOfMessage(self.envelope)
+        self._decision(verb, eom)
         # RFC 2033 §4.2: LMTP answers the end of data once per recipient
         self._owed = len(self._rcpts) if self.config.lmtp else 1
         return eom
 
 
 class _Offer:
-    """The EHLO offer of a config with or without TLS, and what follows from it."""
+    """The EHLO offer of a config with or without TLS, and what follows from
+    it: built once per connection configuration, not per EHLO or MAIL."""
 
-    __slots__ = ("keys", "lines", "mail_limit", "rcpt_limit")
+    __slots__ = ("capabilities", "keys", "mail_limit", "rcpt_limit")
 
-    def __init__(self, config: ServerConfig, tls: bool) -> None:
-        self.lines = config.offered(tls=tls)
-        self.keys = frozenset(k.upper() for k, _ in self.lines)
-        self.mail_limit = config.mail_line_limit(self.lines)
-        self.rcpt_limit = config.rcpt_line_limit(self.lines)
+    def __init__(self, config: ServerConfig, hostname: str, tls: bool) -> None:
+        lines = config.offered(tls=tls)
+        self.capabilities = Capabilities(hostname, "", lines)
+        self.keys = frozenset(k.upper() for k, _ in lines)
+        self.mail_limit = config.mail_line_limit(lines)
+        self.rcpt_limit = config.rcpt_line_limit(lines)
 
-
-def _verb_of(event: Event, lmtp: bool) -> str:
-    if isinstance(event, Ehlo):
-        return "LHLO" if lmtp else "EHLO"
-    names = {
-        Helo: "HELO",
-        MailFrom: "MAIL",
-        RcptTo: "RCPT",
-        Data: "DATA",
-        Bdat: "BDAT",
-        StartTLS: "STARTTLS",
-        Vrfy: "VRFY",
-        Expn: "EXPN",
-        Auth: "AUTH",
-        AuthResponse: "AUTH",
-    }
-    return names[type(event)]
+    def hello_reply(self, reply: Reply) -> Reply:
+        """The EHLO reply: the application's greeting text, then the offer."""
+        caps = attrs.evolve(self.capabilities, greeting=reply.lines[0])
+        return attrs.evolve(caps.to_reply(), code=reply.code)

@@ -16,7 +16,7 @@ from ._events import Auth, MailFrom, RcptTo
 from ._reply import Reply
 from ._state import TRANSACTION_STATES, State
 
-__all__ = ["check_auth", "check_mail", "check_rcpt", "reply", "sequence_reply"]
+__all__ = ["check_auth", "check_data", "check_mail", "check_rcpt", "reply", "sequence_reply"]
 
 
 def reply(code: int, enhanced: str, text: str) -> Reply:
@@ -25,10 +25,7 @@ def reply(code: int, enhanced: str, text: str) -> Reply:
 
 
 def sequence_reply(verb: str, state: State) -> Reply:
-    """The 503 (or 554) for ``verb`` out of sequence in ``state`` (RFC 5321 §4.1.4)."""
-    if verb == "DATA" and state is State.MAIL:
-        # RFC 5321 §3.3 / RFC 2920 §3.2 (3): DATA with no valid recipient
-        return reply(554, "5.5.1", "No valid recipients")
+    """The 503 for ``verb`` out of sequence in ``state`` (RFC 5321 §4.1.4)."""
     if verb == "DATA" and state is State.BDAT_MORE:
         return reply(503, "5.5.1", "DATA after BDAT in the same transaction (RFC 3030 §2)")
     if verb == "MAIL" and state in TRANSACTION_STATES:
@@ -41,8 +38,29 @@ def sequence_reply(verb: str, state: State) -> Reply:
 
 
 def _unsupported(what: str) -> Reply:
-    # RFC 5321 §4.1.1.11: a parameter not recognised or not offered -> 555
+    # RFC 5321 §4.1.1.11: a parameter not recognised or not offered -> 555.
+    # The keyword comes from the peer and may be hundreds of octets long
+    # (a MAIL line may hold 1072): quote a bounded part of it, so the reply
+    # stays within 512 octets (RFC 5321 §4.5.3.1.5).
+    if len(what) > 64:
+        what = what[:60] + "..."
     return reply(555, "5.5.4", f"Unsupported option: {what}")
+
+
+def check_data(state: State, mail: MailFrom | None, *, lmtp: bool) -> Reply | None:
+    """Refuse DATA with no accepted recipient, or in a BINARYMIME transaction."""
+    if state is State.MAIL:
+        if lmtp:
+            # RFC 2033 §4.2: "If there were no successful RCPT commands in
+            # the mail transaction, the DATA command MUST fail with a 503".
+            return reply(503, "5.5.1", "No valid recipients")
+        # RFC 5321 §3.3 / RFC 2920 §3.1: DATA with no valid recipient
+        return reply(554, "5.5.1", "No valid recipients")
+    if mail is not None and mail.body == "BINARYMIME":
+        # RFC 3030 §3: DATA after BODY=BINARYMIME: 503, and the transaction
+        # MUST be reset (the connection does it).
+        return reply(503, "5.5.1", "BINARYMIME needs BDAT; transaction reset")
+    return None
 
 
 def check_mail(mail: MailFrom, keys: Set[str], config: ServerConfig) -> Reply | None:

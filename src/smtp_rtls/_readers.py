@@ -1,0 +1,235 @@
+"""Readers: how each side reads its peer's bytes in each state (h11's ``_readers``).
+
+A connection picks its reader by state and never parses bytes itself:
+
+* the server reads command lines (:func:`read_command_line`), SASL response
+  lines in the AUTH state (:func:`read_sasl_line`), DATA content and BDAT
+  chunks (:class:`ContentReader`);
+* the client reads replies (:class:`ReplyReader`), with :class:`Reply`'s own
+  line parser.
+
+Readers answer with what they read, or with the :class:`Reply` that refuses
+it; they never change a session's state.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from ._errors import RemoteProtocolError
+from ._framing import BdatReader, DataReader, LineBuffer, LineTooLong
+from ._reply import Reply, parse_reply_line
+
+__all__ = [
+    "CommandLine",
+    "ContentReader",
+    "ReplyReader",
+    "parse_bdat_size",
+    "read_command_line",
+    "read_sasl_line",
+]
+
+# RFC 5321 §4.1.2: no production of a command line admits a control
+# character (qtextSMTP and quoted-pairSMTP are %d32-126 only), and RFC 5321
+# §2.3.8 admits CR and LF only together, as the line end.
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+_BARE = re.compile(rb"[\r\n]")
+
+
+class CommandLine(NamedTuple):
+    """One command line as read: its upper-cased verb, the decoded line
+    (non-UTF-8 octets kept as surrogates) and its length with CRLF."""
+
+    verb: str
+    line: str
+    length: int
+
+
+def _r(code: int, enhanced: str, text: str) -> Reply:
+    return Reply(code, text, enhanced)
+
+
+LINE_TOO_LONG = _r(500, "5.5.2", "Line too long")
+BARE_LINE_END = _r(500, "5.5.2", "Bare CR or LF in command")
+CONTROL_CHARACTER = _r(500, "5.5.2", "Control character in command")
+CHUNK_SIZE_UNKNOWN = _r(421, "4.5.2", "Cannot find the end of the BDAT chunk, closing connection")
+
+
+def read_command_line(buf: LineBuffer, *, reject_bare: bool) -> CommandLine | Reply | None:
+    """The next command line, the 500 that refuses it, or None (need data)."""
+    try:
+        raw = buf.next_line()
+    except LineTooLong as exc:
+        if exc.head[:5].upper() == b"BDAT ":
+            # RFC 3030 §2: the chunk's octets follow this line, and its size
+            # was in the part that could not be kept: close rather than read
+            # them as commands.
+            return CHUNK_SIZE_UNKNOWN
+        # RFC 5321 §4.5.3.1.4 / §4.5.3.1.9: "500 Line too long"; the rest of
+        # the line is discarded as it arrives.
+        return LINE_TOO_LONG
+    if raw is None:
+        return None
+    if _CONTROL.search(raw) is not None:
+        if reject_bare and _BARE.search(raw) is not None:
+            return BARE_LINE_END
+        # RFC 5321 §4.1.4: a malformed command gets a 5xx and the session
+        # goes on; the line is never passed on.
+        return CONTROL_CHARACTER
+    line = raw.decode("utf-8", "surrogateescape")
+    verb = line.partition(" ")[0].upper()
+    return CommandLine(verb, line, len(raw) + 2)
+
+
+SASL_TOO_LONG = _r(500, "5.5.6", "Authentication exchange line is too long")
+
+
+def read_sasl_line(buf: LineBuffer) -> str | Reply | None:
+    """The next SASL response line (RFC 4954 §4), the reply that fails the
+    AUTH exchange, or None (need data)."""
+    try:
+        raw = buf.next_line()
+    except LineTooLong:
+        # RFC 4954 §4 and §6: "500 5.5.6 Authentication Exchange line is too
+        # long"; the exchange is over and the next line is a command again.
+        return SASL_TOO_LONG
+    if raw is None:
+        return None
+    if _CONTROL.search(raw) is not None or not raw.isascii():
+        # base64 (or "*") only: RFC 4954 §4 "cannot BASE64 decode" -> 501
+        return _r(501, "5.5.2", "Cannot decode AUTH response")
+    return raw.decode("ascii")
+
+
+_DIGITS = re.compile(r"0*([0-9]+)")
+
+
+def parse_bdat_size(arg: str) -> tuple[int | None, bool] | None:
+    """The chunk size and LAST flag of a BDAT argument (RFC 3030 §2:
+    ``chunk-size = 1*DIGIT``, any number of digits).
+
+    Returns ``(size, last)`` where size is None when it has more than 18
+    significant digits (beyond any limit, but still a size: the octets are
+    there), ``(size, False)`` with a trailing word other than LAST marked by
+    the caller as a syntax error, or None when no size can be read at all.
+    """
+    head, _, tail = arg.partition(" ")
+    m = _DIGITS.fullmatch(head)
+    if m is None or not head.isascii():
+        return None
+    digits = m[1]
+    size = int(digits) if len(digits) <= 18 else None
+    return size, tail.upper() == "LAST"
+
+
+class ContentReader:
+    """Reads one message's content (DATA, or a transaction's BDAT chunks)
+    and finds its first fault.
+
+    The faults of content are a bare CR or LF (``reject`` mode, RFC 5321
+    §2.3.8) and the size limit (RFC 1870 §6.2).  Whatever the reads, the
+    first fault in content order decides the reply, so any split of the
+    same bytes gets the same answer.  Content after a fault is read (to find
+    the real end) but never given out.
+    """
+
+    __slots__ = ("_bdat", "_data", "error", "limit", "normalise", "octets")
+
+    def __init__(self, limit: int, *, normalise: bool) -> None:
+        self.limit = limit
+        self.normalise = normalise
+        self.octets = 0  # content given out or counted, over all chunks
+        self.error: Reply | None = None
+        self._data: DataReader | None = None
+        self._bdat: BdatReader | None = None
+
+    def start_data(self) -> None:
+        """The content that follows is DATA content."""
+        self._data = DataReader()
+
+    def start_chunk(self, size: int) -> None:
+        """The next ``size`` octets are a BDAT chunk."""
+        self._bdat = BdatReader(size)
+
+    @property
+    def chunk_left(self) -> int:
+        """Octets of the current BDAT chunk not read yet."""
+        return self._bdat.remaining if self._bdat is not None else 0
+
+    def read(self, buf: LineBuffer) -> tuple[bytes, bool]:
+        """Read from ``buf``: ``(content to give out, the end was reached)``."""
+        data, start = buf.view()
+        if self._data is not None:
+            reader = self._data
+            content, done, stop = reader.feed_at(data, start, normalise=self.normalise)
+            buf.advance(stop)
+            if self.error is None:
+                bare = None if self.normalise else reader.first_bare
+                self._check(content, bare)
+            if done:
+                self._data = None
+        else:
+            assert self._bdat is not None
+            content, done, stop = self._bdat.feed_at(data, start)
+            buf.advance(stop)
+            if self.error is None:
+                self._check(content, None)
+            if done:
+                self._bdat = None
+        return (content if self.error is None else b""), done
+
+    def _check(self, content: bytes, bare_at: int | None) -> None:
+        self.octets += len(content)
+        over_at = self.limit if self.limit and self.octets > self.limit else None
+        if over_at is not None and (bare_at is None or over_at < bare_at):
+            # RFC 1870 §6.2 / RFC 5321 §4.5.3.1.10: answered after the real
+            # end of data, so the session stays in step.
+            self.error = _r(552, "5.3.4", "Message size exceeds fixed maximum")
+        elif bare_at is not None:
+            # RFC 5321 §2.3.8 / §4.1.1.4: a bare CR or LF is no line end.
+            self.error = _r(500, "5.5.2", "Bare CR or LF in message content is not allowed")
+
+
+class ReplyReader:
+    """Reads replies line by line (RFC 5321 §4.2.1), bounded in lines and
+    octets, with :meth:`Reply.from_lines` checking each complete reply."""
+
+    __slots__ = ("_code", "_lines", "max_lines")
+
+    def __init__(self, max_lines: int) -> None:
+        self.max_lines = max_lines
+        self._lines: list[bytes] = []
+        self._code = b""
+
+    @property
+    def partial(self) -> bool:
+        """Some lines of a reply were read, not its last one."""
+        return bool(self._lines)
+
+    def read(self, buf: LineBuffer) -> Reply | None:
+        """The next complete reply, or None (need data)."""
+        while True:
+            try:
+                line = buf.next_line()
+            except LineTooLong:
+                raise RemoteProtocolError("reply line too long (RFC 5321 §4.5.3.1.5)") from None
+            if line is None:
+                return None
+            if not self._lines:
+                code, is_last, _ = parse_reply_line(line)
+                self._code = code
+            else:
+                # Reply.from_lines checks every line in full once the reply
+                # is complete; here only what decides where the reply ends.
+                # RFC 5321 §4.2.1: every line of a multi-line reply has the
+                # same code; a change means a reply ended without its last line.
+                if line[:3] != self._code:
+                    raise RemoteProtocolError("reply code changes inside a multi-line reply")
+                if len(self._lines) >= self.max_lines:
+                    raise RemoteProtocolError(f"reply longer than {self.max_lines} lines")
+                is_last = line[3:4] != b"-"
+            self._lines.append(line)
+            if is_last:
+                lines, self._lines = self._lines, []
+                return Reply.from_lines(lines)

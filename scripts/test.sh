@@ -26,6 +26,6 @@ step "ruff format --check"
 step "mypy --strict src"
 .venv/bin/mypy --strict src
 step "sphinx-build -W"
-.venv/bin/sphinx-build -W -q -b html docs docs/_build/html
+.venv/bin/sphinx-build -n -W -q -b html docs docs/_build/html
 echo
 echo "all checks passed"

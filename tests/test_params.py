@@ -7,9 +7,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import strategies as sst
-from smtp_rtls import Address, LocalProtocolError, MailFrom, RcptTo
+from smtp_rtls import Address, LocalProtocolError, MailFrom, RcptTo, ServerConfig
 from smtp_rtls._commands import CommandSyntaxError, format_command, parse_command
-from smtp_rtls._params import ParamError, format_params, parse_params, xtext_decode, xtext_encode
+from smtp_rtls._params import (
+    MAIL_PARAMETERS,
+    RCPT_PARAMETERS,
+    ParamError,
+    Parameter,
+    format_params,
+    parse_params,
+    unoffered,
+    xtext_decode,
+    xtext_encode,
+)
+from smtp_rtls._server_rules import check_mail, check_rcpt
 
 
 def _reject_reply(line: str) -> tuple[int, str]:
@@ -217,3 +228,52 @@ def test_notify_list_round_trip_rfc3461_4_1(notify: list[str]) -> None:
     rcpt = RcptTo(Address("a", "b.example"), notify=notify)
     assert parse_command(format_command(rcpt)[:-2].decode()) == rcpt
     assert rcpt.notify == tuple(notify)
+
+
+# -- the one table of typed parameters, used by both roles --------------------------
+
+_SAMPLE_VALUE = {
+    "requiretls": True,
+    "size": 100,
+    "smtputf8": True,
+    "ret": "HDRS",
+    "envid": "id-1",
+    "auth": "<>",
+    "notify": ("NEVER",),
+    "orcpt": ("rfc822", "c@d.example"),
+}
+
+
+def _event_with(param: Parameter) -> MailFrom | RcptTo:
+    value = param.values[0] if param.values else _SAMPLE_VALUE[param.field]
+    if param in RCPT_PARAMETERS:
+        return RcptTo("c@d.example", **{param.field: value})
+    return MailFrom("a@b.example", **{param.field: value})
+
+
+@pytest.mark.parametrize("param", MAIL_PARAMETERS + RCPT_PARAMETERS, ids=lambda p: p.rfc)
+def test_both_roles_refuse_a_parameter_of_an_extension_not_offered_rfc5321_4_1_1_11(
+    param: Parameter,
+) -> None:
+    event = _event_with(param)
+    offered = {p.extension for p in MAIL_PARAMETERS + RCPT_PARAMETERS} | {"CHUNKING"}
+    without = frozenset(offered - {param.extension})
+    # the server: 555 5.5.4 when the EHLO reply in force did not offer it
+    config = ServerConfig(extra_mail_parameters=(), max_message_size=0)
+    if isinstance(event, MailFrom):
+        assert check_mail(event, frozenset(offered), config) is None
+        refusal = check_mail(event, without, config)
+    else:
+        assert check_rcpt(event, frozenset(offered), config, 0) is None
+        refusal = check_rcpt(event, without, config, 0)
+    assert refusal is not None and refusal.code == 555
+    # the client: never sent to a server that did not offer it
+    table = MAIL_PARAMETERS if isinstance(event, MailFrom) else RCPT_PARAMETERS
+    assert unoffered(event, table, without) == param
+    assert unoffered(event, table, offered) is None
+    # and each typed keyword may not pose as an extra parameter
+    with pytest.raises(LocalProtocolError):
+        if isinstance(event, MailFrom):
+            MailFrom("a@b.example", extra=[(param.keyword.lower(), "1")])
+        else:
+            RcptTo("c@d.example", extra=[(param.keyword.lower(), "1")])

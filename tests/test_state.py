@@ -20,6 +20,7 @@ from smtp_rtls import (
     CommandRejected,
     ConnectionClosed,
     LocalProtocolError,
+    RemoteProtocolError,
     Reply,
     ServerConfig,
     ServerConnection,
@@ -358,3 +359,58 @@ def test_both_sides_report_the_same_state_type() -> None:
     client.receive_data(server.send(Reply(220, "mx.example ESMTP")))
     assert isinstance(client.next_event(), Reply)
     assert client.state is server.state is S.CONNECTED
+
+
+# -- one vocabulary: the same misuse is the same error on both sides -------------------
+
+
+def _both() -> tuple[ClientConnection, ServerConnection]:
+    client = ClientConnection("c.example")
+    server = ServerConnection("mx.example", ServerConfig(starttls=True))
+    client.receive_data(server.send(Reply(220, "mx.example ESMTP")))
+    assert isinstance(client.next_event(), Reply)
+    return client, server
+
+
+def test_the_same_misuse_raises_the_same_error_in_both_roles() -> None:
+    client, server = _both()
+    # a wrong type is a TypeError
+    with pytest.raises(TypeError):
+        client.start_tls("TLSv1.3")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        server.start_tls("TLSv1.3")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        client.send("EHLO c.example")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        server.send("250 OK")  # type: ignore[arg-type]
+    # the right call at the wrong time is a LocalProtocolError
+    with pytest.raises(LocalProtocolError):
+        client.start_tls(TLS)
+    with pytest.raises(LocalProtocolError):
+        server.start_tls(TLS)
+    with pytest.raises(LocalProtocolError):
+        server.send(Reply(250, "nobody asked"))
+    client.receive_data(b"")
+    server.receive_data(b"")
+    with pytest.raises(LocalProtocolError):
+        client.receive_data(b"more")
+    with pytest.raises(LocalProtocolError):
+        server.receive_data(b"more")
+
+
+def test_after_a_remote_error_both_roles_stay_broken() -> None:
+    # as in h11: once next_event() raised, it raises the same error again
+    client, server = _both()
+    client.receive_data(b"250 nobody asked\r\n")
+    server.receive_data(b"EHLO c.example\r\nSTARTTLS\r\n")
+    assert server.next_event() is not PAUSED
+    server.send(Reply(250, "hi"))
+    assert server.next_event() is not PAUSED
+    server.send(Reply(220, "go ahead"))
+    server.receive_data(b"NOOP\r\n")  # plaintext after the 220: injection
+    for conn in (client, server):
+        with pytest.raises(RemoteProtocolError) as first:
+            conn.next_event()
+        with pytest.raises(RemoteProtocolError) as again:
+            conn.next_event()
+        assert again.value is first.value

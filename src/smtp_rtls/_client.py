@@ -382,6 +382,8 @@ class ClientConnection:
         if isinstance(event, ConnectionClosed):
             self._finished = True
             return b""
+        if not isinstance(event, Event):
+            raise TypeError(f"a client sends events, not {type(event).__name__}")
         try:
             verb = verb_of(event)
         except LocalProtocolError:

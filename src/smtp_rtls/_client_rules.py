@@ -16,6 +16,7 @@ import attrs
 from ._capabilities import Capabilities
 from ._errors import LocalProtocolError, RequireTLSError
 from ._events import Auth, AuthResponse, Event, Expn, MailFrom, RcptTo, Vrfy
+from ._params import MAIL_PARAMETERS, RCPT_PARAMETERS, Parameter, unoffered
 from ._reply import Reply
 from ._tls import TLSInfo
 
@@ -124,24 +125,26 @@ def _check_mail(view: SessionView, event: Event) -> None:
     _need_hello(view)
     if view.txn is not None:
         raise LocalProtocolError("MAIL inside an open transaction: RSET first")
-    if event.size is not None:
-        caps = _need(view, "SIZE", "SIZE=")
-        limit = caps.size
+    _need_parameters(view, event, MAIL_PARAMETERS)
+    limit = view.caps.size if view.caps is not None else None
+    if event.size is not None and limit and event.size > limit:
         # RFC 1870 §5: a message over the fixed maximum "will always fail";
         # declaring one (§6) would only earn a 552, so it is refused here.
-        if limit and event.size > limit:
-            raise LocalProtocolError(f"SIZE={event.size} is over the server's {limit}")
-    if event.smtputf8 or not event.reverse_path.is_ascii:
-        _need(view, "SMTPUTF8", "SMTPUTF8")
-    if event.body is not None:
-        _need(view, "8BITMIME", "BODY=")
-        if event.body == "BINARYMIME":
-            _need(view, "BINARYMIME", "BODY=BINARYMIME")
-            _need(view, "CHUNKING", "BODY=BINARYMIME")
-    if event.ret is not None or event.envid is not None:
-        _need(view, "DSN", "RET= / ENVID=")
-    if event.auth is not None:
-        _need(view, "AUTH", "AUTH=")
+        raise LocalProtocolError(f"SIZE={event.size} is over the server's {limit}")
+    if event.body == "BINARYMIME":
+        # RFC 3030 §3: a BINARYMIME body can only be sent with BDAT.
+        _need(view, "CHUNKING", "BODY=BINARYMIME")
+
+
+def _need_parameters(view: SessionView, event: Event, table: tuple[Parameter, ...]) -> None:
+    # The parameters whose extension the EHLO reply in force did not offer
+    # (the same table the server refuses them by, with 555).
+    param = unoffered(event, table, view.caps if view.caps is not None else ())
+    if param is not None:
+        raise LocalProtocolError(
+            f"{param.keyword}= needs {param.extension}, which the server did not offer"
+            f" ({param.rfc})"
+        )
 
 
 def check_requiretls(view: SessionView) -> None:
@@ -179,8 +182,7 @@ def _check_rcpt(view: SessionView, event: Event) -> None:
     if not event.forward_path.is_ascii and not txn.mail.smtputf8:
         # RFC 6531 §3.4: UTF-8 addresses only in an SMTPUTF8 transaction.
         raise LocalProtocolError("a non-ASCII recipient needs MAIL ... SMTPUTF8")
-    if event.notify is not None or event.orcpt is not None:
-        _need(view, "DSN", "NOTIFY= / ORCPT=")
+    _need_parameters(view, event, RCPT_PARAMETERS)
 
 
 def _content_start(view: SessionView, txn: ClientTransaction, what: str) -> None:

@@ -9,6 +9,7 @@ import attrs
 
 from ._capabilities import Capabilities
 from ._errors import LocalProtocolError
+from ._params import MAIL_PARAMETERS, RCPT_PARAMETERS
 
 __all__ = ["ServerConfig"]
 
@@ -47,16 +48,12 @@ MANAGED_EXTENSIONS = {
 # The MAIL and RCPT parameters the core reads into typed event fields
 # (MailFrom.requiretls, .size, ...; RcptTo.notify, .orcpt) and checks against
 # what the EHLO reply offered: never "extra" parameters.
-MANAGED_MAIL_PARAMETERS = {
-    "REQUIRETLS": "requiretls=True (accepted only once TLS is active, RFC 8689 §2)",
-    "SIZE": "size",
-    "BODY": "eightbitmime and binarymime",
-    "SMTPUTF8": "smtputf8",
-    "RET": "dsn",
-    "ENVID": "dsn",
-    "AUTH": "auth_mechanisms",
-}
-MANAGED_RCPT_PARAMETERS = {"NOTIFY": "dsn", "ORCPT": "dsn"}
+MANAGED_MAIL_PARAMETERS: dict[str, str] = {}
+for _param in MAIL_PARAMETERS:
+    MANAGED_MAIL_PARAMETERS[_param.keyword] = " and ".join(
+        filter(None, [MANAGED_MAIL_PARAMETERS.get(_param.keyword), _param.option])
+    )
+MANAGED_RCPT_PARAMETERS = {p.keyword: p.option for p in RCPT_PARAMETERS}
 
 
 def _at_least(minimum: int) -> Callable[[object, attrs.Attribute[int], int], None]:

@@ -18,7 +18,7 @@ import attrs
 from . import _abnf
 from ._address import Address, to_address
 from ._errors import LocalProtocolError
-from ._params import xtext_encode
+from ._params import MAIL_PARAMETERS, RCPT_PARAMETERS, xtext_encode
 from ._reply import Reply
 
 __all__ = [
@@ -162,8 +162,8 @@ def _extra(value: Iterable[tuple[str, str | None]]) -> tuple[tuple[str, str | No
     return tuple(out)
 
 
-_MAIL_KEYWORDS = {"SIZE", "BODY", "SMTPUTF8", "REQUIRETLS", "RET", "ENVID", "AUTH"}
-_RCPT_KEYWORDS = {"NOTIFY", "ORCPT"}
+_MAIL_KEYWORDS = {p.keyword for p in MAIL_PARAMETERS}
+_RCPT_KEYWORDS = {p.keyword for p in RCPT_PARAMETERS}
 
 
 @attrs.frozen(slots=True)

@@ -11,10 +11,67 @@ syntax error (every extension defines its parameter once per command).
 
 from __future__ import annotations
 
+from collections.abc import Container
+from typing import NamedTuple
+
 from . import _abnf
 from ._errors import LocalProtocolError
 
-__all__ = ["ParamError", "parse_params", "xtext_decode", "xtext_encode"]
+__all__ = [
+    "MAIL_PARAMETERS",
+    "RCPT_PARAMETERS",
+    "ParamError",
+    "Parameter",
+    "parse_params",
+    "unoffered",
+    "xtext_decode",
+    "xtext_encode",
+]
+
+
+class Parameter(NamedTuple):
+    """A MAIL or RCPT parameter the core reads into a typed event field."""
+
+    keyword: str  # as written on the wire
+    field: str  # the MailFrom / RcptTo attribute it fills
+    extension: str  # the EHLO keyword that must have been offered
+    rfc: str  # where that is said
+    values: tuple[str, ...] = ()  # the row applies to these values only (all: ())
+    option: str = ""  # the ServerConfig option that offers it
+
+
+# The one table of the parameters both roles check: the server refuses one
+# whose extension its EHLO reply did not offer (555 5.5.4, RFC 5321
+# §4.1.1.11), the client never sends it.
+MAIL_PARAMETERS = (
+    Parameter("REQUIRETLS", "requiretls", "REQUIRETLS", "RFC 8689 §2", option="requiretls"),
+    Parameter("SIZE", "size", "SIZE", "RFC 1870 §6", option="size"),
+    Parameter("BODY", "body", "8BITMIME", "RFC 6152 §2", ("7BIT", "8BITMIME"), "eightbitmime"),
+    Parameter("BODY", "body", "BINARYMIME", "RFC 3030 §3", ("BINARYMIME",), "binarymime"),
+    Parameter("SMTPUTF8", "smtputf8", "SMTPUTF8", "RFC 6531 §3.4", option="smtputf8"),
+    Parameter("RET", "ret", "DSN", "RFC 3461 §4.3", option="dsn"),
+    Parameter("ENVID", "envid", "DSN", "RFC 3461 §4.4", option="dsn"),
+    Parameter("AUTH", "auth", "AUTH", "RFC 4954 §5", option="auth_mechanisms"),
+)
+RCPT_PARAMETERS = (
+    Parameter("NOTIFY", "notify", "DSN", "RFC 3461 §4.1", option="dsn"),
+    Parameter("ORCPT", "orcpt", "DSN", "RFC 3461 §4.2", option="dsn"),
+)
+
+
+def unoffered(
+    event: object, table: tuple[Parameter, ...], keys: Container[str]
+) -> Parameter | None:
+    """The first parameter ``event`` carries whose extension is not in ``keys``."""
+    for param in table:
+        value = getattr(event, param.field)
+        if value is None or value is False:
+            continue
+        if param.values and value not in param.values:
+            continue
+        if param.extension not in keys:
+            return param
+    return None
 
 
 class ParamError(LocalProtocolError):

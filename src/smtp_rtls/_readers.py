@@ -46,14 +46,12 @@ class CommandLine(NamedTuple):
     length: int
 
 
-def _r(code: int, enhanced: str, text: str) -> Reply:
-    return Reply(code, text, enhanced)
-
-
-LINE_TOO_LONG = _r(500, "5.5.2", "Line too long")
-BARE_LINE_END = _r(500, "5.5.2", "Bare CR or LF in command")
-CONTROL_CHARACTER = _r(500, "5.5.2", "Control character in command")
-CHUNK_SIZE_UNKNOWN = _r(421, "4.5.2", "Cannot find the end of the BDAT chunk, closing connection")
+LINE_TOO_LONG = Reply(500, "Line too long", "5.5.2")
+BARE_LINE_END = Reply(500, "Bare CR or LF in command", "5.5.2")
+CONTROL_CHARACTER = Reply(500, "Control character in command", "5.5.2")
+CHUNK_SIZE_UNKNOWN = Reply(
+    421, "Cannot find the end of the BDAT chunk, closing connection", "4.5.2"
+)
 
 
 def read_command_line(buf: LineBuffer, *, reject_bare: bool) -> CommandLine | Reply | None:
@@ -82,7 +80,7 @@ def read_command_line(buf: LineBuffer, *, reject_bare: bool) -> CommandLine | Re
     return CommandLine(verb, line, len(raw) + 2)
 
 
-SASL_TOO_LONG = _r(500, "5.5.6", "Authentication exchange line is too long")
+SASL_TOO_LONG = Reply(500, "Authentication exchange line is too long", "5.5.6")
 
 
 def read_sasl_line(buf: LineBuffer) -> str | Reply | None:
@@ -98,7 +96,7 @@ def read_sasl_line(buf: LineBuffer) -> str | Reply | None:
         return None
     if _CONTROL.search(raw) is not None or not raw.isascii():
         # base64 (or "*") only: RFC 4954 §4 "cannot BASE64 decode" -> 501
-        return _r(501, "5.5.2", "Cannot decode AUTH response")
+        return Reply(501, "Cannot decode AUTH response", "5.5.2")
     return raw.decode("ascii")
 
 
@@ -185,10 +183,10 @@ class ContentReader:
         if over_at is not None and (bare_at is None or over_at < bare_at):
             # RFC 1870 §6.2 / RFC 5321 §4.5.3.1.10: answered after the real
             # end of data, so the session stays in step.
-            self.error = _r(552, "5.3.4", "Message size exceeds fixed maximum")
+            self.error = Reply(552, "Message size exceeds fixed maximum", "5.3.4")
         elif bare_at is not None:
             # RFC 5321 §2.3.8 / §4.1.1.4: a bare CR or LF is no line end.
-            self.error = _r(500, "5.5.2", "Bare CR or LF in message content is not allowed")
+            self.error = Reply(500, "Bare CR or LF in message content is not allowed", "5.5.2")
 
 
 class ReplyReader:

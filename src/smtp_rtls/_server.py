@@ -57,7 +57,6 @@ from ._readers import (
 from ._reply import Reply
 from ._sentinels import NEED_DATA, PAUSED
 from ._server_rules import check_auth, check_data, check_mail, check_rcpt, sequence_reply
-from ._server_rules import reply as _r
 from ._state import TRANSACTION_STATES, State, next_state, transitions_for
 from ._tls import TLSInfo
 
@@ -179,7 +178,7 @@ class ServerConnection:
         if len(self._receive_buffer) + len(data) > self.config.max_backlog:
             self._fail(
                 f"more than {self.config.max_backlog} octets of unprocessed input",
-                _r(421, "4.7.0", "Too much unprocessed input, closing connection"),
+                Reply(421, "Too much unprocessed input, closing connection", "4.7.0"),
             )
             return
         self._receive_buffer.feed(data)
@@ -236,7 +235,7 @@ class ServerConnection:
         it requires (220 to STARTTLS, RFC 3207 §4).
         """
         if not isinstance(reply, Reply):
-            raise LocalProtocolError(f"a server sends Reply objects, not {type(reply).__name__}")
+            raise TypeError(f"a server sends Reply objects, not {type(reply).__name__}")
         verb = self._pending_verb
         if verb is None:
             raise LocalProtocolError("no reply is owed now (next_event() did not return PAUSED)")
@@ -271,7 +270,7 @@ class ServerConnection:
         (RFC 3207 §4.1).
         """
         if not isinstance(info, TLSInfo):
-            raise LocalProtocolError("start_tls() needs a TLSInfo")
+            raise TypeError("start_tls() takes a TLSInfo")
         # Implicit TLS (RFC 8314 §3, port 465): the session is protected
         # from its first byte; the greeting comes after the handshake.
         implicit = (
@@ -343,7 +342,7 @@ class ServerConnection:
             # Junk must cost the sender more than it costs us: past the limit
             # (Postfix's smtpd_hard_error_limit habit) the session ends with
             # 421 (RFC 5321 §3.8) instead of one more refusal.
-            reply = _r(421, "4.7.0", "Too many errors, closing connection")
+            reply = Reply(421, "Too many errors, closing connection", "4.7.0")
             verb = "CLOSE"
         self._answer(verb, reply)
         return CommandRejected(command if command is not None else verb, reply)
@@ -421,11 +420,11 @@ class ServerConnection:
         if got == "*":
             # RFC 4954 §4: a "*" cancels; the server MUST reject the AUTH
             # command with a 501 reply.
-            return self._reject("AUTH", _r(501, "5.0.0", "Authentication cancelled"))
+            return self._reject("AUTH", Reply(501, "Authentication cancelled", "5.0.0"))
         try:
             event = AuthResponse(got)
         except LocalProtocolError:
-            return self._reject("AUTH", _r(501, "5.5.2", "Cannot decode AUTH response"))
+            return self._reject("AUTH", Reply(501, "Cannot decode AUTH response", "5.5.2"))
         return self._decision("AUTH", event)
 
     def _command(self, got: CommandLine) -> NextEvent:
@@ -436,21 +435,21 @@ class ServerConnection:
         if verb != "QUIT":
             if state is State.REFUSED:
                 # RFC 5321 §3.1: after a 554 greeting, 503 to all but QUIT
-                return self._reject(verb, _r(503, "5.5.1", "No service: only QUIT is accepted"))
+                return self._reject(verb, Reply(503, "No service: only QUIT is accepted", "5.5.1"))
             if state is State.TLS_REFUSED:
                 # RFC 3207 §4.1: unsatisfactory TLS: 554 to every command but QUIT
-                return self._reject(verb, _r(554, "5.7.0", "TLS session not acceptable"))
+                return self._reject(verb, Reply(554, "TLS session not acceptable", "5.7.0"))
         if self.config.require_starttls and self._tls is None and verb not in _BEFORE_TLS_OK:
             # RFC 3207 §4: "530 Must issue a STARTTLS command first"
-            return self._reject(verb, _r(530, "5.7.0", "Must issue a STARTTLS command first"))
+            return self._reject(verb, Reply(530, "Must issue a STARTTLS command first", "5.7.0"))
         step = self._table[state].get(verb)
         if step is None and verb in _HELLO_VERBS:
             # the other protocol's greeting (LHLO in SMTP, EHLO/HELO in LMTP)
             return self._reject(
-                verb, _r(500, "5.5.1", f"{verb} is not a command of this protocol")
+                verb, Reply(500, f"{verb} is not a command of this protocol", "5.5.1")
             )
         if length > self._limit_for(verb):
-            return self._reject(verb, _r(500, "5.5.2", "Line too long"))
+            return self._reject(verb, Reply(500, "Line too long", "5.5.2"))
         try:
             event = parse_command(
                 line,
@@ -478,21 +477,21 @@ class ServerConnection:
 
     def _dispatch(self, verb: str, event: Event) -> NextEvent:
         if isinstance(event, Quit):
-            self._answer(verb, _r(221, "2.0.0", f"{self.hostname} closing connection"))
+            self._answer(verb, Reply(221, f"{self.hostname} closing connection", "2.0.0"))
             return event
         if isinstance(event, Rset | Noop):
-            self._answer(verb, _r(250, "2.0.0", "OK"))
+            self._answer(verb, Reply(250, "OK", "2.0.0"))
             return event
         if isinstance(event, Help):
-            self._answer(verb, _r(214, "2.0.0", self.config.help_text))
+            self._answer(verb, Reply(214, self.config.help_text, "2.0.0"))
             return event
         refusal: Reply | None = None
         if isinstance(event, StartTLS):
             if not self.config.starttls:
-                refusal = _r(502, "5.5.1", "STARTTLS not offered")
+                refusal = Reply(502, "STARTTLS not offered", "5.5.1")
             elif self._tls is not None:
                 # RFC 3207 §4.2: no second TLS session
-                refusal = _r(503, "5.5.1", "TLS already active")
+                refusal = Reply(503, "TLS already active", "5.5.1")
         elif isinstance(event, Auth):
             refusal = check_auth(
                 event,
@@ -530,21 +529,21 @@ class ServerConnection:
             # Without a size the chunk's end cannot be found: close rather
             # than read its octets as commands.
             return self._close(
-                "BDAT", _r(421, "4.5.2", "Cannot find the end of the BDAT chunk, closing")
+                "BDAT", Reply(421, "Cannot find the end of the BDAT chunk, closing", "4.5.2")
             )
         size, last = parsed
         state = self._state
         refusal: Reply | None = None
         if state is State.REFUSED:
-            refusal = _r(503, "5.5.1", "No service: only QUIT is accepted")
+            refusal = Reply(503, "No service: only QUIT is accepted", "5.5.1")
         elif state is State.TLS_REFUSED:
-            refusal = _r(554, "5.7.0", "TLS session not acceptable")
+            refusal = Reply(554, "TLS session not acceptable", "5.7.0")
         elif self.config.require_starttls and self._tls is None:
-            refusal = _r(530, "5.7.0", "Must issue a STARTTLS command first")
+            refusal = Reply(530, "Must issue a STARTTLS command first", "5.7.0")
         elif not line.isascii() or (line[5:].partition(" ")[2] and not last):
-            refusal = _r(501, "5.5.4", "Syntax: BDAT size [LAST] (RFC 3030 §2)")
+            refusal = Reply(501, "Syntax: BDAT size [LAST] (RFC 3030 §2)", "5.5.4")
         elif "CHUNKING" not in self._offered_keys():
-            refusal = _r(502, "5.5.1", "CHUNKING not offered")
+            refusal = Reply(502, "CHUNKING not offered", "5.5.1")
         elif "BDAT" not in self._table[state]:
             # RFC 3030 §2: BDAT without a transaction (or after a failed
             # chunk, or after LAST)
@@ -553,7 +552,7 @@ class ServerConnection:
             self.config.max_message_size
             and size > self.config.max_message_size - self._octets_so_far()
         ):
-            refusal = _r(552, "5.3.4", "Message size exceeds fixed maximum")
+            refusal = Reply(552, "Message size exceeds fixed maximum", "5.3.4")
         octets = _ENDLESS if size is None else size
         verb = "BDAT LAST" if last else "BDAT"
         step = self._table[state].get(verb)

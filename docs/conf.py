@@ -15,6 +15,7 @@ release = "0.1.0.dev0"
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.viewcode",
+    "sphinx.ext.graphviz",
     "statetables",
     "publicnames",
 ]
@@ -34,5 +35,8 @@ nitpick_ignore = [
     ("py:class", "smtp_rtls.policy.requests.T"),
     ("py:obj", "smtp_rtls.policy.requests.T"),
 ]
+# The state diagrams (docs/_ext/statetables.py) are drawn by Graphviz's dot
+# (Debian: graphviz, installed by tests/lab/install.sh) as SVG.
+graphviz_output_format = "svg"
 html_theme = "alabaster"
 exclude_patterns = ["_build"]

@@ -2,12 +2,14 @@
 
 docs/server-tutorial.rst includes docs/examples/*.py and the transcript
 docs/examples/event_sequence.txt verbatim, so these tests are what keeps the
-tutorial true.  The socket example is run as a real process on 127.0.0.1 and
-driven by the standard library's smtplib through a real TLS handshake.
+tutorial true; the console examples of docs/client-model.rst run as doctests.
+The socket example is run as a real process on 127.0.0.1 and driven by the
+standard library's smtplib through a real TLS handshake.
 """
 
 from __future__ import annotations
 
+import doctest
 import re
 import smtplib
 import socket
@@ -56,6 +58,16 @@ def test_event_sequence_refuses_requiretls_before_tls_and_tags_both_messages() -
     assert "   event MessageData(data=b'Subject: hello\\r\\n')" in after
     # RFC 5321 §4.5.2: the stuffed dot is removed
     assert any(".a line that starts with a dot" in x and "..a" not in x for x in after[1:])
+
+
+def test_the_client_model_examples_print_what_the_page_shows() -> None:
+    """docs/client-model.rst's console examples run as doctests: the client's
+    state moves with the replies it reads, never with send() (RFC 2920 §3.1),
+    and MAIL ... REQUIRETLS on plaintext is RequireTLSError 5.7.10 (RFC 8689
+    §4.2.1)."""
+    result = doctest.testfile(str(DOCS / "client-model.rst"), module_relative=False)
+    assert result.attempted > 10
+    assert result.failed == 0
 
 
 @pytest.fixture(scope="module")

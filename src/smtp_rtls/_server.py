@@ -336,6 +336,7 @@ class ServerConnection:
         self._enter(next_state(self._table, self._state, verb, reply.code))
 
     def _reject(self, verb: str, reply: Reply, command: str | None = None) -> CommandRejected:
+        command = command if command is not None else verb
         self._errors += 1
         limit = self.config.max_errors
         if limit and self._errors >= limit:
@@ -345,7 +346,7 @@ class ServerConnection:
             reply = Reply(421, "Too many errors, closing connection", "4.7.0")
             verb = "CLOSE"
         self._answer(verb, reply)
-        return CommandRejected(command if command is not None else verb, reply)
+        return CommandRejected(command, reply)
 
     def _close(self, command: str, reply: Reply) -> CommandRejected:
         self._answer("CLOSE", reply)

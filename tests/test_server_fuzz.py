@@ -43,6 +43,9 @@ from smtp_rtls import (
     Vrfy,
 )
 from smtp_rtls._framing import DataReader
+from smtp_rtls._server import SASL_LINE
+
+_LINE_BOUND = SASL_LINE
 
 TLS = TLSInfo("TLSv1.3", "TLS_AES_128_GCM_SHA256", 128)
 
@@ -156,7 +159,9 @@ class Session:
         self.conn.receive_data(data)
         self._check_bounds()
         # the last drain ended on NEED_DATA: at most one partial line was held
-        assert len(self.conn._receive_buffer) <= self.conn._line_max + len(data)
+        # (a line is at most the longest command line, or in the AUTH state
+        # a SASL line: RFC 4954 §4)
+        assert len(self.conn._receive_buffer) <= _LINE_BOUND + len(data)
         self.drain()
 
     def drain(self) -> None:
@@ -169,7 +174,7 @@ class Session:
                 return
             self._check_bounds()
             if event is NEED_DATA:
-                assert len(self.conn._receive_buffer) <= self.conn._line_max
+                assert len(self.conn._receive_buffer) <= self.conn._receive_buffer.max_line
                 self.out += self.conn.data_to_send()
                 return
             if event is PAUSED:

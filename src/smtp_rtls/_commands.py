@@ -33,7 +33,7 @@ from ._events import (
 from ._params import ParamError, format_params, parse_params, xtext_decode, xtext_encode
 from ._reply import Reply
 
-__all__ = ["CommandSyntaxError", "format_command", "parse_command", "verb_of"]
+__all__ = ["CommandSyntaxError", "format_command", "parse_bdat_size", "parse_command", "verb_of"]
 
 # Verbs this library parses.  TURN, ETRN, SEND, SOML and SAML are known but
 # not implemented (502, RFC 5321 §4.2.4).
@@ -64,7 +64,6 @@ UNIMPLEMENTED_VERBS = frozenset(["TURN", "ETRN", "SEND", "SOML", "SAML", "ATRN"]
 _PATH = r'(<(?:[^>"\[]|"(?:[^"\\]|\\.)*"|\[[^\]]*\])*>)'
 _MAIL_RE = re.compile(rf"FROM: ?{_PATH}(?: (.*))?", re.IGNORECASE | re.DOTALL)
 _RCPT_RE = re.compile(rf"TO: ?{_PATH}(?: (.*))?", re.IGNORECASE | re.DOTALL)
-_BDAT_RE = re.compile(r"([0-9]{1,18})(?: (LAST))?", re.IGNORECASE)
 _SIZE_RE = re.compile(r"[0-9]{1,20}")
 
 
@@ -98,6 +97,27 @@ def verb_of(event: Event, *, lmtp: bool = False) -> str:
     if verb is None:
         raise LocalProtocolError(f"{type(event).__name__} is not a command")
     return "LHLO" if lmtp and verb == "EHLO" else verb
+
+
+_DIGITS = re.compile(r"0*([0-9]+)")
+
+
+def parse_bdat_size(arg: str) -> tuple[int | None, bool] | None:
+    """The chunk size and LAST flag of a BDAT argument (RFC 3030 §2:
+    ``chunk-size = 1*DIGIT``, any number of digits).
+
+    Returns ``(size, last)`` where size is None when it has more than 18
+    significant digits (beyond any limit, but still a size: the octets are
+    there), ``(size, False)`` with a trailing word other than LAST marked by
+    the caller as a syntax error, or None when no size can be read at all.
+    """
+    head, _, tail = arg.partition(" ")
+    m = _DIGITS.fullmatch(head)
+    if m is None or not head.isascii():
+        return None
+    digits = m[1]
+    size = int(digits) if len(digits) <= 18 else None
+    return size, tail.upper() == "LAST"
 
 
 class CommandSyntaxError(LocalProtocolError):
@@ -265,10 +285,11 @@ def parse_command(line: str, *, utf8: bool = False, smtputf8: bool = False) -> E
         if verb == "DATA":
             return _no_argument(verb, arg, Data())
         if verb == "BDAT":
-            m = _BDAT_RE.fullmatch(arg)
-            if m is None:
+            parsed = parse_bdat_size(arg)
+            tail = arg.partition(" ")[2]
+            if parsed is None or parsed[0] is None or (tail and not parsed[1]):
                 raise _reject(501, "5.5.4", "Syntax: BDAT size [LAST] (RFC 3030 §2)")
-            return Bdat(int(m[1]), last=m[2] is not None)
+            return Bdat(parsed[0], last=parsed[1])
         if verb == "RSET":
             return _no_argument(verb, arg, Rset())
         if verb == "QUIT":

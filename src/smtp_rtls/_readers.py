@@ -25,7 +25,6 @@ __all__ = [
     "CommandLine",
     "ContentReader",
     "ReplyReader",
-    "parse_bdat_size",
     "read_command_line",
     "read_sasl_line",
 ]
@@ -98,27 +97,6 @@ def read_sasl_line(buf: LineBuffer) -> str | Reply | None:
         # base64 (or "*") only: RFC 4954 §4 "cannot BASE64 decode" -> 501
         return Reply(501, "Cannot decode AUTH response", "5.5.2")
     return raw.decode("ascii")
-
-
-_DIGITS = re.compile(r"0*([0-9]+)")
-
-
-def parse_bdat_size(arg: str) -> tuple[int | None, bool] | None:
-    """The chunk size and LAST flag of a BDAT argument (RFC 3030 §2:
-    ``chunk-size = 1*DIGIT``, any number of digits).
-
-    Returns ``(size, last)`` where size is None when it has more than 18
-    significant digits (beyond any limit, but still a size: the octets are
-    there), ``(size, False)`` with a trailing word other than LAST marked by
-    the caller as a syntax error, or None when no size can be read at all.
-    """
-    head, _, tail = arg.partition(" ")
-    m = _DIGITS.fullmatch(head)
-    if m is None or not head.isascii():
-        return None
-    digits = m[1]
-    size = int(digits) if len(digits) <= 18 else None
-    return size, tail.upper() == "LAST"
 
 
 class ContentReader:

@@ -22,7 +22,7 @@ from collections import deque
 import attrs
 
 from ._capabilities import Capabilities
-from ._commands import CommandSyntaxError, parse_command, verb_of
+from ._commands import CommandSyntaxError, parse_bdat_size, parse_command, verb_of
 from ._config import ServerConfig
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
@@ -50,7 +50,6 @@ from ._framing import BdatReader, LineBuffer
 from ._readers import (
     CommandLine,
     ContentReader,
-    parse_bdat_size,
     read_command_line,
     read_sasl_line,
 )

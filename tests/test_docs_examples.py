@@ -174,3 +174,67 @@ def test_every_test_named_in_the_conformance_table_exists() -> None:
         if not re.search(rf"^(async )?def {name}\(", source, re.MULTILINE):
             missing.append(f"{file}::{name}")
     assert missing == []
+
+
+# -- docs/receiving.rst: the adapters' examples, run as real processes ------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(args: list[str]) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("listening on 127.0.0.1:"), (
+        line,
+        proc.stderr.read() if proc.stderr else "",
+    )
+    return proc, int(line.rsplit(":", 1)[1])
+
+
+def _finish(proc: subprocess.Popen[str]) -> str:
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        proc.kill()
+        proc.wait(5)
+    assert proc.returncode == 0, err
+    return out
+
+
+def test_receive_sync_example_stores_the_message(tmp_path: Path) -> None:
+    proc, port = _start(
+        [str(EXAMPLES / "receive_sync.py"), str(tmp_path / "mail"), str(_free_port())]
+    )
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=TIMEOUT) as client:
+            client.sendmail(
+                "alice@example.org", ["bob@example.net"], b"Subject: hi\r\n\r\nhello\r\n"
+            )
+    finally:
+        out = _finish(proc)
+    [stored] = (tmp_path / "mail" / "new").iterdir()
+    assert out.split() == ["stored:", stored.name]
+    assert stored.read_bytes().endswith(b"Subject: hi\r\n\r\nhello\r\n")
+
+
+def test_receive_asyncio_example_refuses_a_foreign_domain(tmp_path: Path) -> None:
+    proc, port = _start([str(EXAMPLES / "receive_asyncio.py"), str(_free_port())])
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=TIMEOUT) as client:
+            refused = client.sendmail(
+                "alice@example.org",
+                ["bob@example.net", "eve@example.com"],
+                b"Subject: hi\r\n\r\nx",
+            )
+    finally:
+        out = _finish(proc)
+    assert refused == {"eve@example.com": (550, b"5.1.2 No such domain here")}
+    assert "accepted: alice@example.org -> bob@example.net" in out
+    assert "tag: DEFAULT" in out

@@ -1,0 +1,51 @@
+"""Sink: accepts every message and keeps nothing but counts (for benchmarks
+and tests; never for mail that matters)."""
+
+from __future__ import annotations
+
+import threading
+
+from .._reply import Reply
+from ..session.server import Handler, MessageWriter, SessionEnvelope
+
+__all__ = ["Sink"]
+
+
+class Sink(Handler):
+    """Accept everything, store nothing, count messages and octets.
+
+    Safe to share between threads; ``messages`` and ``octets`` count the
+    messages accepted (answered 250) and their content.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.messages = 0
+        self.octets = 0
+        #: The envelopes of the messages accepted, oldest first (the last 1000).
+        self.envelopes: list[SessionEnvelope] = []
+
+    def on_message(self, envelope: SessionEnvelope) -> MessageWriter:
+        """A writer that counts the content and drops it."""
+        return _Counter(self, envelope)
+
+    def _done(self, envelope: SessionEnvelope, octets: int) -> None:
+        with self._lock:
+            self.messages += 1
+            self.octets += octets
+            self.envelopes.append(envelope)
+            del self.envelopes[:-1000]
+
+
+class _Counter(MessageWriter):
+    def __init__(self, sink: Sink, envelope: SessionEnvelope) -> None:
+        self.sink = sink
+        self.envelope = envelope
+        self.octets = 0
+
+    def write(self, data: bytes) -> None:
+        self.octets += len(data)
+
+    def close(self) -> Reply:
+        self.sink._done(self.envelope, self.octets)
+        return Reply(250, f"Accepted {self.octets} octets (discarded)", "2.0.0")

@@ -1,0 +1,306 @@
+"""The blocking adapter: serve SMTP with threads and the ``ssl`` module.
+
+``serve(handler, host, port, ...)`` starts a server in the background and
+returns it; each connection runs a :class:`~smtp_rtls.session.server.ServerSession`
+in a thread of its own.  The adapter only moves bytes, runs handshakes, keeps
+time and calls the handler: every protocol decision is the session's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import socket
+import ssl
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+from .._config import ServerConfig
+from .._reply import Reply
+from ..session.server import Call, Read, ServerSession, StartTLS, Write
+from .tls import tls_info
+
+__all__ = ["Server", "serve"]
+
+logger = logging.getLogger(__name__)
+
+READ_SIZE = 65536
+
+
+class Server:
+    """A running server: :meth:`shutdown` (or leaving a ``with`` block)
+    stops it gracefully."""
+
+    def __init__(
+        self,
+        handler: object,
+        listener: socket.socket,
+        *,
+        hostname: str,
+        config: ServerConfig,
+        tls: ssl.SSLContext | None,
+        implicit_tls: bool,
+        max_connections: int,
+        read_timeout: float | None,
+    ) -> None:
+        self.handler = handler
+        self.hostname = hostname
+        self.config = config
+        self._listener = listener
+        self._tls = tls
+        self._implicit_tls = implicit_tls
+        self._max_connections = max_connections
+        self._read_timeout = read_timeout
+        self._lock = threading.Lock()
+        self._sessions: dict[threading.Thread, socket.socket] = {}
+        self._stopping = threading.Event()
+        self._accept_thread = threading.Thread(
+            target=self._accept_loop, name=f"smtp-rtls-accept-{self.port}", daemon=True
+        )
+        self._accept_thread.start()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The address the server listens on (the real port when 0 was asked)."""
+        host, port = self._listener.getsockname()[:2]
+        return host, port
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on."""
+        return self.address[1]
+
+    @property
+    def active(self) -> int:
+        """Sessions in flight."""
+        with self._lock:
+            return len(self._sessions)
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+    def shutdown(self, deadline: float = 30.0) -> None:
+        """Stop accepting, let the sessions in flight finish for up to
+        ``deadline`` seconds, then close what is left."""
+        self._stopping.set()
+        self._listener.close()
+        self._accept_thread.join(5)
+        end = time.monotonic() + deadline
+        while time.monotonic() < end:
+            with self._lock:
+                threads = list(self._sessions)
+            if not threads:
+                return
+            threads[0].join(min(0.05, max(0.0, end - time.monotonic())))
+        with self._lock:
+            left = list(self._sessions.items())
+        for thread, sock in left:
+            _close(sock)
+            thread.join(5)
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        self._listener.settimeout(0.2)
+        while not self._stopping.is_set():
+            try:
+                sock, peer = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # the listener was closed
+            with self._lock:
+                full = len(self._sessions) >= self._max_connections
+            if full:
+                # RFC 5321 §3.8 / §4.2.2: 421, service not available
+                _refuse(sock, Reply(421, f"{self.hostname} Too many connections", "4.3.2"))
+                continue
+            thread = threading.Thread(
+                target=self._run, args=(sock, peer), name=f"smtp-rtls-{peer}", daemon=True
+            )
+            with self._lock:
+                self._sessions[thread] = sock
+            thread.start()
+
+    def _run(self, sock: socket.socket, peer: Any) -> None:
+        try:
+            run_session(
+                self.handler,
+                sock,
+                hostname=self.hostname,
+                config=self.config,
+                peer=(peer[0], peer[1]),
+                tls=self._tls,
+                implicit_tls=self._implicit_tls,
+                read_timeout=self._read_timeout,
+            )
+        except Exception:  # pragma: no cover - run_session handles its own errors
+            logger.exception("session with %s failed", peer)
+        finally:
+            with self._lock:
+                self._sessions.pop(threading.current_thread(), None)
+
+
+def serve(
+    handler: object,
+    host: str = "127.0.0.1",
+    port: int = 25,
+    *,
+    hostname: str | None = None,
+    config: ServerConfig | None = None,
+    tls: ssl.SSLContext | None = None,
+    implicit_tls: bool = False,
+    max_connections: int = 100,
+    read_timeout: float | None = None,
+) -> Server:
+    """Listen on ``host``:``port`` and serve each connection with ``handler``.
+
+    ``tls`` is the server context for STARTTLS (offered only when given,
+    unless ``config`` says otherwise) or, with ``implicit_tls``, for TLS from
+    the first byte (RFC 8314 §3, port 465).  ``hostname`` defaults to the
+    machine's name.  ``max_connections`` bounds the sessions in flight; one
+    more is answered ``421`` and closed.  ``read_timeout`` caps every wait
+    for the peer (RFC 5321 §4.5.3.2's values per state by default).
+    Returns the running :class:`Server`.
+    """
+    if implicit_tls and tls is None:
+        raise ValueError("implicit_tls needs a tls context")
+    if config is None:
+        config = ServerConfig(starttls=tls is not None and not implicit_tls)
+    elif config.starttls and tls is None:
+        raise ValueError("config offers STARTTLS but no tls context was given")
+    listener = socket.create_server((host, port), reuse_port=False)
+    return Server(
+        handler,
+        listener,
+        hostname=hostname or socket.getfqdn(),
+        config=config,
+        tls=tls,
+        implicit_tls=implicit_tls,
+        max_connections=max_connections,
+        read_timeout=read_timeout,
+    )
+
+
+def run_session(
+    handler: object,
+    sock: socket.socket,
+    *,
+    hostname: str,
+    config: ServerConfig | None = None,
+    peer: tuple[str, int] | None = None,
+    tls: ssl.SSLContext | None = None,
+    implicit_tls: bool = False,
+    read_timeout: float | None = None,
+) -> None:
+    """Run one server session on a connected socket, then close it."""
+    info = None
+    stream = _Stream(sock, read_timeout)
+    try:
+        if implicit_tls:
+            assert tls is not None
+            stream.sock.settimeout(read_timeout or 300.0)
+            stream.sock = tls.wrap_socket(stream.sock, server_side=True)
+            info = tls_info(stream.sock)
+        session = ServerSession(
+            handler, hostname, config, peer=peer, tls=info, can_starttls=tls is not None
+        )
+        stream.drive(session, tls)
+    except (OSError, ssl.SSLError) as exc:
+        logger.info("session with %s ended: %s", peer, exc)
+    finally:
+        _close(stream.sock)
+
+
+class _Stream:
+    """One connection's socket (replaced by its TLS socket after STARTTLS)
+    and its clock."""
+
+    def __init__(self, sock: socket.socket, read_timeout: float | None) -> None:
+        self.sock = sock
+        self.read_timeout = read_timeout
+        self.last_write = time.monotonic()
+
+    def drive(self, session: ServerSession, tls: ssl.SSLContext | None) -> None:
+        steps = session.run()
+        result: Any = None
+        try:
+            while True:
+                request = steps.send(result)
+                if isinstance(request, Read):
+                    result = self.read(request)
+                elif isinstance(request, Write):
+                    self.sock.sendall(request.data)
+                    self.last_write = time.monotonic()
+                    result = None
+                elif isinstance(request, Call):
+                    result = _call(request)
+                elif isinstance(request, StartTLS):
+                    result = self.start_tls(tls)
+                else:  # pragma: no cover - the session yields nothing else
+                    raise TypeError(f"unknown request {request!r}")
+        except StopIteration:
+            return
+        except (OSError, ssl.SSLError):
+            # a timeout, a reset, a cut handshake: the session cannot
+            # finish, but the handler still learns of it
+            steps.close()
+            for call in session.abort_calls():
+                _call(call)
+            raise
+
+    def read(self, request: Read) -> bytes:
+        left = request.deadline - (time.monotonic() - self.last_write)
+        if left <= 0:
+            raise TimeoutError("the peer took too long over one command or the content")
+        timeout = request.timeout if self.read_timeout is None else self.read_timeout
+        self.sock.settimeout(min(timeout, left))
+        return self.sock.recv(READ_SIZE)
+
+    def start_tls(self, tls: ssl.SSLContext | None) -> object:
+        assert tls is not None
+        try:
+            self.sock = tls.wrap_socket(self.sock, server_side=True)
+            return tls_info(self.sock)
+        except (OSError, ssl.SSLError) as exc:
+            logger.info("TLS handshake failed: %s", exc)
+            return None
+
+
+def _call(request: Call) -> Any:
+    try:
+        result = getattr(request.target, request.method)(*request.args)
+    except Exception as exc:
+        return exc
+    if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()
+        return TypeError(f"{request.method} is asynchronous: use smtp_rtls.io.asyncio")
+    return result
+
+
+def _refuse(sock: socket.socket, reply: Reply) -> None:
+    try:
+        sock.settimeout(5)
+        sock.sendall(reply.format())
+    except OSError:
+        pass
+    finally:
+        _close(sock)
+
+
+def _close(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()

@@ -1,0 +1,543 @@
+"""ServerSession: one server session run by a handler, without I/O.
+
+The session turns the core's events into calls on a handler object and the
+handler's answers into replies.  It does no I/O and calls nothing itself:
+:meth:`ServerSession.run` is a generator that yields small requests and is
+sent their results, in the manner of the policy's look-ups.  An adapter
+(``smtp_rtls.io.sync``, ``.asyncio``, ``.trio``) runs that loop:
+
+* :class:`Read`: read from the peer; send back the bytes (``b""`` when the
+  peer closed).  ``timeout`` is RFC 5321 §4.5.3.2's for the state.
+* :class:`Write`: write ``data`` to the peer; send back None.  Replies to a
+  pipelined group come as one write (RFC 2920 §3.2: the server may answer a
+  group at once).
+* :class:`StartTLS`: run the TLS handshake as a server now; send back the
+  :class:`~smtp_rtls.TLSInfo`, or None when it failed (the session ends).
+* :class:`Call`: call ``getattr(target, method)(*args)``, await it when the
+  result is awaitable, and send back what it returned (or the exception it
+  raised, as the result: the session answers ``451`` and goes on).
+
+The session ends when the generator returns; the adapter then closes the
+connection.  No protocol decision is left to the adapter.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator, Sequence
+from typing import Any
+
+import attrs
+
+from .._config import ServerConfig
+from .._errors import LocalProtocolError, RemoteProtocolError
+from .._events import (
+    Auth,
+    AuthResponse,
+    Bdat,
+    CommandRejected,
+    ConnectionClosed,
+    Data,
+    Ehlo,
+    EndOfMessage,
+    Envelope,
+    Event,
+    Expn,
+    Helo,
+    MailFrom,
+    MessageData,
+    Quit,
+    RcptTo,
+    Rset,
+    Vrfy,
+)
+from .._events import StartTLS as StartTLSCommand
+from .._reply import Reply
+from .._sentinels import NEED_DATA, PAUSED
+from .._server import ServerConnection
+from .._state import State
+from .._tls import TLSInfo
+from ..policy.tags import TLSTag, message_tag
+
+__all__ = [
+    "Call",
+    "Handler",
+    "MessageWriter",
+    "Read",
+    "ServerSession",
+    "SessionEnvelope",
+    "SessionInfo",
+    "StartTLS",
+    "Write",
+]
+
+logger = logging.getLogger(__name__)
+
+#: How much of a message's start the session holds to find the end of its
+#: header section, where a ``TLS-Required`` field must be (RFC 8689 §4.1).
+MAX_HEADER_SECTION = 256 * 1024
+
+
+# -- the requests an adapter fulfils ------------------------------------------------
+
+
+@attrs.frozen(slots=True)
+class Read:
+    """Read from the peer; the result is the bytes (``b""``: it closed).
+
+    ``timeout`` bounds this one wait; ``deadline`` bounds the time since the
+    session last wrote (its last reply), so that a peer trickling a byte
+    every few minutes cannot hold a command, or the content, for ever.  The
+    adapter closes the connection when either runs out.
+    """
+
+    timeout: float
+    deadline: float
+
+
+@attrs.frozen(slots=True)
+class Write:
+    """Write ``data`` to the peer; the result is None."""
+
+    data: bytes
+
+
+@attrs.frozen(slots=True, eq=False)
+class StartTLS:
+    """Run the server side of the TLS handshake; the result is the
+    :class:`~smtp_rtls.TLSInfo`, or None when it failed."""
+
+
+@attrs.frozen(slots=True, eq=False)
+class Call:
+    """Call ``target.method(*args)`` (awaiting it when it is awaitable); the
+    result is its return value, or the exception it raised."""
+
+    target: object
+    method: str
+    args: tuple[Any, ...] = ()
+
+
+Request = Read | Write | StartTLS | Call
+
+
+# -- what the handler sees -------------------------------------------------------------
+
+
+@attrs.frozen(slots=True)
+class SessionInfo:
+    """What is known of the session when a handler method is called."""
+
+    #: The server's host name (the EHLO reply's first word).
+    hostname: str
+    #: The peer's address as the adapter reported it (host, port), or None.
+    peer: tuple[str, int] | None = None
+    #: The TLS session, once STARTTLS (or implicit TLS) succeeded.
+    tls: TLSInfo | None = None
+    #: The argument of the client's accepted EHLO / HELO / LHLO.
+    client_name: str | None = None
+    #: The identity a successful AUTH established (what ``on_auth`` returned
+    #: with its 235), or None.
+    authenticated: str | None = None
+
+
+@attrs.frozen(slots=True)
+class SessionEnvelope:
+    """A message's transaction as the handler receives it.
+
+    ``tag`` is the message's RFC 8689 §4.1 tag: ``REQUIRETLS`` when MAIL
+    FROM carried the parameter, ``TLS_OPTIONAL`` for a ``TLS-Required: No``
+    header field (one, in the header section), else ``DEFAULT``.  A relay
+    must forward the message with the same tag.
+    """
+
+    mail_from: MailFrom
+    recipients: tuple[RcptTo, ...]
+    tag: TLSTag
+    session: SessionInfo
+
+    @property
+    def requiretls(self) -> bool:
+        """The message must travel with REQUIRETLS (RFC 8689 §4.1)."""
+        return self.tag is TLSTag.REQUIRETLS
+
+
+class MessageWriter:
+    """Where a message's content goes, as returned by ``Handler.on_message``.
+
+    The session calls :meth:`write` with each piece of content (dot-stuffing
+    undone), then :meth:`close` at the end of the data, whose reply goes to
+    the client (``250`` means the message is the server's responsibility
+    now, RFC 5321 §6.1: store it durably first), or :meth:`abort` when the
+    transaction ends without the message (RSET, an error, the peer gone).
+    Each method may be a coroutine function in an asynchronous adapter.
+    """
+
+    def write(self, data: bytes) -> Any:
+        """Take one piece of content."""
+
+    def close(self) -> Any:
+        """The end of the message: a :class:`~smtp_rtls.Reply`, or in LMTP one
+        per recipient (a sequence; a single reply answers for all)."""
+        return Reply(250, "Message accepted", "2.0.0")
+
+    def abort(self) -> Any:
+        """The transaction ended without the message: drop what was written."""
+
+
+class Handler:
+    """The application's side of a server session: subclass and override.
+
+    Every method is optional, and each may be a coroutine function when the
+    handler runs under an asynchronous adapter.  Each gets the
+    :class:`SessionInfo` (or the :class:`SessionEnvelope`, which holds it)
+    and returns the :class:`~smtp_rtls.Reply` to send; the core has already
+    refused whatever the protocol forbids, so a handler only decides policy.
+    The defaults accept every envelope and refuse the message itself with
+    ``451 4.3.0`` (nothing is lost: the sender keeps it) until
+    :meth:`on_message` is given; ``smtp_rtls.handlers`` has ready ones.
+    """
+
+    def on_connect(self, session: SessionInfo) -> Any:
+        """The greeting: ``220``, or ``554`` to refuse the session (RFC 5321 §3.1)."""
+        return Reply(220, f"{session.hostname} ESMTP")
+
+    def on_ehlo(self, session: SessionInfo, event: Ehlo | Helo) -> Any:
+        """The reply to EHLO / HELO / LHLO (extension lines are added for you)."""
+        return Reply(250, f"Hello {event.domain}")
+
+    def on_mail(self, session: SessionInfo, event: MailFrom) -> Any:
+        """Accept or refuse the reverse path (RFC 5321 §4.1.1.2)."""
+        return Reply(250, "Sender OK", "2.1.0")
+
+    def on_rcpt(self, session: SessionInfo, event: RcptTo, envelope: Envelope) -> Any:
+        """Accept or refuse one recipient (RFC 5321 §4.1.1.3)."""
+        return Reply(250, "Recipient OK", "2.1.5")
+
+    def on_data_start(self, session: SessionInfo, envelope: Envelope) -> Any:
+        """The reply to DATA: ``354``, or a refusal (not called for BDAT)."""
+        return Reply(354, "End data with <CR><LF>.<CR><LF>")
+
+    def on_message(self, envelope: SessionEnvelope) -> Any:
+        """Where the content of this message goes: a :class:`MessageWriter`.
+
+        Called once the header section has arrived (so that ``envelope.tag``
+        is known), before the rest of the content.
+        """
+        return _Refuse()
+
+    def on_auth(self, session: SessionInfo, event: Auth | AuthResponse) -> Any:
+        """One step of a SASL exchange (RFC 4954): ``334`` with a challenge,
+        ``235`` (return ``(Reply, identity)`` to name who authenticated), or
+        a failure.  The default refuses every mechanism."""
+        return Reply(535, "Authentication credentials invalid", "5.7.8")
+
+    def on_vrfy(self, session: SessionInfo, event: Vrfy | Expn) -> Any:
+        """VRFY / EXPN: by default ``252``, which reveals nothing (RFC 5321 §3.5.3)."""
+        return Reply(252, "Cannot VRFY user, but will accept message", "2.5.0")
+
+    def on_reset(self, session: SessionInfo) -> Any:
+        """The transaction was reset (RSET, a new EHLO, STARTTLS); nothing to return."""
+
+    def on_close(self, session: SessionInfo) -> Any:
+        """The session is over; nothing to return."""
+
+
+class _Refuse(MessageWriter):
+    def close(self) -> Reply:
+        return Reply(451, "No message store is configured", "4.3.0")
+
+
+_ERROR_REPLY = Reply(451, "Local error in processing", "4.3.0")
+
+
+# -- the driver ------------------------------------------------------------------------
+
+
+class ServerSession:
+    """One server session: the core connection, a handler, and the rules
+    between them.  Run :meth:`run` in an adapter."""
+
+    def __init__(
+        self,
+        handler: object,
+        hostname: str,
+        config: ServerConfig | None = None,
+        *,
+        peer: tuple[str, int] | None = None,
+        tls: TLSInfo | None = None,
+        can_starttls: bool | None = None,
+        command_deadline: float = 600.0,
+        content_deadline: float = 3600.0,
+    ) -> None:
+        self.handler = handler
+        #: Seconds a command may take from the last reply to its end (a slow
+        #: peer's trickle included); RFC 5321 §4.5.3.2 bounds each wait only.
+        self.command_deadline = command_deadline
+        #: Seconds the message content may take, from the 354 to its end.
+        self.content_deadline = content_deadline
+        self.config = config if config is not None else ServerConfig()
+        self.conn = ServerConnection(hostname, self.config)
+        self.info = SessionInfo(hostname, peer)
+        #: The implicit TLS session (RFC 8314 §3), given before the greeting.
+        self._implicit_tls = tls
+        self._can_starttls = self.config.starttls if can_starttls is None else can_starttls
+        self._out = bytearray()
+        self._writer: object | None = None
+        self._head = bytearray()  # the header section, until the message starts
+        self._message_started = False
+        self._identity: str | None = None
+
+    @property
+    def state(self) -> State:
+        """The core's state (see :class:`~smtp_rtls.State`)."""
+        return self.conn.state
+
+    # -- the loop ----------------------------------------------------------------
+
+    def run(self) -> Generator[Request, Any, None]:
+        """The session, as requests to fulfil; see the module docstring."""
+        yield from self._session()
+        yield from self._abort_message()
+        yield from self._call(self.handler, "on_close", self.info)
+
+    def abort_calls(self) -> list[Call]:
+        """What an adapter that ends a session early (a timeout, a lost
+        connection) must still call: abort the open message, then on_close."""
+        calls = []
+        if self._writer is not None:
+            calls.append(Call(self._writer, "abort", ()))
+            self._writer = None
+        calls.append(Call(self.handler, "on_close", (self.info,)))
+        return calls
+
+    def _session(self) -> Generator[Request, Any, None]:
+        conn = self.conn
+        if self._implicit_tls is not None:
+            conn.start_tls(self._implicit_tls)
+            self._update_info()
+        greeting = yield from self._call(self.handler, "on_connect", self.info)
+        greeting = _reply_or(greeting, Reply(554, "No service", "5.3.0"))
+        if greeting.code not in (220, 554):
+            logger.error("on_connect returned %s; refusing the session", greeting.code)
+            greeting = Reply(554, "No service", "5.3.0")
+        self._out += conn.send(greeting)
+        while True:
+            try:
+                event = conn.next_event()
+            except RemoteProtocolError as exc:
+                # A hint reply (421) may still go out before closing.
+                if exc.reply is not None:
+                    self._out += exc.reply.format()
+                yield from self._flush()
+                logger.info("session ended: %s", exc)
+                return
+            if event is NEED_DATA:
+                self._out += conn.data_to_send()
+                yield from self._flush()
+                state = conn.state
+                content = state is State.DATA or state is State.BDAT
+                deadline = self.content_deadline if content else self.command_deadline
+                conn.receive_data((yield Read(state.timeout, deadline)))
+            elif event is PAUSED:
+                yield from self._decide()
+                if conn.state is State.STARTTLS:
+                    yield from self._flush()
+                    info = yield StartTLS()
+                    if info is None:
+                        return  # the handshake failed: nothing more to say
+                    conn.start_tls(info)
+                    self._update_info()
+            elif isinstance(event, ConnectionClosed):
+                self._out += conn.data_to_send()
+                yield from self._flush()
+                return
+            else:
+                assert isinstance(event, Event)
+                yield from self._inform(event)
+
+    def _flush(self) -> Generator[Request, Any, None]:
+        if self._out:
+            data = bytes(self._out)
+            self._out.clear()
+            yield Write(data)
+
+    def _call(self, target: object, method: str, *args: Any) -> Generator[Request, Any, Any]:
+        result = yield Call(target, method, args)
+        if isinstance(result, BaseException):
+            logger.error("%s.%s raised %r", type(target).__name__, method, result)
+            return _ERROR_REPLY
+        return result
+
+    def _update_info(self) -> None:
+        self.info = attrs.evolve(
+            self.info,
+            tls=self.conn.tls,
+            client_name=self.conn.client_name,
+            authenticated=self._identity,
+        )
+
+    # -- decisions the application owns -------------------------------------------
+
+    def _decide(self) -> Generator[Request, Any, None]:
+        conn = self.conn
+        pending = conn.pending
+        handler = self.handler
+        reply: Reply
+        if isinstance(pending, Ehlo | Helo):
+            yield from self._abort_message()
+            answer = yield from self._call(handler, "on_ehlo", self.info, pending)
+            reply = _reply_or(answer, _ERROR_REPLY)
+            if reply.is_positive:
+                reply = Reply(reply.code, reply.lines[0])  # the core adds the offer
+        elif isinstance(pending, MailFrom):
+            reply = _reply_or((yield from self._call(handler, "on_mail", self.info, pending)))
+        elif isinstance(pending, RcptTo):
+            envelope = conn.envelope
+            answer = yield from self._call(handler, "on_rcpt", self.info, pending, envelope)
+            reply = _reply_or(answer)
+        elif isinstance(pending, Data):
+            envelope = conn.envelope
+            answer = yield from self._call(handler, "on_data_start", self.info, envelope)
+            reply = _reply_or(answer)
+        elif isinstance(pending, StartTLSCommand):
+            # RFC 3207 §4: 220, then the handshake; 454 when it cannot be done.
+            if self._can_starttls:
+                reply = Reply(220, "Ready to start TLS", "2.0.0")
+            else:
+                reply = Reply(454, "TLS not available due to temporary reason", "4.7.0")
+        elif isinstance(pending, Auth | AuthResponse):
+            answer = yield from self._call(handler, "on_auth", self.info, pending)
+            if isinstance(answer, tuple) and len(answer) == 2:
+                answer, identity = answer
+                if isinstance(answer, Reply) and answer.code == 235:
+                    self._identity = str(identity)
+            reply = _reply_or(answer)
+        elif isinstance(pending, Vrfy | Expn):
+            reply = _reply_or((yield from self._call(handler, "on_vrfy", self.info, pending)))
+        elif isinstance(pending, Bdat):
+            # a non-LAST chunk was read and handed on: RFC 3030 §2's 250
+            reply = Reply(250, f"{pending.size} octets received", "2.0.0")
+        elif isinstance(pending, EndOfMessage):
+            yield from self._end_of_message(pending)
+            return
+        else:  # pragma: no cover - every decision event is handled above
+            raise AssertionError(f"no decision for {pending!r}")
+        self._send(reply)
+        self._update_info()
+
+    def _send(self, reply: Reply) -> None:
+        try:
+            self._out += self.conn.send(reply)
+        except LocalProtocolError as exc:
+            # A handler's reply the command cannot have (250 to DATA, 354 to
+            # MAIL): the client gets a transient failure, never a broken session.
+            logger.error("a handler's %s cannot answer %r: %s", reply.code, self.conn.pending, exc)
+            self._out += self.conn.send(_ERROR_REPLY)
+
+    # -- information events -------------------------------------------------------
+
+    def _inform(self, event: Event) -> Generator[Request, Any, None]:
+        if isinstance(event, MessageData):
+            yield from self._content(event.data)
+        elif isinstance(event, Rset | Quit):
+            yield from self._abort_message()
+            self._out += self.conn.data_to_send()
+            if isinstance(event, Rset):
+                yield from self._call(self.handler, "on_reset", self.info)
+        elif isinstance(event, CommandRejected):
+            self._out += self.conn.data_to_send()
+            if self.conn.state not in (State.DATA, State.BDAT) and self.conn.envelope is None:
+                # a refused end of data (552, 500) or chunk ended the transaction
+                yield from self._abort_message()
+        else:
+            self._out += self.conn.data_to_send()
+
+    def _content(self, data: bytes) -> Generator[Request, Any, None]:
+        if self._message_started:
+            yield from self._write(data)
+            return
+        self._head += data
+        end = _header_end(self._head)
+        if end < 0 and len(self._head) < MAX_HEADER_SECTION:
+            return
+        yield from self._start_message()
+
+    def _start_message(self) -> Generator[Request, Any, None]:
+        envelope = self.conn.envelope
+        assert envelope is not None
+        tag = message_tag(envelope.mail_from.requiretls, bytes(self._head))
+        session_envelope = SessionEnvelope(envelope.mail_from, envelope.recipients, tag, self.info)
+        self._message_started = True
+        writer = yield from self._call(self.handler, "on_message", session_envelope)
+        if writer is None:
+            writer = _Refuse()
+        elif isinstance(writer, Reply):  # on_message raised: see _call
+            writer = _Failed()
+        self._writer = writer
+        head, self._head = bytes(self._head), bytearray()
+        if head:
+            yield from self._write(head)
+
+    def _write(self, data: bytes) -> Generator[Request, Any, None]:
+        if self._writer is None:
+            return
+        result = yield Call(self._writer, "write", (data,))
+        if isinstance(result, BaseException):
+            logger.error("message writer failed: %r", result)
+            self._writer = _Failed()
+
+    def _end_of_message(self, eom: EndOfMessage) -> Generator[Request, Any, None]:
+        if not self._message_started:
+            yield from self._start_message()  # a message shorter than its header
+        writer, self._writer = self._writer, None
+        self._message_started = False
+        recipients = len(eom.envelope.recipients) if eom.envelope is not None else 1
+        result = yield Call(writer, "close", ())
+        if isinstance(result, BaseException):
+            logger.error("message writer failed at the end: %r", result)
+            result = _ERROR_REPLY
+        replies = _replies_for(result, recipients if self.config.lmtp else 1)
+        for reply in replies:
+            self._send(reply)
+
+    def _abort_message(self) -> Generator[Request, Any, None]:
+        self._head.clear()
+        self._message_started = False
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            result = yield Call(writer, "abort", ())
+            if isinstance(result, BaseException):
+                logger.error("message writer failed to abort: %r", result)
+
+
+class _Failed(MessageWriter):
+    def close(self) -> Reply:
+        return _ERROR_REPLY
+
+
+def _header_end(head: bytes | bytearray) -> int:
+    # RFC 5322 §2.1: the header section ends at the first empty line.
+    if head[:2] == b"\r\n":
+        return 0
+    return head.find(b"\r\n\r\n")
+
+
+def _reply_or(value: object, default: Reply = _ERROR_REPLY) -> Reply:
+    if isinstance(value, Reply):
+        return value
+    logger.error("a handler returned %r, not a Reply", value)
+    return default
+
+
+def _replies_for(result: object, count: int) -> Sequence[Reply]:
+    if isinstance(result, Reply):
+        return [result] * count
+    if (
+        isinstance(result, list | tuple)
+        and len(result) == count
+        and all(isinstance(r, Reply) for r in result)
+    ):
+        return list(result)
+    logger.error("a message writer returned %r, not %d replies", result, count)
+    return [_ERROR_REPLY] * count

@@ -26,7 +26,7 @@ import trio
 import trustme
 
 from smtp_rtls import Reply, ServerConfig
-from smtp_rtls.handlers import Maildir, Sink
+from smtp_rtls.handlers import Maildir, PasswordAuth, Sink
 from smtp_rtls.io import asyncio as aio
 from smtp_rtls.io import sync
 from smtp_rtls.io import trio as trio_io
@@ -356,3 +356,46 @@ def test_serve_refuses_contradictory_settings(tls: ssl.SSLContext) -> None:
     with pytest.raises(ValueError):
         sync.serve(Sink(), "127.0.0.1", 0, config=ServerConfig(starttls=True))
     assert email.utils  # the module is used by smtplib's sendmail
+
+
+class _Submission(PasswordAuth, Sink):
+    """A submission server: password authentication, then a sink."""
+
+    def check_password(self, username: str, password: str) -> bool:
+        return (username, password) == ("alice", "s3cret!")
+
+    def on_mail(self, session: SessionInfo, event: Any) -> Reply:
+        # RFC 6409 §4.2: a submission server requires authentication
+        if session.authenticated is None:
+            return Reply(530, "Authentication required", "5.7.0")
+        return Reply(250, f"OK {session.authenticated}", "2.1.0")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_submission_with_auth_after_starttls_rfc4954(
+    kind: str, mechanism: str, tls: ssl.SSLContext, client_tls: ssl.SSLContext
+) -> None:
+    handler = _Submission()
+    config = ServerConfig(starttls=True, auth_mechanisms=("PLAIN", "LOGIN"))
+    with (
+        running(kind, handler, tls=tls, config=config) as server,
+        smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client,
+    ):
+        client.ehlo("client.example")
+        assert not client.has_extn("auth")  # RFC 4954 §4: not before TLS
+        assert client.docmd("AUTH", "PLAIN")[0] == 538
+        client.starttls(context=client_tls)
+        client.ehlo("client.example")
+        assert client.mail("alice@example.org")[0] == 530
+        client.rset()
+        client.user, client.password = "alice", "wrong"
+        with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+            client.auth(mechanism, getattr(client, f"auth_{mechanism.lower()}"))
+        assert refused.value.smtp_code == 535
+        client.user, client.password = "alice", "s3cret!"
+        code, _ = client.auth(mechanism, getattr(client, f"auth_{mechanism.lower()}"))
+        assert code == 235
+        client.sendmail("alice@example.org", ["bob@example.net"], b"Subject: x\r\n\r\nx")
+    [envelope] = handler.envelopes
+    assert envelope.session.authenticated == "alice"

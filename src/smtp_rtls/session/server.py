@@ -139,6 +139,9 @@ class SessionInfo:
     #: The identity a successful AUTH established (what ``on_auth`` returned
     #: with its 235), or None.
     authenticated: str | None = None
+    #: Scratch space for the handler, one per session (a SASL exchange in
+    #: progress, counters): the same dict through the whole session.
+    data: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
 
 @attrs.frozen(slots=True)

@@ -34,6 +34,9 @@ nitpick_ignore = [
     # The type variable of the Lookup alias (the look-up's return type).
     ("py:class", "smtp_rtls.policy.requests.T"),
     ("py:obj", "smtp_rtls.policy.requests.T"),
+    # the same for a session driver's result type
+    ("py:class", "smtp_rtls.session.requests.T"),
+    ("py:obj", "smtp_rtls.session.requests.T"),
 ]
 # The state diagrams (docs/_ext/statetables.py) are drawn by Graphviz's dot
 # (Debian: graphviz, installed by tests/lab/install.sh) as SVG.

@@ -1,9 +1,12 @@
-"""The blocking adapter: serve SMTP with threads and the ``ssl`` module.
+"""The blocking adapter: serve and deliver SMTP with threads and the ``ssl`` module.
 
+``deliver(...)`` runs the whole RFC 8689 delivery loop of
+:class:`~smtp_rtls.session.Delivery` for one recipient domain.
 ``serve(handler, host, port, ...)`` starts a server in the background and
-returns it; each connection runs a :class:`~smtp_rtls.session.server.ServerSession`
-in a thread of its own.  The adapter only moves bytes, runs handshakes, keeps
-time and calls the handler: every protocol decision is the session's.
+returns it; each connection runs a
+:class:`~smtp_rtls.session.server.ServerSession` in a thread of its own.
+The adapter only moves bytes, runs handshakes, keeps time and calls the
+handler: every protocol decision is the session's.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from typing import Any
 from .._config import ServerConfig
 from .._reply import Reply
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
+from ._deliver_sync import deliver
 from .tls import tls_info
 
-__all__ = ["Server", "serve"]
+__all__ = ["Server", "deliver", "serve"]
 
 logger = logging.getLogger(__name__)
 

@@ -42,6 +42,7 @@ class Reason(enum.Enum):
     STARTTLS_REQUIRED_BY_SERVER = "server requires STARTTLS, which failed"
     # -- §4.2.1 step 4: the server was not authenticated --------------------
     CERTIFICATE_NOT_VERIFIED = "server certificate not verified"
+    CERTIFICATE_EXPIRED = "server certificate expired"
     NAME_MISMATCH = "server certificate does not match the host name"
     DANE_MISMATCH = "no usable TLSA record matched the server certificate"
     # -- §4.2.1 step 2: the MX host name was not validated ----------------
@@ -118,6 +119,13 @@ CODES: Mapping[Reason, Code] = MappingProxyType(
                 "5.7.10",
                 523,
                 "Encryption needed: certificate not verified",
+                _S,
+            ),
+            _row(
+                Reason.CERTIFICATE_EXPIRED,
+                "5.7.10",
+                523,
+                "Encryption needed: certificate expired",
                 _S,
             ),
             _row(Reason.NAME_MISMATCH, "5.7.10", 523, "Encryption needed: certificate name", _S),

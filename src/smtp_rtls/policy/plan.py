@@ -66,6 +66,7 @@ __all__ = [
     "Candidate",
     "DeliveryPlan",
     "Handshake",
+    "HandshakeFailure",
     "PolicyConfig",
     "RequireTLSLevel",
     "RequireTLSParam",
@@ -138,6 +139,25 @@ class Handshake:
     required: bool
     need_chain: bool = False
     minimum_version: str | None = None
+
+
+class HandshakeFailure(enum.Enum):
+    """Why a TLS handshake run as a :class:`Handshake` says failed, as the adapter saw it.
+
+    With ``verify=True`` the adapter's TLS library checks the certificate
+    during the handshake, so only the adapter can tell these apart (with
+    :mod:`ssl`: ``SSLCertVerificationError.verify_code``, OpenSSL's
+    ``X509_V_ERR_*`` numbers).
+    """
+
+    #: The chain is trusted but does not name ``server_name`` (X509_V_ERR 62).
+    NAME_MISMATCH = "name-mismatch"
+    #: A certificate of the chain has expired (X509_V_ERR 10).
+    EXPIRED = "expired"
+    #: The chain does not reach a trusted root (X509_V_ERR 2, 18, 19, 20, 21).
+    UNTRUSTED = "untrusted"
+    #: Anything else: no common protocol or cipher, a reset, a timeout.
+    OTHER = "other"
 
 
 @attrs.frozen(slots=True)

@@ -23,6 +23,7 @@ from .plan import (
     Action,
     Candidate,
     DeliveryPlan,
+    HandshakeFailure,
     RequireTLSParam,
     Security,
     Verdict,
@@ -37,6 +38,7 @@ __all__ = [
     "check",
     "connection_failed",
     "final_verdict",
+    "handshake_failed",
     "server_requires_starttls",
     "tls_too_weak",
 ]
@@ -118,6 +120,26 @@ def connection_failed(candidate: Candidate, detail: str = "") -> Verdict:
     return _next(candidate, Reason.CONNECTION_FAILED, detail)
 
 
+_HANDSHAKE_REASONS = {
+    HandshakeFailure.NAME_MISMATCH: Reason.NAME_MISMATCH,
+    HandshakeFailure.EXPIRED: Reason.CERTIFICATE_EXPIRED,
+    HandshakeFailure.UNTRUSTED: Reason.CERTIFICATE_NOT_VERIFIED,
+    HandshakeFailure.OTHER: Reason.TLS_FAILED,
+}
+
+
+def handshake_failed(candidate: Candidate, failure: HandshakeFailure, detail: str = "") -> Verdict:
+    """The verdict when the TLS handshake for ``candidate`` failed.
+
+    RFC 8689 §4.2.1 step 4: a certificate that does not verify is a failure
+    to authenticate the server; the failure says which check failed, so a
+    wrong name, an expired and an untrusted certificate are each reported as
+    such.  Always TRY_NEXT: whether a candidate that allows plaintext is
+    retried without STARTTLS is the driver's business (``handshake.required``).
+    """
+    return _next(candidate, _HANDSHAKE_REASONS[failure], detail)
+
+
 def server_requires_starttls(candidate: Candidate, reply: Reply) -> Verdict:
     """The verdict when a server refused the message for lack of TLS (RFC 3207 §4: 530).
 
@@ -132,6 +154,7 @@ _PROGRESS = (
     Reason.REQUIRETLS_NOT_OFFERED,
     Reason.DANE_MISMATCH,
     Reason.NAME_MISMATCH,
+    Reason.CERTIFICATE_EXPIRED,
     Reason.CERTIFICATE_NOT_VERIFIED,
     Reason.TLS_TOO_WEAK,
     Reason.STARTTLS_REQUIRED_BY_SERVER,

@@ -1,0 +1,427 @@
+"""deliver(): the blocking runner of Delivery, over real loopback sockets.
+
+Peers: a small threaded server made of ServerConnection (it offers
+REQUIRETLS after TLS), aiosmtpd with STARTTLS (it never offers REQUIRETLS),
+and the DNSSEC + MTA-STS lab (``lab`` fixture) for the look-ups.  DNS answers
+otherwise come from a table, so the tests choose whether the MX is secure.
+Every server and thread a test starts is stopped by that test.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from aiosmtpd.controller import Controller
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from conftest_lab import Lab
+from smtp_rtls import (
+    REPLY_TIMEOUTS,
+    ConnectionClosed,
+    Data,
+    Ehlo,
+    EndOfMessage,
+    Event,
+    Helo,
+    MailFrom,
+    MessageData,
+    ProtocolError,
+    Reply,
+    ServerConfig,
+    ServerConnection,
+    StartTLS,
+    TLSInfo,
+)
+from smtp_rtls._sentinels import NEED_DATA, PAUSED
+from smtp_rtls.io.sync import deliver
+from smtp_rtls.io.tls import client_context, tls_failure
+from smtp_rtls.policy.codes import Reason
+from smtp_rtls.policy.plan import Handshake, HandshakeFailure, PolicyConfig, Security
+from smtp_rtls.policy.requests import DNSAnswer, DNSQuery, HTTPSResponse, Request, Result
+from smtp_rtls.session import DEFAULT_TIMEOUTS, DeliveryStatus
+
+DOMAIN = "example.org"
+MX = "mx.example.org"
+MESSAGE = b"From: a@sender.example\r\nSubject: hi\r\nMessage-ID: <1@s>\r\n\r\nHello.\r\n"
+TIMEOUTS = {k: 10.0 for k in DEFAULT_TIMEOUTS}  # a failing test must not hang for minutes
+
+
+def table(*, authentic: bool, tlsa: tuple[str, ...] = (), address: str = "127.0.0.1") -> Any:
+    """DNS from a table: example.org's one MX at ``address``; no MTA-STS."""
+
+    def answer(request: Request) -> Result:
+        if not isinstance(request, DNSQuery):
+            return HTTPSResponse(request, error="connect")
+        records = {
+            (DOMAIN, "MX"): (f"10 {MX}.",),
+            (MX, "A"): (address,),
+            (MX, "AAAA"): (),
+            (f"_25._tcp.{MX}", "TLSA"): tlsa,
+        }
+        key = (request.name, request.rdtype)
+        if key not in records:
+            return DNSAnswer(request, "NXDOMAIN", authentic=authentic)
+        return DNSAnswer(request, "NOERROR", records[key], authentic=authentic)
+
+    return answer
+
+
+class Certs:
+    """A trusted CA, a rogue one, and server contexts for the cases."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.ca = trustme.CA()
+        self.rogue = trustme.CA()
+        self.cafile = str(folder / "ca.pem")
+        self.ca.cert_pem.write_to_path(self.cafile)
+        past = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+        self.leaves = {
+            "valid": self.ca.issue_cert(MX),
+            "wrong-name": self.ca.issue_cert("other.example.net"),
+            "expired": self.ca.issue_cert(MX, not_before=past, not_after=past),
+            "untrusted": self.rogue.issue_cert(MX),
+        }
+
+    def context(self, kind: str) -> ssl.SSLContext:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.leaves[kind].configure_cert(ctx)
+        return ctx
+
+    def tlsa_ee(self, kind: str) -> str:
+        pem = self.leaves[kind].cert_chain_pems[0].bytes()
+        spki = (
+            x509.load_pem_x509_certificate(pem)
+            .public_key()
+            .public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        )
+        return f"3 1 1 {hashlib.sha256(spki).hexdigest()}"
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return Certs(tmp_path_factory.mktemp("deliver-sync"))
+
+
+def accept_all(event: Event) -> Reply:
+    if isinstance(event, Ehlo | Helo):
+        return Reply(250, "greets you")
+    if isinstance(event, Data):
+        return Reply(354, "go ahead")
+    if isinstance(event, StartTLS):
+        return Reply(220, "Ready to start TLS", "2.0.0")
+    if isinstance(event, EndOfMessage):
+        return Reply(250, "Queued", "2.0.0")
+    return Reply(250, "OK", "2.0.0")
+
+
+class ThreadedServer:
+    """An SMTP server made of ServerConnection on loopback, one session at a time.
+
+    ``greet=False`` accepts and stays silent (for timeouts).  Stop with
+    :meth:`stop`; the thread is joined there.
+    """
+
+    def __init__(
+        self,
+        context: ssl.SSLContext | None,
+        *,
+        host: str = "127.0.0.1",
+        config: ServerConfig | None = None,
+        greet: bool = True,
+    ) -> None:
+        self.context = context
+        self.config = config or ServerConfig(starttls=context is not None)
+        self.greet = greet
+        self.events: list[Event] = []
+        self.content = bytearray()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.listener = socket.create_server((host, 0), family=family)
+        self.listener.settimeout(0.1)
+        self.port = self.listener.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(15)
+        self.listener.close()
+        assert not self._thread.is_alive()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            holder = [sock]
+            try:
+                self._session(holder)
+            except (OSError, ProtocolError):
+                pass  # the client hung up or refused our certificate
+            finally:
+                holder[0].close()
+
+    def _session(self, holder: list[socket.socket]) -> None:
+        sock = holder[0]
+        sock.settimeout(5)
+        if not self.greet:
+            self._stop.wait(5)
+            return
+        conn = ServerConnection(MX, self.config)
+        sock.sendall(conn.send(Reply(220, f"{MX} ESMTP")))
+        for _ in range(10_000):
+            event = conn.next_event()
+            if event is NEED_DATA:
+                out = conn.data_to_send()
+                if out:
+                    sock.sendall(out)
+                conn.receive_data(sock.recv(65536))
+            elif event is PAUSED:
+                pending = conn.pending
+                assert pending is not None
+                reply = accept_all(pending)
+                sock.sendall(conn.send(reply))
+                if isinstance(pending, StartTLS):
+                    assert self.context is not None
+                    sock = holder[0] = self.context.wrap_socket(sock, server_side=True)
+                    name, _, bits = sock.cipher() or ("", "", 0)
+                    conn.start_tls(TLSInfo(sock.version() or "", name, bits))
+            elif isinstance(event, ConnectionClosed):
+                sock.sendall(conn.data_to_send())
+                return
+            else:
+                assert isinstance(event, Event)
+                self.events.append(event)
+                if isinstance(event, MessageData):
+                    self.content += event.data
+                out = conn.data_to_send()
+                if out:
+                    sock.sendall(out)
+
+
+@pytest.fixture
+def server(certs: Certs) -> Iterator[Callable[..., ThreadedServer]]:
+    started: list[ThreadedServer] = []
+
+    def start(kind: str | None = "valid", **kwargs: Any) -> ThreadedServer:
+        srv = ThreadedServer(certs.context(kind) if kind else None, **kwargs)
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
+
+
+def send(
+    port: int, fulfil: Any, *, requiretls: bool = True, cafile: str | None = None, **kw: Any
+) -> Any:
+    return deliver(
+        MailFrom("alice@sender.example", requiretls=requiretls),
+        ["bob@example.org"],
+        MESSAGE,
+        local_hostname="client.sender.example",
+        fulfil=fulfil,
+        cafile=cafile,
+        port=port,
+        timeouts=kw.pop("timeouts", TIMEOUTS),
+        **kw,
+    )
+
+
+# -- the ServerConnection peer --------------------------------------------------------------
+
+
+def test_requiretls_with_pkix_over_loopback(certs: Certs, server: Any) -> None:
+    srv = server()
+    result = send(srv.port, table(authentic=True), cafile=certs.cafile)
+    (r,) = result.recipients
+    assert r.status is DeliveryStatus.DELIVERED, r
+    assert r.requiretls and r.security is Security.PKIX and r.address == "127.0.0.1"
+    assert r.tls_version in ("TLSv1.2", "TLSv1.3")
+    mail = next(e for e in srv.events if isinstance(e, MailFrom))
+    assert isinstance(mail, MailFrom) and mail.requiretls
+    assert bytes(srv.content) == MESSAGE
+
+
+def test_rfc7672_dane_ee_over_loopback_takes_an_untrusted_certificate(
+    certs: Certs, server: Any
+) -> None:
+    srv = server("untrusted")
+    fulfil = table(authentic=True, tlsa=(certs.tlsa_ee("untrusted"),))
+    result = send(srv.port, fulfil, cafile=certs.cafile)
+    (r,) = result.recipients
+    assert r.status is DeliveryStatus.DELIVERED and r.security is Security.DANE and r.requiretls
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        ("wrong-name", Reason.NAME_MISMATCH),
+        ("expired", Reason.CERTIFICATE_EXPIRED),
+        ("untrusted", Reason.CERTIFICATE_NOT_VERIFIED),
+    ],
+)
+def test_certificate_failures_from_real_verify_codes(
+    certs: Certs, server: Any, kind: str, reason: Reason
+) -> None:
+    srv = server(kind)
+    result = send(srv.port, table(authentic=True), cafile=certs.cafile)
+    (r,) = result.recipients
+    assert r.status is DeliveryStatus.FAILED and r.reason is reason, r
+    assert not any(isinstance(e, MailFrom) for e in srv.events)
+    assert not srv.content
+    assert result.bounce is not None
+
+
+def test_connection_refused_defers(certs: Certs) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]  # closed below: nothing listens there
+    result = send(port, table(authentic=True), cafile=certs.cafile)
+    (r,) = result.recipients
+    assert r.status is DeliveryStatus.DEFERRED and r.reason is Reason.CONNECTION_FAILED
+
+
+def test_a_silent_server_times_out(certs: Certs, server: Any) -> None:
+    srv = server(greet=False)
+    timeouts = dict(TIMEOUTS, GREETING=0.3)
+    result = send(srv.port, table(authentic=True), cafile=certs.cafile, timeouts=timeouts)
+    (r,) = result.recipients
+    assert r.status is DeliveryStatus.DEFERRED and r.reason is Reason.CONNECTION_FAILED
+    assert "timed out" in r.policy or "Timeout" in r.policy
+
+
+def test_ipv6_loopback(certs: Certs, server: Any) -> None:
+    if not socket.has_ipv6:
+        pytest.fail("no IPv6 on this host")
+    srv = server(host="::1")
+    result = send(srv.port, table(authentic=True, address="::1"), cafile=certs.cafile)
+    assert result.recipients[0].status is DeliveryStatus.DELIVERED
+
+
+# -- aiosmtpd --------------------------------------------------------------------------------
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.messages: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(bytes(envelope.original_content or envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def aiosmtpd_server(certs: Certs) -> Iterator[tuple[int, _Sink]]:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        port = probe.getsockname()[1]
+    sink = _Sink()
+    controller = Controller(
+        sink,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=certs.context("valid"),
+        require_starttls=False,
+        ready_timeout=10,
+    )
+    controller.start()
+    try:
+        yield port, sink
+    finally:
+        controller.stop()
+
+
+def test_aiosmtpd_untagged_message_with_starttls(
+    certs: Certs, aiosmtpd_server: tuple[int, _Sink]
+) -> None:
+    port, sink = aiosmtpd_server
+    result = send(port, table(authentic=False), requiretls=False, cafile=certs.cafile)
+    (r,) = result.recipients
+    assert r.status is DeliveryStatus.DELIVERED, r
+    assert r.security is Security.OPPORTUNISTIC and r.tls_version is not None
+    assert not r.requiretls
+    assert sink.messages and sink.messages[0].replace(b"\r\n", b"\n") == MESSAGE.replace(
+        b"\r\n", b"\n"
+    )
+
+
+def test_aiosmtpd_does_not_offer_requiretls_5_7_30(
+    certs: Certs, aiosmtpd_server: tuple[int, _Sink]
+) -> None:
+    port, sink = aiosmtpd_server
+    result = send(port, table(authentic=True), cafile=certs.cafile)
+    (r,) = result.recipients
+    assert r.status is DeliveryStatus.FAILED and r.reason is Reason.REQUIRETLS_NOT_OFFERED
+    assert r.reply is not None and str(r.reply.enhanced) == "5.7.30"
+    assert not sink.messages
+    assert result.bounce is not None and b"5.7.30" in result.bounce.message
+
+
+# -- the helpers -----------------------------------------------------------------------------
+
+
+def test_client_context_follows_the_handshake(certs: Certs) -> None:
+    strict = client_context(Handshake(MX, verify=True, required=True, minimum_version="TLSv1.2"))
+    assert strict.verify_mode is ssl.CERT_REQUIRED and strict.check_hostname
+    assert strict.minimum_version is ssl.TLSVersion.TLSv1_2
+    loose = client_context(Handshake(MX, verify=False, required=False), certs.cafile)
+    assert loose.verify_mode is ssl.CERT_NONE and not loose.check_hostname
+
+
+def test_tls_failure_of_other_errors() -> None:
+    assert tls_failure(ConnectionResetError("x")).kind is HandshakeFailure.OTHER
+    assert tls_failure(ssl.SSLError(1, "alert")).kind is HandshakeFailure.OTHER
+
+
+def test_default_timeouts_are_rfc5321s() -> None:
+    for verb, seconds in REPLY_TIMEOUTS.items():
+        assert DEFAULT_TIMEOUTS[verb] == seconds
+    assert DEFAULT_TIMEOUTS["WRITE"] == 180.0  # RFC 5321 §4.5.3.2.5
+
+
+# -- the lab: real DNSSEC and MTA-STS ------------------------------------------------------
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(("trusted", "security"), [(True, Security.DANE), (False, Security.PKIX)])
+def test_lab_example_test_delivers_with_requiretls(
+    lab: Lab, server: Any, trusted: bool, security: Security
+) -> None:
+    """example.test: signed, TLSA 3 1 1 + 2 1 1, MTA-STS enforce.  With a trusted
+    resolver DANE applies; without, the real MTA-STS policy validates the MX
+    and PKIX against the lab CA (RFC 8689 §4.2.1 steps 2 and 4)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(lab.dir / "pki" / "server.chain.pem"))
+    srv = ThreadedServer(ctx)
+    try:
+        result = deliver(
+            MailFrom("alice@sender.example", requiretls=True),
+            ["bob@example.test"],
+            MESSAGE,
+            local_hostname="client.sender.example",
+            fulfil=lab.fulfiller(trusted=trusted),
+            cafile=str(lab.ca),
+            port=srv.port,
+            timeouts=TIMEOUTS,
+            config=PolicyConfig(),
+        )
+    finally:
+        srv.stop()
+    (r,) = result.recipients
+    assert r.status is DeliveryStatus.DELIVERED, (r, result.attempts)
+    assert r.requiretls and r.security is security and r.host == "mx.example.test"
+    assert bytes(srv.content) == MESSAGE

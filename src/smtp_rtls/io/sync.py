@@ -18,16 +18,32 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
+import attrs
+
+from .._client import ClientConnection
 from .._config import ServerConfig
+from .._errors import ProtocolError
+from .._events import Ehlo, Event, MailFrom, Quit, RcptTo
+from .._events import StartTLS as StartTLSCommand
 from .._reply import Reply
+from .._state import REPLY_TIMEOUTS, State
+from .._tls import TLSInfo
+from ..session import client as client_ops
+from ..session.client import SendResult
+from ..session.requests import Broken, Step
+from ..session.requests import Read as ClientRead
+from ..session.requests import Write as ClientWrite
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
 from ._deliver_sync import deliver
 from .tls import tls_info
 
-__all__ = ["Server", "deliver", "serve"]
+__all__ = ["Client", "Server", "connect", "deliver", "serve"]
+
+_T = TypeVar("_T")
 
 logger = logging.getLogger(__name__)
 
@@ -308,3 +324,180 @@ def _close(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
     sock.close()
+
+
+# -- the step-by-step client -----------------------------------------------------------
+
+
+class Client:
+    """A client session used step by step (submission, tests, tools).
+
+    Made by :func:`connect`.  Each method runs one operation of
+    :mod:`smtp_rtls.session.client` on the socket: the core refuses what the
+    session does not allow before a byte is written (LocalProtocolError,
+    RequireTLSError), a server that breaks the protocol raises
+    RemoteProtocolError, a broken connection ConnectionError.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        conn: ClientConnection,
+        *,
+        server_hostname: str,
+        timeouts: Mapping[str, float],
+    ) -> None:
+        self.sock = sock
+        #: The core connection (``.state``, ``.capabilities``, ``.tls``).
+        self.conn = conn
+        self.server_hostname = server_hostname
+        self.timeouts = timeouts
+        #: The greeting (or, after STARTTLS, unchanged).
+        self.greeting: Reply | None = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _run(self, steps: Step[_T]) -> _T:
+        result: object = None
+        while True:
+            try:
+                request = steps.send(result)  # type: ignore[arg-type]
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            if isinstance(request, ClientWrite):
+                try:
+                    self.sock.settimeout(request.timeout)
+                    self.sock.sendall(request.data)
+                    result = None
+                except OSError as exc:
+                    result = Broken(str(exc) or type(exc).__name__)
+            elif isinstance(request, ClientRead):
+                try:
+                    self.sock.settimeout(request.timeout)
+                    result = self.sock.recv(request.max_bytes)
+                except OSError as exc:
+                    result = Broken(str(exc) or type(exc).__name__)
+            else:  # pragma: no cover - the client operations ask for nothing else
+                raise TypeError(f"unknown request {request!r}")
+
+    def ehlo(self, name: str | None = None) -> Reply:
+        """EHLO (LHLO in LMTP); the offer is then ``conn.capabilities``."""
+        return self.command(Ehlo(name or self.conn.hostname))
+
+    def command(self, event: Event) -> Reply:
+        """Send any command event and return its reply."""
+        return self._run(client_ops.command(self.conn, event, self.timeouts))
+
+    def starttls(self, context: ssl.SSLContext | None = None) -> TLSInfo:
+        """STARTTLS, the handshake (verifying the server's name by default),
+        then EHLO again (RFC 3207 §4.2).  Raises on a refusal."""
+        reply = self.command(StartTLSCommand())
+        if reply.code != 220:
+            raise ConnectionError(f"STARTTLS refused: {reply.code} {reply.text}")
+        return self._handshake(context, ehlo=True)
+
+    def _handshake(self, context: ssl.SSLContext | None, *, ehlo: bool) -> TLSInfo:
+        context = context if context is not None else ssl.create_default_context()
+        self.sock.settimeout(self.timeouts.get("TLS", 300.0))
+        self.sock = context.wrap_socket(self.sock, server_hostname=self.server_hostname)
+        verified = self.server_hostname if context.check_hostname else None
+        info = tls_info(self.sock, verified)
+        self.conn.start_tls(info)
+        if ehlo:
+            self.ehlo()
+        return info
+
+    def login(self, username: str, password: str, mechanism: str | None = None) -> Reply:
+        """AUTH PLAIN (or LOGIN); returns the final reply, 235 on success."""
+        return self._run(
+            client_ops.authenticate(self.conn, username, password, mechanism, self.timeouts)
+        )
+
+    def send(
+        self,
+        mail_from: str | MailFrom,
+        recipients: Sequence[str | RcptTo],
+        content: bytes | Iterable[bytes],
+        *,
+        requiretls: bool = False,
+    ) -> SendResult:
+        """Send one message (``requiretls``: MAIL FROM ... REQUIRETLS, RFC
+        8689; the core refuses it unless TLS is up and the server offered it
+        after the handshake)."""
+        mail = mail_from if isinstance(mail_from, MailFrom) else MailFrom(mail_from)
+        if requiretls:
+            mail = attrs.evolve(mail, requiretls=True)
+        rcpts = [r if isinstance(r, RcptTo) else RcptTo(r) for r in recipients]
+        return self._run(client_ops.send_message(self.conn, mail, rcpts, content, self.timeouts))
+
+    def quit(self) -> None:
+        """QUIT (when the session allows it) and close."""
+        try:
+            if self.conn.state not in (State.CLOSED, State.STARTTLS):
+                self.command(Quit())
+        except (OSError, ConnectionError, ProtocolError):
+            pass
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the connection without QUIT."""
+        _close(self.sock)
+
+
+def connect(
+    host: str,
+    port: int = 587,
+    *,
+    local_hostname: str | None = None,
+    tls_context: ssl.SSLContext | None = None,
+    implicit_tls: bool = False,
+    server_hostname: str | None = None,
+    timeout: float | None = None,
+    lmtp: bool = False,
+) -> Client:
+    """Connect, read the greeting and send EHLO; return the :class:`Client`.
+
+    ``implicit_tls`` for port 465 (RFC 8314 §3): the handshake comes first,
+    with ``tls_context`` (default: verify ``server_hostname``, which
+    defaults to ``host``).  Raises ConnectionError when the greeting is not
+    220.  ``timeout`` replaces every RFC 5321 §4.5.3.2 wait when given.
+    """
+    timeouts: Mapping[str, float] = REPLY_TIMEOUTS if timeout is None else _Uniform(timeout)
+    sock = socket.create_connection((host, port), timeout=timeout or 30.0)
+    conn = ClientConnection(local_hostname or socket.getfqdn(), lmtp=lmtp)
+    client = Client(sock, conn, server_hostname=server_hostname or host, timeouts=timeouts)
+    try:
+        if implicit_tls:
+            client._handshake(tls_context, ehlo=False)
+        client.greeting = client._run(client_ops.read_reply(conn, timeouts))
+        if client.greeting.code != 220:
+            raise ConnectionError(f"greeting {client.greeting.code} {client.greeting.text}")
+        client.ehlo()
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+class _Uniform(dict[str, float]):
+    """Every wait the same (``timeout=``)."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def get(self, key: str, default: float | None = None) -> float:  # type: ignore[override]
+        return self.value
+
+    def __getitem__(self, key: str) -> float:
+        return self.value

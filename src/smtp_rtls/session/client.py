@@ -1,0 +1,194 @@
+"""Step-by-step client operations, without I/O: read a reply, run a command,
+authenticate, send one message.
+
+Each operation is a generator of the same requests as
+:class:`~smtp_rtls.session.Delivery` (:class:`~smtp_rtls.session.requests.Write`
+and :class:`~smtp_rtls.session.requests.Read`), so the ``connect()`` client
+of every adapter runs the same code; the adapters only answer the requests.
+A failure of the connection raises :class:`ConnectionError`; a server that
+breaks the protocol raises :class:`~smtp_rtls.RemoteProtocolError`; a
+command the session does not allow raises
+:class:`~smtp_rtls.LocalProtocolError` before any byte is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import attrs
+
+from .._client import ClientConnection
+from .._events import (
+    Bdat,
+    ConnectionClosed,
+    Data,
+    EndOfMessage,
+    Event,
+    MailFrom,
+    MessageData,
+    RcptTo,
+)
+from .._reply import Reply
+from .._sasl import auth_login, auth_plain, login_response
+from .._sentinels import NEED_DATA
+from .._state import REPLY_TIMEOUTS
+from .requests import Broken, Read, Step, Write
+
+__all__ = ["SendResult", "authenticate", "command", "read_reply", "send_message"]
+
+_WRITE_TIMEOUT = 180.0  # RFC 5321 §4.5.3.2.5: a data block, 3 minutes
+
+
+@attrs.frozen(slots=True)
+class SendResult:
+    """What the server said to one message: the MAIL reply, each recipient's
+    reply, and the reply to the end of the content (None when the content
+    was not sent: MAIL or every RCPT refused, or DATA refused)."""
+
+    mail: Reply
+    recipients: tuple[tuple[RcptTo, Reply], ...]
+    data: Reply | None
+
+    @property
+    def accepted(self) -> tuple[RcptTo, ...]:
+        """The recipients the message was delivered to (LMTP: per recipient)."""
+        if self.data is None or not self.data.is_positive:
+            return ()
+        return tuple(r for r, reply in self.recipients if reply.is_positive)
+
+    @property
+    def refused(self) -> dict[str, Reply]:
+        """Recipient (as written) -> the reply that refused it."""
+        return {
+            str(r.forward_path): reply for r, reply in self.recipients if not reply.is_positive
+        }
+
+
+def read_reply(
+    conn: ClientConnection, timeouts: Mapping[str, float] = REPLY_TIMEOUTS
+) -> Step[Reply]:
+    """The next reply (RFC 5321 §4.5.3.2 waits per command by default)."""
+    while True:
+        event = conn.next_event()
+        if isinstance(event, Reply):
+            return event
+        if isinstance(event, ConnectionClosed):
+            raise ConnectionError("the server closed the connection")
+        assert event is NEED_DATA
+        verb = conn.pending[0] if conn.pending else ""
+        data = yield Read(timeouts.get(verb, 300.0))
+        if isinstance(data, Broken):
+            raise ConnectionError(data.detail)
+        assert isinstance(data, bytes)
+        conn.receive_data(data)
+
+
+def _write(data: bytes) -> Step[None]:
+    result = yield Write(data, _WRITE_TIMEOUT)
+    if isinstance(result, Broken):
+        raise ConnectionError(result.detail)
+
+
+def command(
+    conn: ClientConnection, event: Event, timeouts: Mapping[str, float] = REPLY_TIMEOUTS
+) -> Step[Reply]:
+    """Send one command and return its reply."""
+    yield from _write(conn.send(event))
+    return (yield from read_reply(conn, timeouts))
+
+
+def authenticate(
+    conn: ClientConnection,
+    username: str,
+    password: str,
+    mechanism: str | None = None,
+    timeouts: Mapping[str, float] = REPLY_TIMEOUTS,
+) -> Step[Reply]:
+    """AUTH PLAIN or LOGIN (RFC 4954): PLAIN when offered, unless told.
+
+    Returns the final reply (235 on success).  The core refuses AUTH that
+    was not offered, or inside a transaction, before any byte is written.
+    """
+    caps = conn.capabilities
+    offered = caps.auth_mechanisms if caps is not None else frozenset()
+    if mechanism is None:
+        mechanism = "PLAIN" if "PLAIN" in offered or "LOGIN" not in offered else "LOGIN"
+    if mechanism.upper() == "PLAIN":
+        return (yield from command(conn, auth_plain(username, password), timeouts))
+    if mechanism.upper() != "LOGIN":
+        raise ValueError(f"only PLAIN and LOGIN are built in, not {mechanism}")
+    reply = yield from command(conn, auth_login(), timeouts)
+    for _ in range(2):  # "Username:", then "Password:"
+        if reply.code != 334:
+            return reply
+        reply = yield from command(conn, login_response(reply, username, password), timeouts)
+    return reply
+
+
+def send_message(
+    conn: ClientConnection,
+    mail: MailFrom,
+    recipients: Sequence[RcptTo],
+    content: bytes | Iterable[bytes],
+    timeouts: Mapping[str, float] = REPLY_TIMEOUTS,
+) -> Step[SendResult]:
+    """One transaction: MAIL, RCPT..., DATA (or BDAT for BINARYMIME), the
+    content, the end; pipelined in one write when the server offered
+    PIPELINING (RFC 2920).  REQUIRETLS goes out only if ``mail`` asks for it,
+    and the core refuses it without TLS and the post-TLS offer (RFC 8689 §2).
+    """
+    if not recipients:
+        raise ValueError("a message needs at least one recipient")
+    chunks = [content] if isinstance(content, bytes) else content
+    bdat = mail.body == "BINARYMIME"
+    if conn.pipelining:
+        # RFC 2920 §3.1: MAIL and RCPT may be grouped, DATA ends the group.
+        group: list[Event] = [mail, *recipients]
+        if not bdat:
+            group.append(Data())
+        yield from _write(b"".join(conn.send(e) for e in group))
+        mail_reply = yield from read_reply(conn, timeouts)
+        replies = []
+        for rcpt in recipients:
+            replies.append((rcpt, (yield from read_reply(conn, timeouts))))
+        go = (yield from read_reply(conn, timeouts)) if not bdat else None
+    else:
+        mail_reply = yield from command(conn, mail, timeouts)
+        replies = []
+        go = None
+        if mail_reply.is_positive:
+            for rcpt in recipients:
+                replies.append((rcpt, (yield from command(conn, rcpt, timeouts))))
+            if any(r.is_positive for _, r in replies) and not bdat:
+                go = yield from command(conn, Data(), timeouts)
+    result = SendResult(mail_reply, tuple(replies), None)
+    accepted = mail_reply.is_positive and any(r.is_positive for _, r in replies)
+    if bdat:
+        if not accepted:
+            return result
+        body = b"".join(chunks)
+        yield from _write(conn.send(Bdat(len(body), last=True)) + conn.send(MessageData(body)))
+        return attrs.evolve(result, data=(yield from _last_reply(conn, timeouts)))
+    if go is None or go.code != 354:
+        return result
+    if not accepted:
+        # RFC 2920 §3.1: DATA accepted though no recipient was: a lone dot
+        yield from _write(conn.send(EndOfMessage()))
+        yield from read_reply(conn, timeouts)
+        return result
+    for chunk in chunks:
+        if chunk:
+            yield from _write(conn.send(MessageData(chunk)))
+    yield from _write(conn.send(EndOfMessage()))
+    return attrs.evolve(result, data=(yield from _last_reply(conn, timeouts)))
+
+
+def _last_reply(conn: ClientConnection, timeouts: Mapping[str, float]) -> Step[Reply]:
+    # LMTP answers once per accepted recipient (RFC 2033 §4.2); the first
+    # failure, or the last reply, stands for the message here.
+    reply = yield from read_reply(conn, timeouts)
+    while conn.pending:
+        more = yield from read_reply(conn, timeouts)
+        if reply.is_positive:
+            reply = more
+    return reply

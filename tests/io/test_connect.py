@@ -1,0 +1,165 @@
+"""connect(): the step-by-step client over real loopback sockets and real TLS,
+against our own servers and aiosmtpd."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import trustme
+from aiosmtpd.controller import Controller
+
+from smtp_rtls import Reply, RequireTLSError, ServerConfig, State
+from smtp_rtls.handlers import PasswordAuth, Sink
+from smtp_rtls.io import sync
+from smtp_rtls.io.tls import server_context
+from smtp_rtls.policy.tags import TLSTag
+from smtp_rtls.session.server import SessionInfo
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def tls(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> ssl.SSLContext:
+    cert = ca.issue_cert("mx.test.example", "localhost")
+    folder = tmp_path_factory.mktemp("pki")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(folder / "server.pem"))
+    return server_context(str(folder / "server.pem"))
+
+
+@pytest.fixture(scope="module")
+def client_tls(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+class Submission(PasswordAuth, Sink):
+    def check_password(self, username: str, password: str) -> bool:
+        return (username, password) == ("alice", "pw")
+
+
+@pytest.fixture
+def submission(tls: ssl.SSLContext) -> Iterator[tuple[Submission, sync.Server]]:
+    handler = Submission()
+    config = ServerConfig(starttls=True, auth_mechanisms=("PLAIN", "LOGIN"))
+    server = sync.serve(handler, "127.0.0.1", 0, tls=tls, config=config, hostname="mx")
+    try:
+        yield handler, server
+    finally:
+        server.shutdown(5)
+
+
+@pytest.mark.parametrize("mechanism", [None, "LOGIN"])
+def test_submission_starttls_auth_requiretls_rfc8689_rfc4954(
+    submission: tuple[Submission, sync.Server], client_tls: ssl.SSLContext, mechanism: str | None
+) -> None:
+    handler, server = submission
+    with sync.connect(
+        "127.0.0.1",
+        server.port,
+        local_hostname="client.example",
+        server_hostname="mx.test.example",
+        timeout=10,
+    ) as client:
+        assert client.greeting is not None and client.greeting.code == 220
+        # RFC 8689 §2: REQUIRETLS cannot even be written before TLS
+        with pytest.raises(RequireTLSError):
+            client.send("alice@example.org", ["bob@example.net"], b"x", requiretls=True)
+        info = client.starttls(client_tls)
+        assert info.verified_name == "mx.test.example" and client.conn.state is State.READY
+        assert client.login("alice", "pw", mechanism).code == 235
+        result = client.send(
+            "alice@example.org",
+            ["bob@example.net", "carol@example.net"],
+            b"Subject: hi\r\n\r\n.dot\r\n",
+            requiretls=True,
+        )
+        assert result.data is not None and result.data.code == 250
+        assert [str(r.forward_path) for r in result.accepted] == [
+            "bob@example.net",
+            "carol@example.net",
+        ]
+        client.quit()
+    [envelope] = handler.envelopes
+    assert envelope.tag is TLSTag.REQUIRETLS and envelope.session.authenticated == "alice"
+
+
+def test_a_wrong_certificate_name_fails_the_handshake(
+    submission: tuple[Submission, sync.Server], client_tls: ssl.SSLContext
+) -> None:
+    _handler, server = submission
+    client = sync.connect("127.0.0.1", server.port, server_hostname="other.example", timeout=10)
+    with client, pytest.raises(ssl.SSLCertVerificationError):
+        client.starttls(client_tls)
+
+
+def test_implicit_tls_rfc8314_3(tls: ssl.SSLContext, client_tls: ssl.SSLContext) -> None:
+    sink = Sink()
+    server = sync.serve(sink, "127.0.0.1", 0, tls=tls, implicit_tls=True, hostname="mx")
+    try:
+        with sync.connect(
+            "127.0.0.1",
+            server.port,
+            implicit_tls=True,
+            tls_context=client_tls,
+            server_hostname="mx.test.example",
+            timeout=10,
+        ) as client:
+            assert client.conn.tls is not None
+            assert client.conn.capabilities is not None
+            assert "REQUIRETLS" in client.conn.capabilities
+            client.send(
+                "a@example.org", ["b@example.net"], b"Subject: x\r\n\r\nx", requiretls=True
+            )
+            client.quit()
+    finally:
+        server.shutdown(5)
+    assert sink.envelopes[0].tag is TLSTag.REQUIRETLS
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.envelopes: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append(envelope)
+        return "250 OK"
+
+
+def test_against_aiosmtpd_the_content_arrives_byte_exact() -> None:
+    collect = _Collect()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(collect, hostname="127.0.0.1", port=port, ready_timeout=10)
+    controller.start()
+    try:
+        message = b"Subject: x\r\n\r\n..two\r\ncaf\xc3\xa9\r\n"
+        with sync.connect("127.0.0.1", port, timeout=10) as client:
+            result = client.send("a@example.org", ["b@example.net"], message)
+            assert result.data is not None and result.data.code == 250
+            client.quit()
+    finally:
+        controller.stop()
+    [envelope] = collect.envelopes
+    assert envelope.original_content == message
+
+
+def test_a_refused_greeting_raises() -> None:
+    class Refuse(Sink):
+        def on_connect(self, session: SessionInfo) -> Any:
+            return Reply(554, "no service here", "5.7.1")
+
+    server = sync.serve(Refuse(), "127.0.0.1", 0, hostname="mx")
+    try:
+        with pytest.raises(ConnectionError, match="554"):
+            sync.connect("127.0.0.1", server.port, timeout=10)
+    finally:
+        server.shutdown(5)

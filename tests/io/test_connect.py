@@ -3,18 +3,22 @@ against our own servers and aiosmtpd."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import trio
 import trustme
 from aiosmtpd.controller import Controller
 
 from smtp_rtls import Reply, RequireTLSError, ServerConfig, State
 from smtp_rtls.handlers import PasswordAuth, Sink
+from smtp_rtls.io import asyncio as aio
 from smtp_rtls.io import sync
+from smtp_rtls.io import trio as trio_io
 from smtp_rtls.io.tls import server_context
 from smtp_rtls.policy.tags import TLSTag
 from smtp_rtls.session.server import SessionInfo
@@ -163,3 +167,38 @@ def test_a_refused_greeting_raises() -> None:
             sync.connect("127.0.0.1", server.port, timeout=10)
     finally:
         server.shutdown(5)
+
+
+async def _submit_async(module: Any, port: int, client_tls: ssl.SSLContext) -> Any:
+    client = await module.connect(
+        "127.0.0.1",
+        port,
+        local_hostname="client.example",
+        server_hostname="mx.test.example",
+        timeout=10,
+    )
+    async with client:
+        with pytest.raises(RequireTLSError):
+            await client.send("a@example.org", ["b@example.net"], b"x", requiretls=True)
+        info = await client.starttls(client_tls)
+        assert info.verified_name == "mx.test.example"
+        assert (await client.login("alice", "pw")).code == 235
+        result = await client.send(
+            "alice@example.org", ["bob@example.net"], b"Subject: hi\r\n\r\nx\r\n", requiretls=True
+        )
+        await client.quit()
+    return result
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "trio"])
+def test_the_asynchronous_clients_run_the_same_submission(
+    submission: tuple[Submission, sync.Server], client_tls: ssl.SSLContext, loop: str
+) -> None:
+    handler, server = submission
+    if loop == "asyncio":
+        result = asyncio.run(_submit_async(aio, server.port, client_tls))
+    else:
+        result = trio.run(_submit_async, trio_io, server.port, client_tls)
+    assert result.data is not None and result.data.code == 250
+    [envelope] = handler.envelopes
+    assert envelope.tag is TLSTag.REQUIRETLS and envelope.session.authenticated == "alice"

@@ -472,7 +472,9 @@ def connect(
     defaults to ``host``).  Raises ConnectionError when the greeting is not
     220.  ``timeout`` replaces every RFC 5321 §4.5.3.2 wait when given.
     """
-    timeouts: Mapping[str, float] = REPLY_TIMEOUTS if timeout is None else _Uniform(timeout)
+    timeouts: Mapping[str, float] = (
+        REPLY_TIMEOUTS if timeout is None else client_ops.uniform(timeout)
+    )
     sock = socket.create_connection((host, port), timeout=timeout or 30.0)
     conn = ClientConnection(local_hostname or socket.getfqdn(), lmtp=lmtp)
     client = Client(sock, conn, server_hostname=server_hostname or host, timeouts=timeouts)
@@ -487,17 +489,3 @@ def connect(
         client.close()
         raise
     return client
-
-
-class _Uniform(dict[str, float]):
-    """Every wait the same (``timeout=``)."""
-
-    def __init__(self, value: float) -> None:
-        super().__init__()
-        self.value = value
-
-    def get(self, key: str, default: float | None = None) -> float:  # type: ignore[override]
-        return self.value
-
-    def __getitem__(self, key: str) -> float:
-        return self.value

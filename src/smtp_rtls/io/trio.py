@@ -16,16 +16,31 @@ import inspect
 import logging
 import socket
 import ssl
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
+import attrs
 import trio
 
+from .._client import ClientConnection
 from .._config import ServerConfig
+from .._errors import ProtocolError
+from .._events import Ehlo, Event, MailFrom, Quit, RcptTo
+from .._events import StartTLS as StartTLSCommand
 from .._reply import Reply
+from .._state import REPLY_TIMEOUTS, State
+from .._tls import TLSInfo
+from ..session import client as client_ops
+from ..session.client import SendResult
+from ..session.requests import Broken, Step
+from ..session.requests import Read as ClientRead
+from ..session.requests import Write as ClientWrite
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
 from .tls import tls_info
 
-__all__ = ["Server", "serve"]
+__all__ = ["Client", "Server", "connect", "serve"]
+
+_T = TypeVar("_T")
 
 logger = logging.getLogger(__name__)
 
@@ -259,3 +274,150 @@ async def _call(request: Call) -> Any:
     except Exception as exc:
         return exc
     return result
+
+
+# -- the step-by-step client -----------------------------------------------------------
+
+
+class Client:
+    """The trio twin of :class:`smtp_rtls.io.sync.Client` (made by
+    :func:`connect`): the same operations, awaited."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        conn: ClientConnection,
+        *,
+        server_hostname: str,
+        timeouts: Mapping[str, float],
+    ) -> None:
+        self.stream = stream
+        #: The core connection (``.state``, ``.capabilities``, ``.tls``).
+        self.conn = conn
+        self.server_hostname = server_hostname
+        self.timeouts = timeouts
+        #: The greeting.
+        self.greeting: Reply | None = None
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _run(self, steps: Step[_T]) -> _T:
+        result: object = None
+        while True:
+            try:
+                request = steps.send(result)  # type: ignore[arg-type]
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            try:
+                if isinstance(request, ClientWrite):
+                    with trio.fail_after(request.timeout):
+                        await self.stream.send_all(request.data)
+                    result = None
+                elif isinstance(request, ClientRead):
+                    with trio.fail_after(request.timeout):
+                        result = await self.stream.receive_some(request.max_bytes)
+                else:  # pragma: no cover - the client operations ask for nothing else
+                    raise TypeError(f"unknown request {request!r}")
+            except (trio.BrokenResourceError, trio.TooSlowError, OSError) as exc:
+                result = Broken(str(exc) or type(exc).__name__)
+
+    async def ehlo(self, name: str | None = None) -> Reply:
+        """EHLO (LHLO in LMTP); the offer is then ``conn.capabilities``."""
+        return await self.command(Ehlo(name or self.conn.hostname))
+
+    async def command(self, event: Event) -> Reply:
+        """Send any command event and return its reply."""
+        return await self._run(client_ops.command(self.conn, event, self.timeouts))
+
+    async def starttls(self, context: ssl.SSLContext | None = None) -> TLSInfo:
+        """STARTTLS, the handshake (verifying the server's name by default),
+        then EHLO again (RFC 3207 §4.2).  Raises on a refusal."""
+        reply = await self.command(StartTLSCommand())
+        if reply.code != 220:
+            raise ConnectionError(f"STARTTLS refused: {reply.code} {reply.text}")
+        return await self._handshake(context, ehlo=True)
+
+    async def _handshake(self, context: ssl.SSLContext | None, *, ehlo: bool) -> TLSInfo:
+        context = context if context is not None else ssl.create_default_context()
+        stream = trio.SSLStream(self.stream, context, server_hostname=self.server_hostname)
+        with trio.fail_after(self.timeouts.get("TLS", 300.0)):
+            await stream.do_handshake()
+        self.stream = stream
+        verified = self.server_hostname if context.check_hostname else None
+        info = tls_info(stream._ssl_object, verified)
+        self.conn.start_tls(info)
+        if ehlo:
+            await self.ehlo()
+        return info
+
+    async def login(self, username: str, password: str, mechanism: str | None = None) -> Reply:
+        """AUTH PLAIN (or LOGIN); returns the final reply, 235 on success."""
+        return await self._run(
+            client_ops.authenticate(self.conn, username, password, mechanism, self.timeouts)
+        )
+
+    async def send(
+        self,
+        mail_from: str | MailFrom,
+        recipients: Sequence[str | RcptTo],
+        content: bytes | Iterable[bytes],
+        *,
+        requiretls: bool = False,
+    ) -> SendResult:
+        """Send one message (see :meth:`smtp_rtls.io.sync.Client.send`)."""
+        mail = mail_from if isinstance(mail_from, MailFrom) else MailFrom(mail_from)
+        if requiretls:
+            mail = attrs.evolve(mail, requiretls=True)
+        rcpts = [r if isinstance(r, RcptTo) else RcptTo(r) for r in recipients]
+        steps = client_ops.send_message(self.conn, mail, rcpts, content, self.timeouts)
+        return await self._run(steps)
+
+    async def quit(self) -> None:
+        """QUIT (when the session allows it) and close."""
+        try:
+            if self.conn.state not in (State.CLOSED, State.STARTTLS):
+                await self.command(Quit())
+        except (OSError, ConnectionError, ProtocolError, trio.BrokenResourceError):
+            pass
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Close the connection without QUIT."""
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await trio.aclose_forcefully(self.stream)
+
+
+async def connect(
+    host: str,
+    port: int = 587,
+    *,
+    local_hostname: str | None = None,
+    tls_context: ssl.SSLContext | None = None,
+    implicit_tls: bool = False,
+    server_hostname: str | None = None,
+    timeout: float | None = None,
+    lmtp: bool = False,
+) -> Client:
+    """Connect, read the greeting and send EHLO; the arguments mean what
+    they mean for :func:`smtp_rtls.io.sync.connect`."""
+    timeouts = REPLY_TIMEOUTS if timeout is None else client_ops.uniform(timeout)
+    with trio.fail_after(timeout or 30.0):
+        stream = await trio.open_tcp_stream(host, port)
+    conn = ClientConnection(local_hostname or socket.getfqdn(), lmtp=lmtp)
+    client = Client(stream, conn, server_hostname=server_hostname or host, timeouts=timeouts)
+    try:
+        if implicit_tls:
+            await client._handshake(tls_context, ehlo=False)
+        client.greeting = await client._run(client_ops.read_reply(conn, timeouts))
+        if client.greeting.code != 220:
+            raise ConnectionError(f"greeting {client.greeting.code} {client.greeting.text}")
+        await client.ehlo()
+    except BaseException:
+        await client.close()
+        raise
+    return client

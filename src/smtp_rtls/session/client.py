@@ -34,7 +34,7 @@ from .._sentinels import NEED_DATA
 from .._state import REPLY_TIMEOUTS
 from .requests import Broken, Read, Step, Write
 
-__all__ = ["SendResult", "authenticate", "command", "read_reply", "send_message"]
+__all__ = ["SendResult", "authenticate", "command", "read_reply", "send_message", "uniform"]
 
 _WRITE_TIMEOUT = 180.0  # RFC 5321 §4.5.3.2.5: a data block, 3 minutes
 
@@ -192,3 +192,22 @@ def _last_reply(conn: ClientConnection, timeouts: Mapping[str, float]) -> Step[R
         if reply.is_positive:
             reply = more
     return reply
+
+
+class _Uniform(dict[str, float]):
+    """Every wait the same (``timeout=``)."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def get(self, key: str, default: float | None = None) -> float:  # type: ignore[override]
+        return self.value
+
+    def __getitem__(self, key: str) -> float:
+        return self.value
+
+
+def uniform(timeout: float) -> Mapping[str, float]:
+    """Timeouts that are ``timeout`` for every wait (a ``timeout=`` argument)."""
+    return _Uniform(timeout)

@@ -34,6 +34,9 @@ nitpick_ignore = [
     # The type variable of the Lookup alias (the look-up's return type).
     ("py:class", "smtp_rtls.policy.requests.T"),
     ("py:obj", "smtp_rtls.policy.requests.T"),
+    # trio's own types (trio is an optional extra; its docs are not linked)
+    ("py:class", "trio.abc.Stream"),
+    ("py:class", "trio.SocketStream"),
     # the same for a session driver's result type
     ("py:class", "smtp_rtls.session.requests.T"),
     ("py:obj", "smtp_rtls.session.requests.T"),

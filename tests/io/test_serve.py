@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
+import resource
+import shutil
 import smtplib
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -399,3 +402,202 @@ def test_submission_with_auth_after_starttls_rfc4954(
         client.sendmail("alice@example.org", ["bob@example.net"], b"Subject: x\r\n\r\nx")
     [envelope] = handler.envelopes
     assert envelope.session.authenticated == "alice"
+
+
+# -- swaks, an independent client (Debian's swaks, installed by tests/lab/install.sh) ----
+
+
+def _swaks(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    swaks = shutil.which("swaks")
+    assert swaks is not None, "swaks is installed by tests/lab/install.sh (run it as root)"
+    return subprocess.run(
+        [swaks, "--server", "127.0.0.1", "--helo", "client.example", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_swaks_starttls_auth_pipelining(
+    kind: str, tls: ssl.SSLContext, ca: trustme.CA, tmp_path: Path
+) -> None:
+    handler = _Submission()
+    config = ServerConfig(starttls=True, auth_mechanisms=("PLAIN", "LOGIN"))
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    with running(kind, handler, tls=tls, config=config) as server:
+        done = _swaks(
+            "--port",
+            str(server.port),
+            "--tls",
+            "--tls-verify",
+            "--tls-ca-path",
+            str(ca_file),
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "alice",
+            "--auth-password",
+            "s3cret!",
+            "--pipeline",
+            "--from",
+            "alice@example.org",
+            "--to",
+            "bob@example.net",
+            "--body",
+            "hello from swaks",
+        )
+        wrong = _swaks(
+            "--port",
+            str(server.port),
+            "--tls",
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            "alice",
+            "--auth-password",
+            "nope",
+            "--from",
+            "alice@example.org",
+            "--to",
+            "b@example.net",
+        )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "<-  250" in done.stdout and "PIPELINING" in done.stdout
+    assert wrong.returncode != 0 and "535 5.7.8" in wrong.stdout
+    [envelope] = handler.envelopes
+    assert envelope.session.authenticated == "alice" and envelope.session.tls is not None
+
+
+# -- faults: the peer goes away, and nothing leaks ------------------------------------------
+
+
+class _Recorder(Handler):
+    """Records what the session did with each message."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.lock = threading.Lock()
+
+    def _note(self, what: str) -> None:
+        with self.lock:
+            self.events.append(what)
+
+    def on_message(self, envelope: SessionEnvelope) -> MessageWriter:
+        recorder = self
+
+        class Writer(MessageWriter):
+            def abort(self) -> None:
+                recorder._note("abort")
+
+            def close(self) -> Reply:
+                recorder._note("stored")
+                return Reply(250, "ok", "2.0.0")
+
+        self._note("message")
+        return Writer()
+
+    def on_close(self, session: SessionInfo) -> None:
+        self._note("close")
+
+
+def _wait_idle(server: Any) -> None:
+    deadline = time.monotonic() + 5
+    while server.active and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.active == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_peer_closing_mid_data_aborts_the_message(kind: str) -> None:
+    handler = _Recorder()
+    with running(kind, handler) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as peer:
+            peer.recv(512)
+            peer.sendall(
+                b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n"
+            )
+            deadline = time.monotonic() + 5
+            while b"354" not in peer.recv(4096) and time.monotonic() < deadline:
+                pass
+            peer.sendall(b"Subject: half\r\n\r\nthe first half of a message")
+            time.sleep(0.2)
+        _wait_idle(server)
+    assert handler.events == ["message", "abort", "close"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_handshake_cut_short_ends_the_session(kind: str, tls: ssl.SSLContext) -> None:
+    handler = _Recorder()
+    with running(kind, handler, tls=tls) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as peer:
+            peer.recv(512)
+            peer.sendall(b"EHLO c.example\r\nSTARTTLS\r\n")
+            time.sleep(0.2)
+            peer.sendall(b"\x16\x03\x01\x00\x05hello")  # the start of a ClientHello, then gone
+        _wait_idle(server)
+    assert handler.events == ["close"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_50_mib_message_streams_through_every_adapter(kind: str) -> None:
+    sink = Sink()
+    line = b"x" * 78 + b"\r\n"
+    body = line * (50 * 1024 * 1024 // len(line))
+    config = ServerConfig(max_message_size=0)
+    with (
+        running(kind, sink, config=config) as server,
+        smtplib.SMTP("127.0.0.1", server.port, timeout=60) as client,
+    ):
+        client.sendmail("a@example.org", ["b@example.net"], b"Subject: big\r\n\r\n" + body)
+    assert sink.octets == len(b"Subject: big\r\n\r\n") + len(body)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_500_concurrent_sessions(kind: str) -> None:
+    # 500 client and 500 server sockets: make sure the process may hold them
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4096 <= hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4096, hard))
+    sink = Sink()
+    count = 500
+    with running(kind, sink, max_connections=count + 10) as server:
+        socks = [
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(count)
+        ]
+        try:
+            for s in socks:
+                assert s.recv(512).startswith(b"220 ")
+            for s in socks:
+                s.sendall(
+                    b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n"
+                    b"DATA\r\nSubject: x\r\n\r\nx\r\n.\r\nQUIT\r\n"
+                )
+            for s in socks:
+                seen = b""
+                deadline = time.monotonic() + 20
+                while b"221 " not in seen and time.monotonic() < deadline:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    seen += chunk
+                assert b"221 " in seen
+        finally:
+            for s in socks:
+                s.close()
+        _wait_idle(server)
+    assert sink.messages == count
+
+
+def test_no_thread_is_left_behind_by_the_blocking_adapter() -> None:
+    before = threading.active_count()
+    with (
+        running("sync", Sink()) as server,
+        smtplib.SMTP("127.0.0.1", server.port, timeout=10) as c,
+    ):
+        c.sendmail("a@example.org", ["b@example.net"], b"Subject: x\r\n\r\nx")
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert threading.active_count() == before

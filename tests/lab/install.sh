@@ -8,13 +8,15 @@
 #            instance is neither configured nor started; the lab runs its own instances)
 #   patchelf: postfix311-fetch.sh relocates Postfix 3.11 unpacked from Debian sid
 #   graphviz: dot, which draws the session state diagrams of the docs (sphinx-build)
+#   swaks, libnet-ssleay-perl: an independent SMTP client (STARTTLS, AUTH, pipelining)
+#            for the interop tests (Net::SSLeay gives swaks its TLS)
 # Add packages to LAB_PACKAGES (one list, so other lab parts can grow it).
 # Services are never started by the packages: if the machine has no policy-rc.d, a
 # temporary one that denies every start is put in place for the duration of the install.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-LAB_PACKAGES="${LAB_PACKAGES:-nsd unbound ldnsutils bind9-dnsutils openssl iproute2 curl postfix patchelf graphviz}"
+LAB_PACKAGES="${LAB_PACKAGES:-nsd unbound ldnsutils bind9-dnsutils openssl iproute2 curl postfix patchelf graphviz swaks libnet-ssleay-perl}"
 
 missing=""
 for p in $LAB_PACKAGES; do

@@ -238,3 +238,36 @@ def test_receive_asyncio_example_refuses_a_foreign_domain(tmp_path: Path) -> Non
     assert refused == {"eve@example.com": (550, b"5.1.2 No such domain here")}
     assert "accepted: alice@example.org -> bob@example.net" in out
     assert "tag: DEFAULT" in out
+
+
+def test_send_requiretls_example_submits_a_tagged_message(tmp_path: Path) -> None:
+    # docs/sending.rst: the example against our own submission server
+    from smtp_rtls import ServerConfig
+    from smtp_rtls.handlers import PasswordAuth, Sink
+    from smtp_rtls.io import sync
+    from smtp_rtls.io.tls import server_context
+    from smtp_rtls.policy.tags import TLSTag
+
+    class Submission(PasswordAuth, Sink):
+        def check_password(self, username: str, password: str) -> bool:
+            return (username, password) == ("alice", "pw")
+
+    ca = trustme.CA()
+    ca.issue_cert("localhost", "127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "server.pem")
+    )
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    handler = Submission()
+    config = ServerConfig(starttls=True, auth_mechanisms=("PLAIN",))
+    tls = server_context(str(tmp_path / "server.pem"))
+    with sync.serve(handler, "127.0.0.1", 0, tls=tls, config=config, hostname="mx") as server:
+        out = run_example(
+            "send_requiretls.py",
+            "127.0.0.1",
+            str(server.port),
+            str(tmp_path / "ca.pem"),
+            "alice",
+            "pw",
+        ).stdout
+    assert out.splitlines() == ["TLS: TLSv1.3", "AUTH: 235", "accepted: bob@example.net"]
+    assert handler.envelopes[0].tag is TLSTag.REQUIRETLS

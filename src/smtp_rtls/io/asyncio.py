@@ -16,26 +16,21 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
-import attrs
-
 from .._client import ClientConnection
 from .._config import ServerConfig
-from .._errors import ProtocolError
-from .._events import Ehlo, Event, MailFrom, Quit, RcptTo
-from .._events import StartTLS as StartTLSCommand
 from .._reply import Reply
-from .._state import REPLY_TIMEOUTS, State
+from .._state import REPLY_TIMEOUTS
 from .._tls import TLSInfo
 from ..session import client as client_ops
-from ..session.client import SendResult
 from ..session.requests import Broken, Step
 from ..session.requests import Read as ClientRead
 from ..session.requests import Write as ClientWrite
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
+from ._common import AsyncClientBase, ServerBase, ServeSettings, serve_settings
 from .tls import tls_info
 
 __all__ = ["Client", "Server", "connect", "serve"]
@@ -47,42 +42,18 @@ logger = logging.getLogger(__name__)
 READ_SIZE = 65536
 
 
-class Server:
+class Server(ServerBase):
     """A running asyncio server: ``await shutdown()`` (or leaving an
     ``async with`` block) stops it gracefully."""
 
-    def __init__(
-        self,
-        handler: object,
-        *,
-        hostname: str,
-        config: ServerConfig,
-        tls: ssl.SSLContext | None,
-        implicit_tls: bool,
-        max_connections: int,
-        read_timeout: float | None,
-    ) -> None:
-        self.handler = handler
-        self.hostname = hostname
-        self.config = config
-        self._tls = tls
-        self._implicit_tls = implicit_tls
-        self._max_connections = max_connections
-        self._read_timeout = read_timeout
+    def __init__(self, settings: ServeSettings) -> None:
+        super().__init__(settings)
         self._server: asyncio.base_events.Server | None = None
         self._sessions: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
-    @property
-    def address(self) -> tuple[str, int]:
-        """The address the server listens on (the real port when 0 was asked)."""
+    def _listening_socket(self) -> socket.socket:
         assert self._server is not None
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return host, port
-
-    @property
-    def port(self) -> int:
-        """The port the server listens on."""
-        return self.address[1]
+        return self._server.sockets[0]
 
     @property
     def active(self) -> int:
@@ -115,19 +86,21 @@ class Server:
         await self._server.wait_closed()
 
     async def _start(self, host: str, port: int) -> None:
-        implicit = self._tls if self._implicit_tls else None
+        settings = self.settings
+        implicit = settings.tls if settings.implicit_tls else None
         self._server = await asyncio.start_server(
             self._connected,
             host,
             port,
             ssl=implicit,
-            ssl_handshake_timeout=(self._read_timeout or 300.0) if implicit else None,
+            ssl_handshake_timeout=(settings.read_timeout or 300.0) if implicit else None,
         )
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        if len(self._sessions) >= self._max_connections:
+        settings = self.settings
+        if len(self._sessions) >= settings.max_connections:
             # RFC 5321 §3.8 / §4.2.2: 421, service not available
             writer.write(Reply(421, f"{self.hostname} Too many connections", "4.3.2").format())
             await _close(writer)
@@ -140,9 +113,9 @@ class Server:
                 writer,
                 hostname=self.hostname,
                 config=self.config,
-                tls=self._tls,
-                implicit_tls=self._implicit_tls,
-                read_timeout=self._read_timeout,
+                tls=settings.tls,
+                implicit_tls=settings.implicit_tls,
+                read_timeout=settings.read_timeout,
             )
         finally:
             self._sessions.pop(task, None)
@@ -165,20 +138,16 @@ async def serve(
     The arguments mean what they mean for :func:`smtp_rtls.io.sync.serve`.
     Returns the running :class:`Server`.
     """
-    if implicit_tls and tls is None:
-        raise ValueError("implicit_tls needs a tls context")
-    if config is None:
-        config = ServerConfig(starttls=tls is not None and not implicit_tls)
-    elif config.starttls and tls is None:
-        raise ValueError("config offers STARTTLS but no tls context was given")
     server = Server(
-        handler,
-        hostname=hostname or socket.getfqdn(),
-        config=config,
-        tls=tls,
-        implicit_tls=implicit_tls,
-        max_connections=max_connections,
-        read_timeout=read_timeout,
+        serve_settings(
+            handler,
+            hostname=hostname,
+            config=config,
+            tls=tls,
+            implicit_tls=implicit_tls,
+            max_connections=max_connections,
+            read_timeout=read_timeout,
+        )
     )
     await server._start(host, port)
     return server
@@ -274,7 +243,7 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 # -- the step-by-step client -----------------------------------------------------------
 
 
-class Client:
+class Client(AsyncClientBase):
     """The asyncio twin of :class:`smtp_rtls.io.sync.Client` (made by
     :func:`connect`): the same operations, awaited."""
 
@@ -287,25 +256,9 @@ class Client:
         server_hostname: str,
         timeouts: Mapping[str, float],
     ) -> None:
+        super().__init__(conn, server_hostname=server_hostname, timeouts=timeouts)
         self.reader = reader
         self.writer = writer
-        #: The core connection (``.state``, ``.capabilities``, ``.tls``).
-        self.conn = conn
-        self.server_hostname = server_hostname
-        self.timeouts = timeouts
-        #: The greeting.
-        self.greeting: Reply | None = None
-
-    async def __aenter__(self) -> Client:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def _run(self, steps: Step[_T]) -> _T:
         result: object = None
@@ -328,67 +281,18 @@ class Client:
             except (OSError, TimeoutError) as exc:
                 result = Broken(str(exc) or type(exc).__name__)
 
-    async def ehlo(self, name: str | None = None) -> Reply:
-        """EHLO (LHLO in LMTP); the offer is then ``conn.capabilities``."""
-        return await self.command(Ehlo(name or self.conn.hostname))
-
-    async def command(self, event: Event) -> Reply:
-        """Send any command event and return its reply."""
-        return await self._run(client_ops.command(self.conn, event, self.timeouts))
-
-    async def starttls(self, context: ssl.SSLContext | None = None) -> TLSInfo:
-        """STARTTLS, the handshake (verifying the server's name by default),
-        then EHLO again (RFC 3207 §4.2).  Raises on a refusal."""
-        reply = await self.command(StartTLSCommand())
-        if reply.code != 220:
-            raise ConnectionError(f"STARTTLS refused: {reply.code} {reply.text}")
+    async def _handshake(self, context: ssl.SSLContext | None, *, ehlo: bool) -> TLSInfo:
         context = context if context is not None else ssl.create_default_context()
-        await asyncio.wait_for(
-            self.writer.start_tls(context, server_hostname=self.server_hostname),
-            self.timeouts.get("TLS", 300.0),
-        )
-        return await self._started(context, ehlo=True)
-
-    async def _started(self, context: ssl.SSLContext, *, ehlo: bool) -> TLSInfo:
-        sslobj = self.writer.get_extra_info("ssl_object")
+        if self.writer.get_extra_info("ssl_object") is None:
+            await asyncio.wait_for(
+                self.writer.start_tls(context, server_hostname=self.server_hostname),
+                self.timeouts.get("TLS", 300.0),
+            )
         verified = self.server_hostname if context.check_hostname else None
-        info = tls_info(sslobj, verified)
-        self.conn.start_tls(info)
+        info = self._started(tls_info(self.writer.get_extra_info("ssl_object"), verified))
         if ehlo:
             await self.ehlo()
         return info
-
-    async def login(self, username: str, password: str, mechanism: str | None = None) -> Reply:
-        """AUTH PLAIN (or LOGIN); returns the final reply, 235 on success."""
-        return await self._run(
-            client_ops.authenticate(self.conn, username, password, mechanism, self.timeouts)
-        )
-
-    async def send(
-        self,
-        mail_from: str | MailFrom,
-        recipients: Sequence[str | RcptTo],
-        content: bytes | Iterable[bytes],
-        *,
-        requiretls: bool = False,
-    ) -> SendResult:
-        """Send one message (see :meth:`smtp_rtls.io.sync.Client.send`)."""
-        mail = mail_from if isinstance(mail_from, MailFrom) else MailFrom(mail_from)
-        if requiretls:
-            mail = attrs.evolve(mail, requiretls=True)
-        rcpts = [r if isinstance(r, RcptTo) else RcptTo(r) for r in recipients]
-        steps = client_ops.send_message(self.conn, mail, rcpts, content, self.timeouts)
-        return await self._run(steps)
-
-    async def quit(self) -> None:
-        """QUIT (when the session allows it) and close."""
-        try:
-            if self.conn.state not in (State.CLOSED, State.STARTTLS):
-                await self.command(Quit())
-        except (OSError, ConnectionError, ProtocolError):
-            pass
-        finally:
-            await self.close()
 
     async def close(self) -> None:
         """Close the connection without QUIT."""
@@ -423,14 +327,5 @@ async def connect(
     )
     conn = ClientConnection(local_hostname or socket.getfqdn(), lmtp=lmtp)
     client = Client(reader, writer, conn, server_hostname=name, timeouts=timeouts)
-    try:
-        if context is not None:
-            await client._started(context, ehlo=False)
-        client.greeting = await client._run(client_ops.read_reply(conn, timeouts))
-        if client.greeting.code != 220:
-            raise ConnectionError(f"greeting {client.greeting.code} {client.greeting.text}")
-        await client.ehlo()
-    except BaseException:
-        await client.close()
-        raise
+    await client._greet(context, implicit_tls)
     return client

@@ -22,8 +22,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-import attrs
-
 from .._client import ClientConnection
 from .._config import ServerConfig
 from .._errors import ProtocolError
@@ -38,6 +36,7 @@ from ..session.requests import Broken, Step
 from ..session.requests import Read as ClientRead
 from ..session.requests import Write as ClientWrite
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
+from ._common import ServerBase, ServeSettings, message_envelope, serve_settings
 from ._deliver_sync import deliver
 from .tls import tls_info
 
@@ -50,30 +49,13 @@ logger = logging.getLogger(__name__)
 READ_SIZE = 65536
 
 
-class Server:
+class Server(ServerBase):
     """A running server: :meth:`shutdown` (or leaving a ``with`` block)
     stops it gracefully."""
 
-    def __init__(
-        self,
-        handler: object,
-        listener: socket.socket,
-        *,
-        hostname: str,
-        config: ServerConfig,
-        tls: ssl.SSLContext | None,
-        implicit_tls: bool,
-        max_connections: int,
-        read_timeout: float | None,
-    ) -> None:
-        self.handler = handler
-        self.hostname = hostname
-        self.config = config
+    def __init__(self, settings: ServeSettings, listener: socket.socket) -> None:
+        super().__init__(settings)
         self._listener = listener
-        self._tls = tls
-        self._implicit_tls = implicit_tls
-        self._max_connections = max_connections
-        self._read_timeout = read_timeout
         self._lock = threading.Lock()
         self._sessions: dict[threading.Thread, socket.socket] = {}
         self._stopping = threading.Event()
@@ -82,16 +64,8 @@ class Server:
         )
         self._accept_thread.start()
 
-    @property
-    def address(self) -> tuple[str, int]:
-        """The address the server listens on (the real port when 0 was asked)."""
-        host, port = self._listener.getsockname()[:2]
-        return host, port
-
-    @property
-    def port(self) -> int:
-        """The port the server listens on."""
-        return self.address[1]
+    def _listening_socket(self) -> socket.socket:
+        return self._listener
 
     @property
     def active(self) -> int:
@@ -141,7 +115,7 @@ class Server:
             except OSError:
                 return  # the listener was closed
             with self._lock:
-                full = len(self._sessions) >= self._max_connections
+                full = len(self._sessions) >= self.settings.max_connections
             if full:
                 # RFC 5321 §3.8 / §4.2.2: 421, service not available
                 _refuse(sock, Reply(421, f"{self.hostname} Too many connections", "4.3.2"))
@@ -154,6 +128,7 @@ class Server:
             thread.start()
 
     def _run(self, sock: socket.socket, peer: Any) -> None:
+        settings = self.settings
         try:
             run_session(
                 self.handler,
@@ -161,9 +136,9 @@ class Server:
                 hostname=self.hostname,
                 config=self.config,
                 peer=(peer[0], peer[1]),
-                tls=self._tls,
-                implicit_tls=self._implicit_tls,
-                read_timeout=self._read_timeout,
+                tls=settings.tls,
+                implicit_tls=settings.implicit_tls,
+                read_timeout=settings.read_timeout,
             )
         except Exception:  # pragma: no cover - run_session handles its own errors
             logger.exception("session with %s failed", peer)
@@ -194,23 +169,16 @@ def serve(
     for the peer (RFC 5321 §4.5.3.2's values per state by default).
     Returns the running :class:`Server`.
     """
-    if implicit_tls and tls is None:
-        raise ValueError("implicit_tls needs a tls context")
-    if config is None:
-        config = ServerConfig(starttls=tls is not None and not implicit_tls)
-    elif config.starttls and tls is None:
-        raise ValueError("config offers STARTTLS but no tls context was given")
-    listener = socket.create_server((host, port), reuse_port=False)
-    return Server(
+    settings = serve_settings(
         handler,
-        listener,
-        hostname=hostname or socket.getfqdn(),
+        hostname=hostname,
         config=config,
         tls=tls,
         implicit_tls=implicit_tls,
         max_connections=max_connections,
         read_timeout=read_timeout,
     )
+    return Server(settings, socket.create_server((host, port)))
 
 
 def run_session(
@@ -433,10 +401,7 @@ class Client:
         """Send one message (``requiretls``: MAIL FROM ... REQUIRETLS, RFC
         8689; the core refuses it unless TLS is up and the server offered it
         after the handshake)."""
-        mail = mail_from if isinstance(mail_from, MailFrom) else MailFrom(mail_from)
-        if requiretls:
-            mail = attrs.evolve(mail, requiretls=True)
-        rcpts = [r if isinstance(r, RcptTo) else RcptTo(r) for r in recipients]
+        mail, rcpts = message_envelope(mail_from, recipients, requiretls)
         return self._run(client_ops.send_message(self.conn, mail, rcpts, content, self.timeouts))
 
     def quit(self) -> None:

@@ -16,26 +16,22 @@ import inspect
 import logging
 import socket
 import ssl
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
-import attrs
 import trio
 
 from .._client import ClientConnection
 from .._config import ServerConfig
-from .._errors import ProtocolError
-from .._events import Ehlo, Event, MailFrom, Quit, RcptTo
-from .._events import StartTLS as StartTLSCommand
 from .._reply import Reply
-from .._state import REPLY_TIMEOUTS, State
+from .._state import REPLY_TIMEOUTS
 from .._tls import TLSInfo
 from ..session import client as client_ops
-from ..session.client import SendResult
 from ..session.requests import Broken, Step
 from ..session.requests import Read as ClientRead
 from ..session.requests import Write as ClientWrite
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
+from ._common import AsyncClientBase, ServerBase, ServeSettings, serve_settings
 from .tls import tls_info
 
 __all__ = ["Client", "Server", "connect", "serve"]
@@ -47,43 +43,19 @@ logger = logging.getLogger(__name__)
 READ_SIZE = 65536
 
 
-class Server:
+class Server(ServerBase):
     """A running trio server; :meth:`shutdown` stops it gracefully."""
 
-    def __init__(
-        self,
-        handler: object,
-        *,
-        hostname: str,
-        config: ServerConfig,
-        tls: ssl.SSLContext | None,
-        implicit_tls: bool,
-        max_connections: int,
-        read_timeout: float | None,
-    ) -> None:
-        self.handler = handler
-        self.hostname = hostname
-        self.config = config
-        self._tls = tls
-        self._implicit_tls = implicit_tls
-        self._max_connections = max_connections
-        self._read_timeout = read_timeout
+    def __init__(self, settings: ServeSettings) -> None:
+        super().__init__(settings)
         self._listeners: list[trio.SocketListener] = []
         self._accepting = trio.CancelScope()
         self._sessions: set[trio.CancelScope] = set()
         self._idle = trio.Event()
         self._idle.set()
 
-    @property
-    def address(self) -> tuple[str, int]:
-        """The address the server listens on (the real port when 0 was asked)."""
-        host, port = self._listeners[0].socket.getsockname()[:2]
-        return host, port
-
-    @property
-    def port(self) -> int:
-        """The port the server listens on."""
-        return self.address[1]
+    def _listening_socket(self) -> socket.socket:
+        return self._listeners[0].socket  # type: ignore[return-value]
 
     @property
     def active(self) -> int:
@@ -120,7 +92,7 @@ class Server:
                 stream = await listener.accept()
             except (trio.ClosedResourceError, OSError):
                 return
-            if len(self._sessions) >= self._max_connections:
+            if len(self._sessions) >= self.settings.max_connections:
                 sessions.start_soon(_refuse, stream, self.hostname)
                 continue
             scope = trio.CancelScope()
@@ -131,14 +103,15 @@ class Server:
     async def _session(self, stream: trio.SocketStream, scope: trio.CancelScope) -> None:
         try:
             with scope:
+                settings = self.settings
                 await run_session(
                     self.handler,
                     stream,
                     hostname=self.hostname,
                     config=self.config,
-                    tls=self._tls,
-                    implicit_tls=self._implicit_tls,
-                    read_timeout=self._read_timeout,
+                    tls=settings.tls,
+                    implicit_tls=settings.implicit_tls,
+                    read_timeout=settings.read_timeout,
                 )
         finally:
             self._sessions.discard(scope)
@@ -162,20 +135,16 @@ async def serve(
     """Serve until cancelled (or shut down); use ``await nursery.start(serve,
     handler, ...)`` to get the running :class:`Server`.  The arguments mean
     what they mean for :func:`smtp_rtls.io.sync.serve`."""
-    if implicit_tls and tls is None:
-        raise ValueError("implicit_tls needs a tls context")
-    if config is None:
-        config = ServerConfig(starttls=tls is not None and not implicit_tls)
-    elif config.starttls and tls is None:
-        raise ValueError("config offers STARTTLS but no tls context was given")
     server = Server(
-        handler,
-        hostname=hostname or socket.getfqdn(),
-        config=config,
-        tls=tls,
-        implicit_tls=implicit_tls,
-        max_connections=max_connections,
-        read_timeout=read_timeout,
+        serve_settings(
+            handler,
+            hostname=hostname,
+            config=config,
+            tls=tls,
+            implicit_tls=implicit_tls,
+            max_connections=max_connections,
+            read_timeout=read_timeout,
+        )
     )
     await server._run(host, port, task_status)
 
@@ -279,7 +248,7 @@ async def _call(request: Call) -> Any:
 # -- the step-by-step client -----------------------------------------------------------
 
 
-class Client:
+class Client(AsyncClientBase):
     """The trio twin of :class:`smtp_rtls.io.sync.Client` (made by
     :func:`connect`): the same operations, awaited."""
 
@@ -291,19 +260,8 @@ class Client:
         server_hostname: str,
         timeouts: Mapping[str, float],
     ) -> None:
+        super().__init__(conn, server_hostname=server_hostname, timeouts=timeouts)
         self.stream = stream
-        #: The core connection (``.state``, ``.capabilities``, ``.tls``).
-        self.conn = conn
-        self.server_hostname = server_hostname
-        self.timeouts = timeouts
-        #: The greeting.
-        self.greeting: Reply | None = None
-
-    async def __aenter__(self) -> Client:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     async def _run(self, steps: Step[_T]) -> _T:
         result: object = None
@@ -325,22 +283,6 @@ class Client:
             except (trio.BrokenResourceError, trio.TooSlowError, OSError) as exc:
                 result = Broken(str(exc) or type(exc).__name__)
 
-    async def ehlo(self, name: str | None = None) -> Reply:
-        """EHLO (LHLO in LMTP); the offer is then ``conn.capabilities``."""
-        return await self.command(Ehlo(name or self.conn.hostname))
-
-    async def command(self, event: Event) -> Reply:
-        """Send any command event and return its reply."""
-        return await self._run(client_ops.command(self.conn, event, self.timeouts))
-
-    async def starttls(self, context: ssl.SSLContext | None = None) -> TLSInfo:
-        """STARTTLS, the handshake (verifying the server's name by default),
-        then EHLO again (RFC 3207 §4.2).  Raises on a refusal."""
-        reply = await self.command(StartTLSCommand())
-        if reply.code != 220:
-            raise ConnectionError(f"STARTTLS refused: {reply.code} {reply.text}")
-        return await self._handshake(context, ehlo=True)
-
     async def _handshake(self, context: ssl.SSLContext | None, *, ehlo: bool) -> TLSInfo:
         context = context if context is not None else ssl.create_default_context()
         stream = trio.SSLStream(self.stream, context, server_hostname=self.server_hostname)
@@ -348,43 +290,10 @@ class Client:
             await stream.do_handshake()
         self.stream = stream
         verified = self.server_hostname if context.check_hostname else None
-        info = tls_info(stream._ssl_object, verified)
-        self.conn.start_tls(info)
+        info = self._started(tls_info(stream._ssl_object, verified))
         if ehlo:
             await self.ehlo()
         return info
-
-    async def login(self, username: str, password: str, mechanism: str | None = None) -> Reply:
-        """AUTH PLAIN (or LOGIN); returns the final reply, 235 on success."""
-        return await self._run(
-            client_ops.authenticate(self.conn, username, password, mechanism, self.timeouts)
-        )
-
-    async def send(
-        self,
-        mail_from: str | MailFrom,
-        recipients: Sequence[str | RcptTo],
-        content: bytes | Iterable[bytes],
-        *,
-        requiretls: bool = False,
-    ) -> SendResult:
-        """Send one message (see :meth:`smtp_rtls.io.sync.Client.send`)."""
-        mail = mail_from if isinstance(mail_from, MailFrom) else MailFrom(mail_from)
-        if requiretls:
-            mail = attrs.evolve(mail, requiretls=True)
-        rcpts = [r if isinstance(r, RcptTo) else RcptTo(r) for r in recipients]
-        steps = client_ops.send_message(self.conn, mail, rcpts, content, self.timeouts)
-        return await self._run(steps)
-
-    async def quit(self) -> None:
-        """QUIT (when the session allows it) and close."""
-        try:
-            if self.conn.state not in (State.CLOSED, State.STARTTLS):
-                await self.command(Quit())
-        except (OSError, ConnectionError, ProtocolError, trio.BrokenResourceError):
-            pass
-        finally:
-            await self.close()
 
     async def close(self) -> None:
         """Close the connection without QUIT."""
@@ -410,14 +319,5 @@ async def connect(
         stream = await trio.open_tcp_stream(host, port)
     conn = ClientConnection(local_hostname or socket.getfqdn(), lmtp=lmtp)
     client = Client(stream, conn, server_hostname=server_hostname or host, timeouts=timeouts)
-    try:
-        if implicit_tls:
-            await client._handshake(tls_context, ehlo=False)
-        client.greeting = await client._run(client_ops.read_reply(conn, timeouts))
-        if client.greeting.code != 220:
-            raise ConnectionError(f"greeting {client.greeting.code} {client.greeting.text}")
-        await client.ehlo()
-    except BaseException:
-        await client.close()
-        raise
+    await client._greet(tls_context, implicit_tls)
     return client

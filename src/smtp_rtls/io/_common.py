@@ -1,0 +1,202 @@
+"""What the three adapters share: the server settings check, and the
+asynchronous client's operations (asyncio and trio differ only in how they
+move bytes and run the handshake)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import attrs
+
+from .._client import ClientConnection
+from .._config import ServerConfig
+from .._errors import ProtocolError
+from .._events import Ehlo, Event, MailFrom, Quit, RcptTo
+from .._events import StartTLS as StartTLSCommand
+from .._reply import Reply
+from .._state import State
+from .._tls import TLSInfo
+from ..session import client as client_ops
+from ..session.client import SendResult
+from ..session.requests import Step
+
+__all__ = ["AsyncClientBase", "ServeSettings", "ServerBase", "serve_settings"]
+
+_T = TypeVar("_T")
+
+
+@attrs.frozen
+class ServeSettings:
+    """What every adapter's ``serve()`` was asked for (see
+    :func:`smtp_rtls.io.sync.serve`)."""
+
+    handler: object
+    hostname: str
+    config: ServerConfig
+    tls: ssl.SSLContext | None
+    implicit_tls: bool
+    max_connections: int
+    read_timeout: float | None
+
+
+def serve_settings(
+    handler: object,
+    *,
+    hostname: str | None,
+    config: ServerConfig | None,
+    tls: ssl.SSLContext | None,
+    implicit_tls: bool,
+    max_connections: int,
+    read_timeout: float | None,
+) -> ServeSettings:
+    """The settings ``serve()`` runs with: STARTTLS offered when a TLS
+    context is given (and TLS is not implicit); contradictions refused."""
+    if implicit_tls and tls is None:
+        raise ValueError("implicit_tls needs a tls context")
+    if config is None:
+        config = ServerConfig(starttls=tls is not None and not implicit_tls)
+    elif config.starttls and tls is None:
+        raise ValueError("config offers STARTTLS but no tls context was given")
+    if max_connections < 1:
+        raise ValueError("max_connections must be at least 1")
+    return ServeSettings(
+        handler,
+        hostname or socket.getfqdn(),
+        config,
+        tls,
+        implicit_tls,
+        max_connections,
+        read_timeout,
+    )
+
+
+class ServerBase:
+    """What the three adapters' running servers have in common."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        #: The handler every session runs with.
+        self.handler = settings.handler
+        #: The name the server gives in its greeting and EHLO reply.
+        self.hostname = settings.hostname
+        #: The core's configuration of every session.
+        self.config = settings.config
+
+    def _listening_socket(self) -> socket.socket:
+        raise NotImplementedError
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The address the server listens on (the real port when 0 was asked)."""
+        host, port = self._listening_socket().getsockname()[:2]
+        return host, port
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on."""
+        return self.address[1]
+
+
+def message_envelope(
+    mail_from: str | MailFrom, recipients: Sequence[str | RcptTo], requiretls: bool
+) -> tuple[MailFrom, list[RcptTo]]:
+    """MAIL and RCPT events from what a caller of ``send()`` gave."""
+    mail = mail_from if isinstance(mail_from, MailFrom) else MailFrom(mail_from)
+    if requiretls:
+        mail = attrs.evolve(mail, requiretls=True)
+    return mail, [r if isinstance(r, RcptTo) else RcptTo(r) for r in recipients]
+
+
+class AsyncClientBase:
+    """The step-by-step client of the asynchronous adapters; a subclass
+    answers the requests (``_run``), runs the handshake and closes."""
+
+    def __init__(
+        self, conn: ClientConnection, *, server_hostname: str, timeouts: Mapping[str, float]
+    ) -> None:
+        #: The core connection (``.state``, ``.capabilities``, ``.tls``).
+        self.conn = conn
+        self.server_hostname = server_hostname
+        self.timeouts = timeouts
+        #: The greeting.
+        self.greeting: Reply | None = None
+
+    async def _run(self, steps: Step[_T]) -> _T:
+        raise NotImplementedError
+
+    async def _handshake(self, context: ssl.SSLContext | None, *, ehlo: bool) -> TLSInfo:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        """Close the connection without QUIT."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Any:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _greet(self, context: ssl.SSLContext | None, implicit_tls: bool) -> None:
+        try:
+            if implicit_tls:
+                await self._handshake(context, ehlo=False)
+            self.greeting = await self._run(client_ops.read_reply(self.conn, self.timeouts))
+            if self.greeting.code != 220:
+                raise ConnectionError(f"greeting {self.greeting.code} {self.greeting.text}")
+            await self.ehlo()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def ehlo(self, name: str | None = None) -> Reply:
+        """EHLO (LHLO in LMTP); the offer is then ``conn.capabilities``."""
+        return await self.command(Ehlo(name or self.conn.hostname))
+
+    async def command(self, event: Event) -> Reply:
+        """Send any command event and return its reply."""
+        return await self._run(client_ops.command(self.conn, event, self.timeouts))
+
+    async def starttls(self, context: ssl.SSLContext | None = None) -> TLSInfo:
+        """STARTTLS, the handshake (verifying the server's name by default),
+        then EHLO again (RFC 3207 §4.2).  Raises on a refusal."""
+        reply = await self.command(StartTLSCommand())
+        if reply.code != 220:
+            raise ConnectionError(f"STARTTLS refused: {reply.code} {reply.text}")
+        return await self._handshake(context, ehlo=True)
+
+    async def login(self, username: str, password: str, mechanism: str | None = None) -> Reply:
+        """AUTH PLAIN (or LOGIN); returns the final reply, 235 on success."""
+        return await self._run(
+            client_ops.authenticate(self.conn, username, password, mechanism, self.timeouts)
+        )
+
+    async def send(
+        self,
+        mail_from: str | MailFrom,
+        recipients: Sequence[str | RcptTo],
+        content: bytes | Iterable[bytes],
+        *,
+        requiretls: bool = False,
+    ) -> SendResult:
+        """Send one message (see :meth:`smtp_rtls.io.sync.Client.send`)."""
+        mail, rcpts = message_envelope(mail_from, recipients, requiretls)
+        steps = client_ops.send_message(self.conn, mail, rcpts, content, self.timeouts)
+        return await self._run(steps)
+
+    async def quit(self) -> None:
+        """QUIT (when the session allows it) and close."""
+        try:
+            if self.conn.state not in (State.CLOSED, State.STARTTLS):
+                await self.command(Quit())
+        except (OSError, ConnectionError, ProtocolError):
+            pass
+        finally:
+            await self.close()
+
+    def _started(self, info: TLSInfo) -> TLSInfo:
+        self.conn.start_tls(info)
+        return info

@@ -34,6 +34,12 @@ nitpick_ignore = [
     # The type variable of the Lookup alias (the look-up's return type).
     ("py:class", "smtp_rtls.policy.requests.T"),
     ("py:obj", "smtp_rtls.policy.requests.T"),
+    # the adapters' private shared bases (their methods are documented on
+    # each adapter's Server and Client)
+    ("py:class", "smtp_rtls.io._common.AsyncClientBase"),
+    ("py:class", "smtp_rtls.io._common.ServerBase"),
+    ("py:class", "smtp_rtls.io._common.ServeSettings"),
+    ("py:class", "ServeSettings"),
     # trio's own types (trio is an optional extra; its docs are not linked)
     ("py:class", "trio.abc.Stream"),
     ("py:class", "trio.SocketStream"),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from adapters import KINDS, running
 from conftest_postfix import Postfix
 from interop.client import ClientSession
 from interop.serve import LoopbackServer
@@ -24,6 +25,8 @@ from smtp_rtls import (
     ServerConfig,
     StartTLS,
 )
+from smtp_rtls.handlers import Maildir
+from smtp_rtls.io import sync
 
 pytestmark = pytest.mark.lab
 
@@ -237,3 +240,55 @@ def test_postfix311_bounces_5_7_30_when_our_server_does_not_offer_requiretls_rfc
         assert StartTLS in [type(e) for e in session.events]
         assert not any(isinstance(e, MailFrom) for e in session.events)
         assert session.messages == []
+
+
+# -- 4. through the adapters: Postfix 3.11 -> serve(Maildir), connect() -> Postfix 3.11 ----
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_postfix311_relays_requiretls_to_each_adapter_rfc8689_4_1(
+    relay: Postfix, sut_context: ssl.SSLContext, tmp_path: Path, kind: str
+) -> None:
+    """Postfix carries the REQUIRETLS tag on to serve() on every adapter; the message is
+    stored with the tag in our Received line."""
+    maildir = Maildir(tmp_path / "mail")
+    since = relay.log_size()
+    with running(kind, maildir, tls=sut_context, port_hint=relay.sut_port) as _server:
+        submit(relay, f"adapter-{kind}@example.org")
+        relay.flush()
+        wait_for(lambda: bool(maildir.delivered), "the relayed message", timeout=60)
+    [path] = maildir.delivered
+    stored = path.read_bytes()
+    head = stored.split(b"\r\n\r\n", 1)[0]
+    assert b"Message-ID: <adapter-" in stored
+    assert b" REQUIRETLS" in head and b"with ESMTPS" in head
+    log = relay.wait_log("status=sent", since=since)
+    assert "to=<x@sut.test>" in log and "tls=verify/requiretls" in log
+
+
+def test_connect_submits_requiretls_to_postfix311_rfc8689_2(postfix311: Postfix) -> None:
+    """smtp_rtls.io.sync.connect against Postfix 3.11: STARTTLS with a verified name,
+    then MAIL FROM ... REQUIRETLS; Postfix records the tag."""
+    before = len(postfix311.delivered())
+    with sync.connect(
+        "127.0.0.1",
+        postfix311.port,
+        local_hostname="client.example.org",
+        server_hostname="mx.example.test",
+        timeout=30,
+    ) as client:
+        with pytest.raises(RequireTLSError):
+            client.send("alice@example.org", ["bob@example.test"], b"x", requiretls=True)
+        client.starttls(trusting(postfix311.ca))
+        result = client.send(
+            "alice@example.org",
+            ["bob@example.test"],
+            b"Subject: via connect\r\nMessage-ID: <connect-1@example.org>\r\n\r\nbody\r\n",
+            requiretls=True,
+        )
+        assert result.data is not None and result.data.code == 250
+        client.quit()
+    wait_for(lambda: len(postfix311.delivered()) > before, "delivery into the Maildir")
+    stored = message_from_bytes(postfix311.delivered()[-1])
+    assert stored["Message-ID"] == "<connect-1@example.org>"
+    assert stored["Require-TLS-ESMTP"] == "yes"

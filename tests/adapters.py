@@ -1,0 +1,79 @@
+"""Run a server of each adapter kind in the background for a test, and stop it."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import trio
+
+from smtp_rtls.io import asyncio as aio
+from smtp_rtls.io import sync
+from smtp_rtls.io import trio as trio_io
+
+KINDS = ["sync", "asyncio", "trio"]
+
+
+@contextmanager
+def running(kind: str, handler: object, **kwargs: Any) -> Iterator[Any]:
+    """A server of ``kind`` on 127.0.0.1, shut down on the way out."""
+    kwargs.setdefault("hostname", "mx.test.example")
+    port = kwargs.pop("port_hint", 0)
+    if kind == "sync":
+        server = sync.serve(handler, "127.0.0.1", port, **kwargs)
+        try:
+            yield server
+        finally:
+            server.shutdown(deadline=5)
+        return
+    if kind == "trio":
+        yield from _running_trio(handler, port, **kwargs)
+        return
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        server = asyncio.run_coroutine_threadsafe(
+            aio.serve(handler, "127.0.0.1", port, **kwargs), loop
+        ).result(10)
+        try:
+            yield server
+        finally:
+            asyncio.run_coroutine_threadsafe(server.shutdown(deadline=5), loop).result(15)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def _running_trio(handler: object, port: int, **kwargs: Any) -> Iterator[Any]:
+    """A trio server in a thread of its own, shut down on the way out."""
+    started = threading.Event()
+    stop = threading.Event()
+    box: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(
+                functools.partial(trio_io.serve, handler, "127.0.0.1", port, **kwargs)
+            )
+            box["server"] = server
+            started.set()
+            while not stop.is_set():
+                await trio.sleep(0.02)
+            await server.shutdown(deadline=5)
+            nursery.cancel_scope.cancel()
+
+    thread = threading.Thread(target=lambda: box.setdefault("error", trio.run(main)))
+    thread.start()
+    try:
+        assert started.wait(10), box
+        yield box["server"]
+    finally:
+        stop.set()
+        thread.join(15)
+        assert not thread.is_alive()

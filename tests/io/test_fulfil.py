@@ -17,10 +17,12 @@ from pathlib import Path
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdatatype
 import dns.rrset
 import pytest
 import trustme
 
+from conftest_lab import Lab
 from smtp_rtls.io.fulfil import SyncFulfiller
 from smtp_rtls.policy.requests import DNSQuery, HTTPSRequest
 
@@ -268,3 +270,44 @@ def test_cname_expansion_is_reported_rfc7672_2_2_3(
     assert answer.canonical_name == "relay.hosting.example"
     plain = SyncFulfiller(["127.0.0.1"], port=dns_server(answering("192.0.2.1")))
     assert plain(DNSQuery("mx.example", "A")).canonical_name == ""
+
+
+def test_policy_host_is_resolved_by_the_configured_resolver(
+    ca: trustme.CA, https_server: int, dns_server: Callable[[Responder], int], tmp_path: Path
+) -> None:
+    """No https_address: the host's AAAA and A come from the configured resolver,
+    not getaddrinfo.  ::1 refuses (the server is on 127.0.0.1 only), 127.0.0.1 answers."""
+    seen: list[tuple[str, str]] = []
+
+    def respond(query: dns.message.Message) -> dns.message.Message:
+        question = query.question[0]
+        rdtype = dns.rdatatype.to_text(question.rdtype)
+        seen.append((question.name.to_text(omit_final_dot=True), rdtype))
+        return answering({"AAAA": "::1", "A": "127.0.0.1"}[rdtype])(query)
+
+    cafile = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(cafile))
+    fulfil = SyncFulfiller(
+        ["127.0.0.1"], port=dns_server(respond), https_port=https_server, cafile=str(cafile)
+    )
+    assert fulfil.addresses(HOST) == ["::1", "127.0.0.1"]
+    response = fulfil(HTTPSRequest(HOST, "/.well-known/mta-sts.txt", timeout=5))
+    assert response.error is None and response.status == 200, response
+    assert (HOST, "AAAA") in seen and (HOST, "A") in seen
+
+
+def test_policy_host_without_address(dns_server: Callable[[Responder], int]) -> None:
+    fulfil = SyncFulfiller(["127.0.0.1"], port=dns_server(answering(rcode=dns.rcode.NXDOMAIN)))
+    response = fulfil(HTTPSRequest(HOST, "/", timeout=2))
+    assert response.error == f"connect: no address for {HOST}"
+
+
+@pytest.mark.lab
+def test_lab_policy_fetched_from_the_address_the_lab_resolver_gives(lab: Lab) -> None:
+    """mta-sts.example.test exists only in the lab's DNS: getaddrinfo cannot find it."""
+    fulfil = SyncFulfiller(
+        ["127.0.0.1"], port=lab.unbound_port, https_port=lab.https_port, cafile=str(lab.ca)
+    )
+    response = fulfil(HTTPSRequest("mta-sts.example.test", "/.well-known/mta-sts.txt"))
+    assert response.error is None and response.status == 200, response
+    assert response.body.startswith(b"version: STSv1")

@@ -7,17 +7,18 @@ answers ``250`` only once the spool has it durably (RFC 5321 §6.1).  Its own
 content is otherwise relayed byte for byte, so a ``TLS-Required: No`` field
 travels on unchanged.
 
-The delivery side (:meth:`Relay.run_once`, or :meth:`Relay.start` for a
-background thread) takes the due entries, and for each recipient domain
-calls the deliver function (:func:`smtp_rtls.io.sync.deliver` by default)
-with the message's tag, so a REQUIRETLS message leaves only with REQUIRETLS
-and a ``TLS-Required: No`` one stays TLS-optional (RFC 8689 §4.1, §4.2).
+The delivery side (:meth:`~smtp_rtls.handlers.Relay.run_once`, or
+:meth:`~smtp_rtls.handlers.Relay.start` for a background thread) takes the
+due entries, and for each recipient domain calls the deliver function
+(:func:`smtp_rtls.io.sync.deliver` by default) with the message's tag, so
+a REQUIRETLS message leaves only with REQUIRETLS and a ``TLS-Required: No``
+one stays TLS-optional (RFC 8689 §4.1, §4.2).
 Per recipient:
 
 - delivered: done;
-- deferred: tried again after an exponential back-off (:class:`RetrySchedule`,
-  RFC 5321 §4.5.4.1), until the give-up time (5 days by default), when it
-  fails with a report;
+- deferred: tried again after an exponential back-off
+  (:class:`~smtp_rtls.handlers.relay.RetrySchedule`, RFC 5321 §4.5.4.1),
+  until the give-up time (5 days by default), when it fails with a report;
 - failed: the report (:attr:`DeliveryResult.bounce`, or one built here on
   expiry) is queued in the same spool, to the reverse path, from the null
   reverse path (RFC 5321 §4.5.5), and delivered like any message.  A message
@@ -85,7 +86,8 @@ class RetrySchedule:
 
 @attrs.frozen(slots=True)
 class Attempt:
-    """One delivery made by :meth:`Relay.run_once`: the entry, the domain, the outcome."""
+    """One delivery made by :meth:`~smtp_rtls.handlers.Relay.run_once`: the
+    entry, the domain, the outcome."""
 
     message_id: str
     domain: str
@@ -190,7 +192,7 @@ class Relay(Handler):
     :class:`~smtp_rtls.session.DeliveryResult` (default
     :func:`smtp_rtls.io.sync.deliver`; ``deliver_options`` such as
     ``fulfil``, ``cafile``, ``port``, ``timeouts``, ``config``, ``redact``
-    go to it).  ``retry`` is the :class:`RetrySchedule`; ``clock`` gives
+    go to it).  ``retry`` is the :class:`~smtp_rtls.handlers.relay.RetrySchedule`; ``clock`` gives
     seconds since the epoch.
     """
 

@@ -365,7 +365,7 @@ class FileSpool:
             )
 
     def remove(self, message_id: str) -> None:
-        """Delete the content, then the envelope (see :meth:`_recover` for a crash between)."""
+        """Delete the content, then the envelope (a crash between is sorted out on opening)."""
         with self._lock:
             self._content(message_id).unlink(missing_ok=True)
             self._envelope(message_id).unlink(missing_ok=True)

@@ -31,9 +31,11 @@ from ..session.requests import Read as ClientRead
 from ..session.requests import Write as ClientWrite
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
 from ._common import AsyncClientBase, ServerBase, ServeSettings, serve_settings
+from ._deliver_asyncio import deliver
+from ._fulfil_async import AsyncFulfiller
 from .tls import tls_info
 
-__all__ = ["Client", "Server", "connect", "serve"]
+__all__ = ["AsyncFulfiller", "Client", "Server", "connect", "deliver", "serve"]
 
 _T = TypeVar("_T")
 

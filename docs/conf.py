@@ -18,6 +18,7 @@ extensions = [
     "sphinx.ext.graphviz",
     "statetables",
     "publicnames",
+    "compliance",
 ]
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
@@ -40,6 +41,8 @@ nitpick_ignore = [
     ("py:class", "smtp_rtls.io._common.ServerBase"),
     ("py:class", "smtp_rtls.io._common.ServeSettings"),
     ("py:class", "ServeSettings"),
+    # the relay's deliver function type (a Callable alias)
+    ("py:class", "DeliverFunction"),
     # trio's own types (trio is an optional extra; its docs are not linked)
     ("py:class", "trio.abc.Stream"),
     ("py:class", "trio.SocketStream"),

@@ -109,6 +109,7 @@ CONTENT = (
 )
 
 
+@pytest.mark.interop("aiosmtpd", "ClientConnection: STARTTLS transaction")
 def test_a_transaction_over_starttls_with_a_real_server(
     server: tuple[int, Recorder], ca: trustme.CA
 ) -> None:
@@ -155,6 +156,7 @@ def test_a_transaction_over_starttls_with_a_real_server(
     assert content == expected
 
 
+@pytest.mark.interop("aiosmtpd", "ClientConnection: 5.7.30 without REQUIRETLS")
 def test_requiretls_refused_against_a_server_that_does_not_offer_it_rfc8689_4_2_1(
     server: tuple[int, Recorder], ca: trustme.CA
 ) -> None:
@@ -223,6 +225,7 @@ def node_sink(ca: trustme.CA, tmp_path: Path) -> Iterator[tuple[int, Path]]:
             proc.wait(timeout=10)
 
 
+@pytest.mark.interop("smtp-server", "ClientConnection: REQUIRETLS transaction")
 @pytest.mark.lab
 def test_requiretls_transaction_with_a_third_party_server_rfc8689_4_2_1(
     node_sink: tuple[int, Path], ca: trustme.CA

@@ -66,6 +66,7 @@ def read_raw_reply(sock: socket.socket) -> bytes:
 # -- 1. our client -> Postfix 3.11 smtpd ----------------------------------------------------
 
 
+@pytest.mark.interop("Postfix 3.11", "ClientConnection: REQUIRETLS after STARTTLS, tag recorded")
 def test_postfix311_offers_requiretls_only_after_starttls_and_records_it_rfc8689_2(
     postfix311: Postfix,
 ) -> None:
@@ -95,6 +96,7 @@ def test_postfix311_offers_requiretls_only_after_starttls_and_records_it_rfc8689
     assert "TLS" in (stored["Received"] or "")  # received over the TLS session
 
 
+@pytest.mark.interop("Postfix 3.11", "plaintext REQUIRETLS refused (555)")
 def test_postfix311_refuses_plaintext_requiretls_with_555_rfc8689_2(postfix311: Postfix) -> None:
     """RFC 8689 §2: REQUIRETLS on a session without TLS is an unknown parameter (555 5.5.4),
     which is why our client never writes it there."""
@@ -110,6 +112,7 @@ def test_postfix311_refuses_plaintext_requiretls_with_555_rfc8689_2(postfix311: 
 # -- 2. our client -> Postfix 3.7 smtpd (no REQUIRETLS) -------------------------------------
 
 
+@pytest.mark.interop("Postfix 3.7", "ClientConnection: 5.7.30, then an untagged message")
 def test_postfix37_requiretls_refused_then_untagged_message_delivered_rfc8689_4_2_1(
     postfix37: Postfix,
 ) -> None:
@@ -188,6 +191,7 @@ def submit(postfix: Postfix, message_id: str) -> None:
     s.close()
 
 
+@pytest.mark.interop("Postfix 3.11", "relays REQUIRETLS to ServerConnection")
 def test_postfix311_relays_requiretls_to_our_server_after_tls_rfc8689_4_2_1(
     relay: Postfix, sut_context: ssl.SSLContext
 ) -> None:
@@ -220,6 +224,7 @@ def test_postfix311_relays_requiretls_to_our_server_after_tls_rfc8689_4_2_1(
     assert "to=<x@sut.test>" in log and "tls=verify/requiretls" in log
 
 
+@pytest.mark.interop("Postfix 3.11", "bounces 5.7.30 when REQUIRETLS is not offered")
 def test_postfix311_bounces_5_7_30_when_our_server_does_not_offer_requiretls_rfc8689_4_2_1(
     relay: Postfix, sut_context: ssl.SSLContext
 ) -> None:
@@ -245,6 +250,7 @@ def test_postfix311_bounces_5_7_30_when_our_server_does_not_offer_requiretls_rfc
 # -- 4. through the adapters: Postfix 3.11 -> serve(Maildir), connect() -> Postfix 3.11 ----
 
 
+@pytest.mark.interop("Postfix 3.11", "relays REQUIRETLS to serve() (sync, asyncio, trio)")
 @pytest.mark.parametrize("kind", KINDS)
 def test_postfix311_relays_requiretls_to_each_adapter_rfc8689_4_1(
     relay: Postfix, sut_context: ssl.SSLContext, tmp_path: Path, kind: str
@@ -266,6 +272,7 @@ def test_postfix311_relays_requiretls_to_each_adapter_rfc8689_4_1(
     assert "to=<x@sut.test>" in log and "tls=verify/requiretls" in log
 
 
+@pytest.mark.interop("Postfix 3.11", "connect(): REQUIRETLS submission, tag recorded")
 def test_connect_submits_requiretls_to_postfix311_rfc8689_2(postfix311: Postfix) -> None:
     """smtp_rtls.io.sync.connect against Postfix 3.11: STARTTLS with a verified name,
     then MAIL FROM ... REQUIRETLS; Postfix records the tag."""

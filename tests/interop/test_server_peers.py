@@ -52,6 +52,7 @@ def server(server_context: ssl.SSLContext) -> Iterator[LoopbackServer]:
         yield srv
 
 
+@pytest.mark.interop("smtplib", "ServerConnection: REQUIRETLS refused on plaintext (555)")
 def test_smtplib_plaintext_requiretls_is_refused_rfc8689_2(server: LoopbackServer) -> None:
     with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
         code, _ = client.ehlo("client.test")
@@ -68,6 +69,7 @@ def test_smtplib_plaintext_requiretls_is_refused_rfc8689_2(server: LoopbackServe
     assert any(isinstance(e, CommandRejected) and e.reply.code == 555 for e in session.events)
 
 
+@pytest.mark.interop("smtplib", "ServerConnection: STARTTLS, REQUIRETLS tagged message")
 def test_smtplib_starttls_then_requiretls_delivers_tagged(
     server: LoopbackServer, client_context: ssl.SSLContext
 ) -> None:
@@ -88,6 +90,7 @@ def test_smtplib_starttls_then_requiretls_delivers_tagged(
     assert content == MESSAGE  # smtplib's dot-stuffing undone exactly
 
 
+@pytest.mark.interop("smtplib", "ServerConnection: SIZE, 8BITMIME, large message")
 def test_smtplib_large_message_with_size_and_8bitmime(
     server: LoopbackServer, client_context: ssl.SSLContext
 ) -> None:
@@ -106,6 +109,7 @@ def test_smtplib_large_message_with_size_and_8bitmime(
     assert eom.envelope is not None and eom.envelope.mail_from.size == len(message)
 
 
+@pytest.mark.interop("smtplib", "ServerConnection: SMTPUTF8 addresses")
 def test_smtplib_smtputf8_addresses(server: LoopbackServer) -> None:
     with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
         client.sendmail(
@@ -120,6 +124,7 @@ def test_smtplib_smtputf8_addresses(server: LoopbackServer) -> None:
     assert str(eom.envelope.recipients[0].forward_path) == "bøb@example.net"
 
 
+@pytest.mark.interop("smtplib", "ServerConnection: 552 over SIZE")
 def test_smtplib_oversized_message_is_552(
     client_context: ssl.SSLContext, server_context: ssl.SSLContext
 ) -> None:
@@ -142,6 +147,7 @@ def test_smtplib_oversized_message_is_552(
         assert not server.sessions[0].messages
 
 
+@pytest.mark.interop("aiosmtplib", "ServerConnection: STARTTLS, REQUIRETLS tagged message")
 def test_aiosmtplib_starttls_requiretls(
     server: LoopbackServer, client_context: ssl.SSLContext
 ) -> None:
@@ -209,6 +215,7 @@ def nodemailer_send(
     return result
 
 
+@pytest.mark.interop("nodemailer", "ServerConnection: REQUIRETLS from a REQUIRETLS client")
 @pytest.mark.lab
 def test_nodemailer_requiretls_to_our_server_rfc8689_2(
     server: LoopbackServer, ca: trustme.CA, tmp_path: Path
@@ -224,6 +231,7 @@ def test_nodemailer_requiretls_to_our_server_rfc8689_2(
     assert b"\r\n.dot line\r\n" in content  # nodemailer's dot-stuffing undone
 
 
+@pytest.mark.interop("nodemailer", "ServerConnection without REQUIRETLS: the client refuses it")
 @pytest.mark.lab
 def test_nodemailer_refuses_a_server_without_requiretls_rfc8689_4_2_1(
     server_context: ssl.SSLContext, ca: trustme.CA, tmp_path: Path

@@ -137,6 +137,7 @@ class _Collect:
         return "250 OK"
 
 
+@pytest.mark.interop("aiosmtpd", "connect(): byte-exact content")
 def test_against_aiosmtpd_the_content_arrives_byte_exact() -> None:
     collect = _Collect()
     with socket.socket() as probe:

@@ -345,6 +345,7 @@ def aiosmtpd_server(certs: Certs) -> Iterator[tuple[int, _Sink]]:
         controller.stop()
 
 
+@pytest.mark.interop("aiosmtpd", "deliver(): untagged message over STARTTLS")
 def test_aiosmtpd_untagged_message_with_starttls(
     certs: Certs, aiosmtpd_server: tuple[int, _Sink]
 ) -> None:
@@ -359,6 +360,7 @@ def test_aiosmtpd_untagged_message_with_starttls(
     )
 
 
+@pytest.mark.interop("aiosmtpd", "deliver(): REQUIRETLS refused with 5.7.30, nothing sent")
 def test_aiosmtpd_does_not_offer_requiretls_5_7_30(
     certs: Certs, aiosmtpd_server: tuple[int, _Sink]
 ) -> None:

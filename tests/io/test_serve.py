@@ -72,6 +72,7 @@ def _body_of(path: Path) -> bytes:
     return stored[stored.index(b"From: ") :]
 
 
+@pytest.mark.interop("smtplib", "serve() (sync, asyncio, trio): STARTTLS, byte-exact into Maildir")
 @pytest.mark.parametrize("kind", KINDS)
 def test_smtplib_starttls_message_arrives_byte_exact_in_the_maildir(
     kind: str, tls: ssl.SSLContext, client_tls: ssl.SSLContext, tmp_path: Path
@@ -95,6 +96,7 @@ def test_smtplib_starttls_message_arrives_byte_exact_in_the_maildir(
     assert b"with ESMTPS (TLSv1." in head and b"for <bob@example.net>" in head
 
 
+@pytest.mark.interop("aiosmtplib", "serve() (sync, asyncio, trio): REQUIRETLS tagged message")
 @pytest.mark.parametrize("kind", KINDS)
 def test_aiosmtplib_requiretls_message_is_tagged_rfc8689_4_1(
     kind: str, tls: ssl.SSLContext, client_tls: ssl.SSLContext, tmp_path: Path
@@ -117,6 +119,7 @@ def test_aiosmtplib_requiretls_message_is_tagged_rfc8689_4_1(
     assert b" REQUIRETLS" in path.read_bytes().split(b"\r\n\r\n")[0]
 
 
+@pytest.mark.interop("smtplib", "serve() (sync, asyncio, trio): TLS-Required: No tag")
 @pytest.mark.parametrize("kind", KINDS)
 def test_tls_required_no_header_tags_the_message_rfc8689_4_1(kind: str) -> None:
     sink = Sink()
@@ -231,6 +234,7 @@ def test_a_trickling_peer_is_cut_by_the_command_deadline(kind: str) -> None:
             assert peer.recv(512).startswith(b"250 ")
 
 
+@pytest.mark.interop("smtplib", "serve() (sync, asyncio, trio): implicit TLS, REQUIRETLS")
 @pytest.mark.parametrize("kind", KINDS)
 def test_implicit_tls_rfc8314_3(
     kind: str, tls: ssl.SSLContext, client_tls: ssl.SSLContext
@@ -307,6 +311,9 @@ class _Submission(PasswordAuth, Sink):
         return Reply(250, f"OK {session.authenticated}", "2.1.0")
 
 
+@pytest.mark.interop(
+    "smtplib", "serve() (sync, asyncio, trio): AUTH PLAIN and LOGIN after STARTTLS"
+)
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
 def test_submission_with_auth_after_starttls_rfc4954(
@@ -351,6 +358,7 @@ def _swaks(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.interop("swaks", "serve() (sync, asyncio, trio): STARTTLS, AUTH, PIPELINING")
 @pytest.mark.parametrize("kind", KINDS)
 def test_swaks_starttls_auth_pipelining(
     kind: str, tls: ssl.SSLContext, ca: trustme.CA, tmp_path: Path

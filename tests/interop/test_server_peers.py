@@ -18,8 +18,11 @@ import aiosmtplib
 import pytest
 import trustme
 
+from adapters import KINDS, running
 from interop.serve import LoopbackServer
 from smtp_rtls import CommandRejected, MailFrom, ServerConfig
+from smtp_rtls.handlers import Sink
+from smtp_rtls.policy.tags import TLSTag
 
 MESSAGE = (
     b"From: alice@example.org\r\nTo: bob@example.net\r\nSubject: interop\r\n\r\n"
@@ -241,3 +244,17 @@ def test_nodemailer_refuses_a_server_without_requiretls_rfc8689_4_2_1(
         result = nodemailer_send(server.port, ca, tmp_path, requiretls=True)
     assert not result["ok"] and result["code"] == "EREQUIRETLS", result
     assert not any(isinstance(e, MailFrom) for s in server.sessions for e in s.events)
+
+
+@pytest.mark.interop("nodemailer", "serve() (sync, asyncio, trio): REQUIRETLS")
+@pytest.mark.lab
+@pytest.mark.parametrize("kind", KINDS)
+def test_nodemailer_requiretls_to_each_adapter_rfc8689_2(
+    kind: str, server_context: ssl.SSLContext, ca: trustme.CA, tmp_path: Path
+) -> None:
+    sink = Sink()
+    with running(kind, sink, tls=server_context, hostname="mx.test") as srv:
+        result = nodemailer_send(srv.port, ca, tmp_path, requiretls=True)
+    assert result["ok"], result
+    [envelope] = sink.envelopes
+    assert envelope.tag is TLSTag.REQUIRETLS and envelope.session.tls is not None

@@ -427,3 +427,58 @@ def test_lab_example_test_delivers_with_requiretls(
     assert r.status is DeliveryStatus.DELIVERED, (r, result.attempts)
     assert r.requiretls and r.security is security and r.host == "mx.example.test"
     assert bytes(srv.content) == MESSAGE
+
+
+# -- an attacker on the path: plaintext injected after the 220 to STARTTLS -----------------
+
+
+def test_a_reply_injected_after_the_starttls_220_stops_the_delivery_rfc3207_4(
+    certs: Certs,
+) -> None:
+    """A man in the middle appends a plaintext reply to the 220 (the client side of
+    CVE-2011-0411): the client must not read it inside TLS, and not one byte of the
+    envelope or the message may reach the wire."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    port = listener.getsockname()[1]
+    received = bytearray()
+    handshakes: list[bool] = []
+
+    def peer() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(5)
+            conn.sendall(b"220 mx.example.org ESMTP\r\n")
+            try:
+                while b"STARTTLS\r\n" not in received:
+                    data = conn.recv(4096)
+                    if not data:
+                        return
+                    received.extend(data)
+                    if received.endswith(b"\r\n") and received.startswith(b"EHLO"):
+                        if received.count(b"\r\n") == 1:  # the EHLO line, once
+                            conn.sendall(b"250-mx.example.org\r\n250 STARTTLS\r\n")
+                conn.sendall(b"220 2.0.0 go ahead\r\n250 2.1.0 injected\r\n")
+                # a valid certificate: a client that missed the injection would
+                # complete the handshake and go on with MAIL inside TLS
+                with certs.context("valid").wrap_socket(conn, server_side=True) as tls:
+                    handshakes.append(True)
+                    while data := tls.recv(4096):
+                        received.extend(data)
+            except OSError:
+                return
+
+    thread = threading.Thread(target=peer)
+    thread.start()
+    try:
+        result = send(port, table(authentic=True), cafile=certs.cafile)
+    finally:
+        listener.close()
+        thread.join(10)
+    (r,) = result.recipients
+    assert r.status is not DeliveryStatus.DELIVERED, r
+    assert handshakes == [], (r, bytes(received))  # the client stopped before the handshake
+    assert b"MAIL FROM" not in received and MESSAGE not in received

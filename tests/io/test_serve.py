@@ -25,7 +25,7 @@ import pytest
 import trustme
 
 from adapters import KINDS, running
-from smtp_rtls import Reply, ServerConfig
+from smtp_rtls import MailFrom, Reply, ServerConfig
 from smtp_rtls.handlers import Maildir, PasswordAuth, Sink
 from smtp_rtls.io import sync
 from smtp_rtls.io.tls import server_context
@@ -542,3 +542,32 @@ def test_no_thread_is_left_behind_by_the_blocking_adapter() -> None:
     while threading.active_count() > before and time.monotonic() < deadline:
         time.sleep(0.02)
     assert threading.active_count() == before
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_chunking_binarymime_and_smtputf8_through_every_adapter_rfc3030_rfc6531(
+    kind: str, tls: ssl.SSLContext, client_tls: ssl.SSLContext
+) -> None:
+    sink = Sink()
+    config = ServerConfig(starttls=True, binarymime=True)
+    binary = b"Subject: binary\r\n\r\n\x00\x01\r\n.\r\nnot the end\xff"
+    with running(kind, sink, tls=tls, config=config) as server:
+        with sync.connect(
+            "127.0.0.1", server.port, server_hostname="mx.test.example", timeout=10
+        ) as client:
+            client.starttls(client_tls)
+            # RFC 3030 §3: BINARYMIME goes with BDAT, octet for octet
+            mail = MailFrom("a@example.org", body="BINARYMIME")
+            result = client.send(mail, ["b@example.net"], binary, requiretls=True)
+            assert result.data is not None and result.data.code == 250
+            client.quit()
+        # RFC 6531: UTF-8 addresses in an SMTPUTF8 transaction (smtplib sends them)
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as c:
+            c.ehlo("client.example")
+            c.sendmail(
+                "jöran@example.org", ["zoë@example.net"], b"Subject: x\r\n\r\nx", ["SMTPUTF8"]
+            )
+    first, second = sink.envelopes
+    assert sink.octets == len(binary) + len(b"Subject: x\r\n\r\nx\r\n")
+    assert first.mail_from.body == "BINARYMIME" and first.tag is TLSTag.REQUIRETLS
+    assert str(second.recipients[0].forward_path) == "zoë@example.net"

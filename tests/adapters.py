@@ -20,7 +20,8 @@ KINDS = ["sync", "asyncio", "trio"]
 
 @contextmanager
 def running(kind: str, handler: object, **kwargs: Any) -> Iterator[Any]:
-    """A server of ``kind`` on 127.0.0.1, shut down on the way out."""
+    """A server of ``kind`` on 127.0.0.1, shut down on the way out (and, for
+    asyncio, no task left behind; trio's nurseries guarantee the same)."""
     kwargs.setdefault("hostname", "mx.test.example")
     port = kwargs.pop("port_hint", 0)
     if kind == "sync":
@@ -44,10 +45,24 @@ def running(kind: str, handler: object, **kwargs: Any) -> Iterator[Any]:
             yield server
         finally:
             asyncio.run_coroutine_threadsafe(server.shutdown(deadline=5), loop).result(15)
+            # after a graceful shutdown no session task is left on the loop
+            left = asyncio.run_coroutine_threadsafe(_other_tasks(), loop).result(10)
+            assert left == [], left
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+async def _other_tasks() -> list[asyncio.Task[Any]]:
+    """The tasks on this loop other than the caller, once they had a moment to end."""
+    me = asyncio.current_task()
+    for _ in range(50):
+        left = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+        if not left:
+            return []
+        await asyncio.sleep(0.02)
+    return left
 
 
 def _running_trio(handler: object, port: int, **kwargs: Any) -> Iterator[Any]:

@@ -271,3 +271,14 @@ def test_send_requiretls_example_submits_a_tagged_message(tmp_path: Path) -> Non
         ).stdout
     assert out.splitlines() == ["TLS: TLSv1.3", "AUTH: 235", "accepted: bob@example.net"]
     assert handler.envelopes[0].tag is TLSTag.REQUIRETLS
+
+
+def test_receive_trio_example_counts_the_message() -> None:
+    message = b"Subject: hi\r\n\r\nx\r\n"
+    proc, port = _start([str(EXAMPLES / "receive_trio.py"), str(_free_port())])
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=TIMEOUT) as client:
+            client.sendmail("alice@example.org", ["bob@example.net"], message)
+    finally:
+        out = _finish(proc)
+    assert out.splitlines()[-1] == f"messages: 1 octets: {len(message)}"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -203,3 +205,60 @@ def test_the_asynchronous_clients_run_the_same_submission(
     assert result.data is not None and result.data.code == 250
     [envelope] = handler.envelopes
     assert envelope.tag is TLSTag.REQUIRETLS and envelope.session.authenticated == "alice"
+
+
+def test_a_reply_trickled_byte_by_byte_is_read_whole_rfc5321_4_2() -> None:
+    """A server that writes its replies one octet at a time (a slow or hostile
+    peer): the client reads each reply whole, in order, and nothing is lost."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    port = listener.getsockname()[1]
+    lines = {
+        b"EHLO": b"250-mx.example\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+        b"MAIL": b"250 2.1.0 ok\r\n",
+        b"RCPT": b"250 2.1.5 ok\r\n",
+        b"DATA": b"354 go\r\n",
+        b"QUIT": b"221 bye\r\n",
+    }
+    got = bytearray()
+
+    def trickle(conn: socket.socket, data: bytes) -> None:
+        for i in range(len(data)):
+            conn.sendall(data[i : i + 1])
+            time.sleep(0.001)
+
+    def peer() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(5)
+            trickle(conn, b"220 mx.example ESMTP\r\n")
+            pending = b""
+            try:
+                while data := conn.recv(4096):
+                    got.extend(data)
+                    pending += data
+                    while b"\r\n" in pending:
+                        line, pending = pending.split(b"\r\n", 1)
+                        if line == b".":
+                            trickle(conn, b"250 2.0.0 queued\r\n")
+                        elif line[:4] in lines and (line[:4] != b"DATA" or len(line) == 4):
+                            trickle(conn, lines[line[:4]])
+            except OSError:
+                return
+
+    thread = threading.Thread(target=peer)
+    thread.start()
+    try:
+        with sync.connect("127.0.0.1", port, local_hostname="c.example", timeout=10) as client:
+            assert client.conn.capabilities is not None
+            assert "PIPELINING" in client.conn.capabilities
+            result = client.send("a@example.org", ["b@example.net"], b"Subject: x\r\n\r\nx\r\n")
+            assert result.data is not None and result.data.code == 250
+            client.quit()
+    finally:
+        listener.close()
+        thread.join(10)
+    assert b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n" in got

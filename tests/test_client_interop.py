@@ -10,6 +10,7 @@ REQUIRETLS after STARTTLS: the positive case, against a third party.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 import trustme
 from aiosmtpd.controller import Controller
 
@@ -34,6 +36,9 @@ from smtp_rtls import (
     RcptTo,
     RequireTLSError,
 )
+from smtp_rtls.io import asyncio as aio
+from smtp_rtls.io import sync
+from smtp_rtls.io import trio as trio_io
 
 
 class Recorder:
@@ -258,3 +263,39 @@ def test_requiretls_transaction_with_a_third_party_server_rfc8689_4_2_1(
     assert record["requireTLS"] is True and record["tls"] is True
     assert record["from"] == "alice@example.org" and record["to"] == ["bob@example.net"]
     assert record["body"] == "Subject: rtls\r\n\r\n.dot\r\nend\r\n"
+
+
+@pytest.mark.interop("smtp-server", "connect() (sync, asyncio, trio): REQUIRETLS submission")
+@pytest.mark.lab
+@pytest.mark.parametrize("kind", ["sync", "asyncio", "trio"])
+def test_connect_sends_requiretls_to_a_third_party_server_rfc8689_4_2_1(
+    node_sink: tuple[int, Path], ca: trustme.CA, kind: str
+) -> None:
+    port, out = node_sink
+    message = b"Subject: rtls\r\n\r\n.dot\r\nend\r\n"
+
+    async def send_async(module: Any) -> None:
+        client = await module.connect("127.0.0.1", port, server_hostname="localhost", timeout=10)
+        async with client:
+            await client.starttls(trusting(ca))
+            result = await client.send(
+                "alice@example.org", ["bob@example.net"], message, requiretls=True
+            )
+            assert result.data is not None and result.data.code == 250
+            await client.quit()
+
+    if kind == "sync":
+        with sync.connect("127.0.0.1", port, server_hostname="localhost", timeout=10) as client:
+            client.starttls(trusting(ca))
+            result = client.send(
+                "alice@example.org", ["bob@example.net"], message, requiretls=True
+            )
+            assert result.data is not None and result.data.code == 250
+            client.quit()
+    elif kind == "asyncio":
+        asyncio.run(send_async(aio))
+    else:
+        trio.run(send_async, trio_io)
+    [record] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["requireTLS"] is True and record["tls"] is True
+    assert record["body"] == message.decode()

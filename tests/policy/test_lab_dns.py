@@ -19,8 +19,9 @@ import pytest
 
 from conftest_lab import Lab
 from smtp_rtls.io.fulfil import peer_chain
+from smtp_rtls.io.stscache import FileSTSCache
 from smtp_rtls.policy.dane import TLSARecord, dane_verify, lookup_tlsa
-from smtp_rtls.policy.mtasts import STSCache, fetch_policy
+from smtp_rtls.policy.mtasts import fetch_policy
 from smtp_rtls.policy.mx import MXHost, resolve_addresses, resolve_mx
 from smtp_rtls.policy.requests import (
     DNSQuery,
@@ -169,9 +170,11 @@ def test_cache_skips_https_while_txt_id_is_unchanged(lab: Lab, tmp_path: Path) -
         seen.append(request)
         return fulfil(request)
 
-    cache = STSCache(tmp_path / "sts.json")
+    cache = FileSTSCache(tmp_path / "sts.json")
     first = run_lookup(cache.discover("example.test", 1000.0), counting)
-    second = run_lookup(STSCache(tmp_path / "sts.json").discover("example.test", 2000.0), counting)
+    second = run_lookup(
+        FileSTSCache(tmp_path / "sts.json").discover("example.test", 2000.0), counting
+    )
     assert first.policy is not None and second.policy == first.policy and second.from_cache
     assert sum(isinstance(r, HTTPSRequest) for r in seen) == 1
     assert sum(isinstance(r, DNSQuery) for r in seen) == 2

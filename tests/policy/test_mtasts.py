@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -325,55 +324,60 @@ def test_failed_fetch_not_retried_within_five_minutes_rfc8461_3_3() -> None:
     assert peer.fetches == 2
 
 
-def test_cache_persists_to_json_and_reloads(tmp_path: Path) -> None:
-    path = tmp_path / "sts.json"
-    cache, peer = STSCache(path), Peer()
+def test_store_calls_on_change_and_failures_do_not() -> None:
+    changes: list[str] = []
+    cache, peer = STSCache(on_change=lambda: changes.append("x")), Peer()
+    discover(cache, peer, 0.0)
+    assert changes == ["x"]
+    discover(cache, peer, 10.0)  # served from the cache: nothing changed
+    assert changes == ["x"]
+    peer.txt = ("NOERROR", ["v=STSv1; id=two"])
+    peer.respond(status=500)
+    discover(cache, peer, 20.0)  # a failed fetch is not kept
+    assert changes == ["x"]
+
+
+# --- the cache as JSON text (kept in a file by smtp_rtls.io.stscache) -----------------
+
+
+def test_cache_round_trips_through_json() -> None:
+    cache, peer = STSCache(), Peer()
     policy = discover(cache, peer, 50.0).policy
-    saved = json.loads(path.read_text())
+    saved = json.loads(cache.to_json())
+    assert saved["version"] == 1
     assert saved["policies"]["example.com"]["policy_id"] == "one"
-    assert [p.name for p in tmp_path.iterdir()] == ["sts.json"]  # no temp file left behind
-    again = STSCache(path)
+    again = STSCache.from_json(cache.to_json())
     entry = again.get("example.com", 60.0)
     assert entry is not None and entry.policy == policy and entry.fetched_at == 50.0
     assert discover(again, peer, 60.0).from_cache
     assert peer.fetches == 1
+    assert STSCache.from_json(cache.to_json().encode()).get("example.com", 60.0) == entry
 
 
 @pytest.mark.parametrize(
-    "content", ["{not json", "[]", '{"policies": {"x": {"mode": "enforce"}}}', "\x00\xff"]
+    "content",
+    [
+        "{not json",
+        "[]",
+        '{"policies": {"x": {"mode": "enforce"}}}',
+        "\x00\xff",
+        "\x00\xff".encode("latin-1"),  # not UTF-8
+    ],
 )
-def test_corrupt_cache_file_is_ignored_with_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, content: str
+def test_corrupt_cache_document_is_ignored_with_warning(
+    caplog: pytest.LogCaptureFixture, content: str | bytes
 ) -> None:
-    path = tmp_path / "sts.json"
-    path.write_text(content, encoding="latin-1")
     with caplog.at_level(logging.WARNING, logger="smtp_rtls.policy.mtasts"):
-        cache = STSCache(path)
+        cache = STSCache.from_json(content, source="sts.json")
     assert cache.get("x", 0.0) is None
     assert "ignoring unreadable MTA-STS cache" in caplog.text
-    # and the next store replaces the bad file with a good one
+    assert "sts.json" in caplog.text
+    # and it still takes new policies
     cache.store("example.com", STSPolicy.parse(POLICY, "i"), 0.0)
-    assert STSCache(path).get("example.com", 1.0) is not None
+    assert STSCache.from_json(cache.to_json()).get("example.com", 1.0) is not None
 
 
-def test_unwritable_cache_file_warns_and_leaves_no_temp(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A directory where the file should be: os.replace really fails."""
-    path = tmp_path / "sts.json"
-    path.mkdir()
-    with caplog.at_level(logging.WARNING, logger="smtp_rtls.policy.mtasts"):
-        cache = STSCache(path)
-        peer = Peer()
-        outcome = discover(cache, peer, 0.0)  # stores, the save fails
-    assert outcome.policy is not None  # delivery is not hurt by a cache write failure
-    assert "could not save" in caplog.text
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sts.json"]
-    with pytest.raises(OSError):
-        cache.save()
-
-
-# A damaged cache file: ignored or its bad entries dropped, with a warning, never raised.
+# A damaged cache document: ignored or its bad entries dropped, with a warning, never raised.
 _SAVED = {
     "mode": "enforce",
     "mx": ["mail.example.com"],
@@ -400,13 +404,11 @@ def _entry_text(**changes: str) -> str:
     ],
     ids=["nested array", "nested object", "huge integer", "policies not an object", "null"],
 )
-def test_rfc8461_5_1_damaged_cache_file_is_ignored_with_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, content: str
+def test_rfc8461_5_1_damaged_cache_document_is_ignored_with_warning(
+    caplog: pytest.LogCaptureFixture, content: str
 ) -> None:
-    path = tmp_path / "sts.json"
-    path.write_text(content)
     with caplog.at_level(logging.WARNING, logger="smtp_rtls.policy.mtasts"):
-        cache = STSCache(path)
+        cache = STSCache.from_json(content)
     assert cache.get("x.com", 0.0) is None
     assert "ignoring unreadable MTA-STS cache" in caplog.text
 
@@ -436,14 +438,13 @@ def test_rfc8461_5_1_damaged_cache_file_is_ignored_with_warning(
     ids=lambda change: "{}={:.12}".format(*next(iter(change.items()))),
 )
 def test_rfc8461_5_1_cache_entry_with_a_bad_value_is_dropped(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, change: dict[str, str]
+    caplog: pytest.LogCaptureFixture, change: dict[str, str]
 ) -> None:
-    path = tmp_path / "sts.json"
     good = _entry_text()
     bad = _entry_text(**change)
-    path.write_text(f'{{"version": 1, "policies": {{"good.com": {good}, "bad.com": {bad}}}}}')
+    content = f'{{"version": 1, "policies": {{"good.com": {good}, "bad.com": {bad}}}}}'
     with caplog.at_level(logging.WARNING, logger="smtp_rtls.policy.mtasts"):
-        cache = STSCache(path)
+        cache = STSCache.from_json(content)
     assert cache.get("bad.com", 60.0) is None
     kept = cache.get("good.com", 60.0)
     assert kept is not None and kept.policy.mx == ("mail.example.com",)
@@ -452,12 +453,11 @@ def test_rfc8461_5_1_cache_entry_with_a_bad_value_is_dropped(
     assert not kept.expired(60.0) and kept.expired(1e308)
 
 
-def test_rfc8461_5_1_cache_file_survives_a_round_trip_through_the_checks(tmp_path: Path) -> None:
-    path = tmp_path / "sts.json"
-    cache = STSCache(path)
+def test_rfc8461_5_1_cache_document_survives_a_round_trip_through_the_checks() -> None:
+    cache = STSCache()
     cache.store("Example.COM", STSPolicy.parse(POLICY, "one"), 1.5)
     cache.store("none.example", STSPolicy.parse("version: STSv1\nmode: none\nmax_age: 9\n"), 2)
-    again = STSCache(path)
+    again = STSCache.from_json(cache.to_json())
     for domain in ("example.com", "none.example"):
         entry = again.get(domain, 3.0)
         assert entry is not None and entry == cache.get(domain, 3.0)

@@ -14,7 +14,6 @@ import logging
 import random
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -499,10 +498,10 @@ def test_final_verdict_refuses_a_proceeding_attempt() -> None:
         final_verdict(plan, [])
 
 
-def test_sts_cache_needs_now_and_is_used(tmp_path: Path) -> None:
+def test_sts_cache_needs_now_and_is_used() -> None:
     from smtp_rtls.policy.mtasts import STSCache
 
-    cache = STSCache(tmp_path / "sts.json")
+    cache = STSCache()
     config = PolicyConfig(sts_cache=cache, rng=random.Random(0))
     answer = answers(dnssec=False, sts="enforce")
     with pytest.raises(ValueError):

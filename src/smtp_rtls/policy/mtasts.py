@@ -10,7 +10,8 @@ there, an :class:`~smtp_rtls.policy.requests.HTTPSRequest` for the policy file.
 for ``max_age`` seconds, skips the HTTPS fetch while the TXT id is unchanged,
 and keeps using an unexpired policy when discovery fails.  The cache never
 reads a clock: every method that needs the time takes ``now`` (seconds since
-the epoch) from the caller.
+the epoch) from the caller.  It does no I/O either: it turns into JSON text
+and back, and :mod:`smtp_rtls.io.stscache` keeps that text in a file.
 """
 
 from __future__ import annotations
@@ -18,10 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
-import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Literal, cast
 
 import attrs
@@ -295,23 +294,20 @@ class CachedPolicy:
 class STSCache:
     """Policies by domain, honouring max_age and the TXT id (RFC 8461 §5.1).
 
-    With ``path`` the cache is loaded from and saved to that JSON file (an
-    atomic replace on every change).  Loading never raises for what the file
-    holds: a file that cannot be read or parsed (not JSON, too deeply nested,
-    a number too long to convert) is ignored, and an entry with a bad value
-    (a wrong type, an infinite or out-of-range number, an invalid mx pattern)
-    is dropped, each with a warning; the policy is then fetched again.
+    The cache lives in memory and does no I/O.  :meth:`to_json` and
+    :meth:`from_json` turn it into text and back; ``on_change`` is called
+    after every change worth keeping (a policy stored), so that a persistent
+    cache (:class:`smtp_rtls.io.stscache.FileSTSCache`) knows when to save.
     Every method that needs the time takes ``now``.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        """Create an empty cache, or load the one saved at ``path``."""
-        self.path = os.fspath(path) if path is not None else None
+    def __init__(self, *, on_change: Callable[[], None] | None = None) -> None:
+        """Create an empty cache; ``on_change`` is called after each change."""
+        self.on_change = on_change
         self._entries: dict[str, CachedPolicy] = {}
-        # (domain, policy id) -> time of the last failed fetch, RFC 8461 §3.3
+        # (domain, policy id) -> time of the last failed fetch, RFC 8461 §3.3;
+        # not a change worth keeping: a restart may retry a failed fetch.
         self._failures: dict[tuple[str, str], float] = {}
-        if self.path is not None:
-            self._load(self.path)
 
     def get(self, domain: str, now: float) -> CachedPolicy | None:
         """The unexpired cached policy for ``domain``, or None."""
@@ -321,17 +317,10 @@ class STSCache:
         return entry
 
     def store(self, domain: str, policy: STSPolicy, now: float) -> None:
-        """Remember ``policy`` as fetched at ``now`` and save the file.
-
-        A failed save is logged, not raised: the policy is still applied from
-        memory, and delivery must not fail because a cache file could not be
-        written.
-        """
+        """Remember ``policy`` as fetched at ``now``, then call ``on_change``."""
         self._entries[normalize_name(domain)] = CachedPolicy(policy, now)
-        try:
-            self.save()
-        except OSError as exc:
-            log.warning("could not save MTA-STS cache %s: %s", self.path, exc)
+        if self.on_change is not None:
+            self.on_change()
 
     def discover(self, domain: str, now: float) -> Lookup[STSOutcome]:
         """The policy to apply for ``domain`` now, fetching only when needed."""
@@ -379,10 +368,8 @@ class STSCache:
         log.warning("MTA-STS policy fetch for %s failed: %s", domain, fetched.error)
         return fetched
 
-    def save(self) -> None:
-        """Write the cache to its file atomically (temp file + os.replace)."""
-        if self.path is None:
-            return
+    def to_json(self) -> str:
+        """The cached policies as a JSON document that :meth:`from_json` reads back."""
         data = {
             "version": 1,
             "policies": {
@@ -396,35 +383,39 @@ class STSCache:
                 for domain, e in self._entries.items()
             },
         }
-        folder = os.path.dirname(os.path.abspath(self.path))
-        fd, temp = tempfile.mkstemp(prefix=".mta-sts-cache.", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            # A reader sees the old file or the new one, never half of one.
-            os.replace(temp, self.path)
-        except BaseException:
-            os.unlink(temp)
-            raise
+        return json.dumps(data, indent=1, sort_keys=True)
 
-    def _load(self, path: str) -> None:
-        # The file is ours, but a crash, a full disk or another program may have
-        # damaged it: whatever it holds costs a refetch, never an exception.
+    @staticmethod
+    def from_json(text: str | bytes, *, source: str = "document") -> STSCache:
+        """A cache holding the policies of a :meth:`to_json` document.
+
+        Never raises for what ``text`` holds: a document that cannot be
+        decoded or parsed (not UTF-8, not JSON, too deeply nested, a number
+        too long to convert) gives an empty cache, and an entry with a bad
+        value (a wrong type, an infinite or out-of-range number, an invalid
+        mx pattern) is dropped, each with a warning naming ``source``; the
+        policy is then fetched again.
+        """
+        cache = STSCache()
+        cache._restore(text, source)
+        return cache
+
+    def _restore(self, text: str | bytes, source: str) -> None:
+        """Replace the entries with those of ``text``, as :meth:`from_json` says."""
+        # The document is ours, but a crash, a full disk or another program may
+        # have damaged it: whatever it holds costs a refetch, never an exception.
         try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError, RecursionError) as exc:
+            if isinstance(text, bytes):
+                text = text.decode("utf-8")
+            data = json.loads(text)
+        except (ValueError, RecursionError) as exc:
             # ValueError: not JSON, not UTF-8, an integer of more than 4300
             # digits; RecursionError: nesting deeper than the parser goes.
-            log.warning("ignoring unreadable MTA-STS cache %s: %s", path, exc)
+            log.warning("ignoring unreadable MTA-STS cache %s: %s", source, exc)
             return
         policies = data.get("policies") if isinstance(data, dict) else None
         if not isinstance(policies, dict):
-            log.warning("ignoring unreadable MTA-STS cache %s: no 'policies' object", path)
+            log.warning("ignoring unreadable MTA-STS cache %s: no 'policies' object", source)
             return
         entries: dict[str, CachedPolicy] = {}
         dropped: list[str] = []
@@ -436,7 +427,7 @@ class STSCache:
         if dropped:
             log.warning(
                 "ignoring unreadable MTA-STS cache entries in %s: %d dropped (%s%s)",
-                path,
+                source,
                 len(dropped),
                 dropped[0],
                 ", ..." if len(dropped) > 1 else "",

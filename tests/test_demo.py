@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from smtp_rtls.demo import run
+from smtp_rtls.cli._memory_demo import run
 
 
 def transcript() -> list[str]:

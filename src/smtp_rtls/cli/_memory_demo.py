@@ -20,10 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._client import ClientConnection
-from ._config import ServerConfig
-from ._errors import RequireTLSError
-from ._events import (
+from .._client import ClientConnection
+from .._config import ServerConfig
+from .._errors import RequireTLSError
+from .._events import (
     CommandRejected,
     ConnectionClosed,
     Data,
@@ -37,10 +37,10 @@ from ._events import (
     RcptTo,
     StartTLS,
 )
-from ._reply import Reply
-from ._sentinels import NEED_DATA, PAUSED
-from ._server import ServerConnection
-from ._tls import TLSInfo
+from .._reply import Reply
+from .._sentinels import NEED_DATA, PAUSED
+from .._server import ServerConnection
+from .._tls import TLSInfo
 
 __all__ = ["run"]
 

@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ._common import EX_SOFTWARE, EX_USAGE, CommandError
 
@@ -20,13 +21,24 @@ __all__ = ["main"]
 COMMANDS = ("demo", "serve", "send", "check")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other error of the command line
+    (argparse would print the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)  # main() turns it into EX_USAGE
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser with every command's sub-parser."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="smtp-rtls",
         description="SMTP with RFC 8689 REQUIRETLS: receive, send and check mail delivery.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
     for name in COMMANDS:
         module = importlib.import_module(f".{name}", __name__)
         module.add_parser(sub)

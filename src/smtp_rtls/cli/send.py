@@ -27,7 +27,7 @@ import socket
 import ssl
 import sys
 from collections.abc import Awaitable, Callable, Generator, Sequence
-from typing import Any, NoReturn, TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import attrs
 
@@ -195,15 +195,7 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="show the SMTP transcript (--server) or the hosts tried, on standard error",
     )
-    # Usage errors in one line, like every other error of the command line
-    # (argparse would print the whole usage first).
-    parser.error = _usage_error  # type: ignore[method-assign]
     parser.set_defaults(run=run)
-
-
-def _usage_error(message: str) -> NoReturn:
-    print(f"smtp-rtls send: {message} (see smtp-rtls send --help)", file=sys.stderr)
-    raise SystemExit(2)  # main() turns argparse's 2 into EX_USAGE
 
 
 # -- what the command works on ---------------------------------------------------------

@@ -24,22 +24,23 @@ def running(kind: str, handler: object, **kwargs: Any) -> Iterator[Any]:
     asyncio, no task left behind; trio's nurseries guarantee the same)."""
     kwargs.setdefault("hostname", "mx.test.example")
     port = kwargs.pop("port_hint", 0)
+    host = kwargs.pop("host", "127.0.0.1")
     if kind == "sync":
-        server = sync.serve(handler, "127.0.0.1", port, **kwargs)
+        server = sync.serve(handler, host, port, **kwargs)
         try:
             yield server
         finally:
             server.shutdown(deadline=5)
         return
     if kind == "trio":
-        yield from _running_trio(handler, port, **kwargs)
+        yield from _running_trio(handler, host, port, **kwargs)
         return
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
         server = asyncio.run_coroutine_threadsafe(
-            aio.serve(handler, "127.0.0.1", port, **kwargs), loop
+            aio.serve(handler, host, port, **kwargs), loop
         ).result(10)
         try:
             yield server
@@ -65,7 +66,7 @@ async def _other_tasks() -> list[asyncio.Task[Any]]:
     return left
 
 
-def _running_trio(handler: object, port: int, **kwargs: Any) -> Iterator[Any]:
+def _running_trio(handler: object, host: str, port: int, **kwargs: Any) -> Iterator[Any]:
     """A trio server in a thread of its own, shut down on the way out."""
     started = threading.Event()
     stop = threading.Event()
@@ -74,7 +75,7 @@ def _running_trio(handler: object, port: int, **kwargs: Any) -> Iterator[Any]:
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             server = await nursery.start(
-                functools.partial(trio_io.serve, handler, "127.0.0.1", port, **kwargs)
+                functools.partial(trio_io.serve, handler, host, port, **kwargs)
             )
             box["server"] = server
             started.set()

@@ -571,3 +571,15 @@ def test_chunking_binarymime_and_smtputf8_through_every_adapter_rfc3030_rfc6531(
     assert sink.octets == len(binary) + len(b"Subject: x\r\n\r\nx\r\n")
     assert first.mail_from.body == "BINARYMIME" and first.tag is TLSTag.REQUIRETLS
     assert str(second.recipients[0].forward_path) == "zoë@example.net"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_serve_on_ipv6_loopback(kind: str) -> None:
+    sink = Sink()
+    with (
+        running(kind, sink, port_hint=0, host="::1") as server,
+        smtplib.SMTP("::1", server.port, timeout=10) as client,
+    ):
+        client.sendmail("a@example.org", ["b@example.net"], b"Subject: x\r\n\r\nx")
+    assert sink.messages == 1 and sink.envelopes[0].session.peer is not None
+    assert sink.envelopes[0].session.peer[0] == "::1"

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 
 __all__ = [
+    "EX_CANTCREAT",
     "EX_DATAERR",
     "EX_NOINPUT",
     "EX_OK",
@@ -26,6 +27,7 @@ EX_DATAERR = 65
 EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
 EX_SOFTWARE = 70
+EX_CANTCREAT = 73
 EX_TEMPFAIL = 75
 
 

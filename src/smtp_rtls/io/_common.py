@@ -40,6 +40,7 @@ class ServeSettings:
     implicit_tls: bool
     max_connections: int
     read_timeout: float | None
+    reuse_port: bool = False
 
 
 def serve_settings(
@@ -51,9 +52,13 @@ def serve_settings(
     implicit_tls: bool,
     max_connections: int,
     read_timeout: float | None,
+    reuse_port: bool = False,
 ) -> ServeSettings:
     """The settings ``serve()`` runs with: STARTTLS offered when a TLS
     context is given (and TLS is not implicit); contradictions refused."""
+    if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+        # Refused here, before binding, so that every adapter says the same.
+        raise ValueError("reuse_port: SO_REUSEPORT is not available on this system")
     if implicit_tls and tls is None:
         raise ValueError("implicit_tls needs a tls context")
     if config is None:
@@ -70,6 +75,7 @@ def serve_settings(
         implicit_tls,
         max_connections,
         read_timeout,
+        reuse_port,
     )
 
 

@@ -96,6 +96,7 @@ class Server(ServerBase):
             port,
             ssl=implicit,
             ssl_handshake_timeout=(settings.read_timeout or 300.0) if implicit else None,
+            reuse_port=settings.reuse_port,
         )
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -134,6 +135,7 @@ async def serve(
     implicit_tls: bool = False,
     max_connections: int = 100,
     read_timeout: float | None = None,
+    reuse_port: bool = False,
 ) -> Server:
     """Listen on ``host``:``port`` and serve each connection with ``handler``.
 
@@ -149,6 +151,7 @@ async def serve(
             implicit_tls=implicit_tls,
             max_connections=max_connections,
             read_timeout=read_timeout,
+            reuse_port=reuse_port,
         )
     )
     await server._start(host, port)

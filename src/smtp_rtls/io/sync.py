@@ -158,6 +158,7 @@ def serve(
     implicit_tls: bool = False,
     max_connections: int = 100,
     read_timeout: float | None = None,
+    reuse_port: bool = False,
 ) -> Server:
     """Listen on ``host``:``port`` and serve each connection with ``handler``.
 
@@ -167,6 +168,10 @@ def serve(
     machine's name.  ``max_connections`` bounds the sessions in flight; one
     more is answered ``421`` and closed.  ``read_timeout`` caps every wait
     for the peer (RFC 5321 §4.5.3.2's values per state by default).
+    ``reuse_port`` sets ``SO_REUSEPORT`` on the listening socket, so that
+    several processes can listen on the same port and the kernel spreads
+    the connections between them (``smtp-rtls serve --workers``); a
+    ``ValueError`` where the system lacks it.
     Returns the running :class:`Server`.
     """
     settings = serve_settings(
@@ -177,8 +182,12 @@ def serve(
         implicit_tls=implicit_tls,
         max_connections=max_connections,
         read_timeout=read_timeout,
+        reuse_port=reuse_port,
     )
-    return Server(settings, socket.create_server((host, port)))
+    # an IPv6 literal listens on IPv6 (create_server defaults to IPv4)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.create_server((host, port), family=family, reuse_port=reuse_port)
+    return Server(settings, listener)
 
 
 def run_session(

@@ -77,7 +77,10 @@ class Server(ServerBase):
             await self._idle.wait()
 
     async def _run(self, host: str, port: int, task_status: Any) -> None:
-        self._listeners = await trio.open_tcp_listeners(port, host=host)
+        if self.settings.reuse_port:
+            self._listeners = await _reuse_port_listeners(host, port)
+        else:
+            self._listeners = await trio.open_tcp_listeners(port, host=host)
         task_status.started(self)
         # Sessions live outside the accepting scope: shutdown() stops the
         # accepting at once and gives the sessions their deadline.
@@ -131,6 +134,7 @@ async def serve(
     implicit_tls: bool = False,
     max_connections: int = 100,
     read_timeout: float | None = None,
+    reuse_port: bool = False,
     task_status: Any = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled (or shut down); use ``await nursery.start(serve,
@@ -145,9 +149,39 @@ async def serve(
             implicit_tls=implicit_tls,
             max_connections=max_connections,
             read_timeout=read_timeout,
+            reuse_port=reuse_port,
         )
     )
     await server._run(host, port, task_status)
+
+
+async def _reuse_port_listeners(host: str, port: int) -> list[trio.SocketListener]:
+    """What ``trio.open_tcp_listeners`` does, with ``SO_REUSEPORT`` set
+    before the bind (trio has no option for it)."""
+    infos = await trio.socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    listeners: list[trio.SocketListener] = []
+    try:
+        for family, type_, proto, _name, address in infos:
+            sock = trio.socket.socket(family, type_, proto)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if family == socket.AF_INET6:
+                    # as trio does: one socket per family, never dual-stack
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                await sock.bind(address)
+                sock.listen(socket.SOMAXCONN)
+            except BaseException:
+                sock.close()
+                raise
+            listeners.append(trio.SocketListener(sock))
+    except BaseException:
+        for listener in listeners:
+            listener.socket.close()
+        raise
+    return listeners
 
 
 async def run_session(

@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -528,3 +529,33 @@ def test_lab_a_refusal_shows_the_bounce_without_sending_it(lab: Lab) -> None:
     assert "bob@example.test" in bounce["text"] and bounce["tag"] == "REQUIRETLS"
     assert lines.returncode == 69
     assert json.loads(lines.stdout)["bounces"][0]["tag"] == "DEFAULT"
+
+
+@pytest.mark.interop("Postfix 3.11", "smtp-rtls send --server: REQUIRETLS submission")
+@pytest.mark.lab
+def test_send_requiretls_to_postfix311(postfix311: Any) -> None:
+    """The command against a real MTA: STARTTLS verified against the lab CA
+    (the certificate names mx.example.test), REQUIRETLS, and Postfix records it."""
+    before = len(postfix311.delivered())
+    done = send(
+        "--from",
+        "alice@example.org",
+        "--to",
+        "bob@example.test",
+        "--server",
+        f"127.0.0.1:{postfix311.port}",
+        "--server-name",
+        "mx.example.test",
+        "--cafile",
+        str(postfix311.ca),
+        "--requiretls",
+        message=b"Subject: cli\r\nMessage-ID: <cli-1@example.org>\r\n\r\nbody\r\n",
+        env={"SMTP_RTLS_NOTHING": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 60
+    while len(postfix311.delivered()) <= before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stored = postfix311.delivered()[-1]
+    assert b"Message-ID: <cli-1@example.org>" in stored
+    assert b"Require-TLS-ESMTP: yes" in stored

@@ -136,6 +136,12 @@ def add_parser(sub: Any) -> None:
         help="submit through this server (port 587 if left out)",
     )
     submit.add_argument(
+        "--server-name",
+        metavar="NAME",
+        help="the name the server's certificate must hold, and the SNI "
+        "(default: the --server host), for a server reached by address",
+    )
+    submit.add_argument(
         "--implicit-tls",
         action="store_true",
         help="TLS from the first byte (RFC 8314, port 465) instead of STARTTLS",
@@ -403,6 +409,7 @@ class _Submission:
             "tls_context": self.context,
             "implicit_tls": self.args.implicit_tls,
             "timeout": self.job.timeout,
+            "server_hostname": self.args.server_name,
         }
 
     def run_sync(self) -> Outcome:

@@ -348,11 +348,12 @@ def _make_with_cryptography(cert_path: Path, key_path: Path, hostname: str) -> b
         return False
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname[:64])])
-    alt: x509.GeneralName
-    try:
-        alt = x509.IPAddress(ipaddress.ip_address(hostname))
-    except ValueError:
-        alt = x509.DNSName(hostname)
+    alts: list[x509.GeneralName] = []
+    for value in _names(hostname):
+        try:
+            alts.append(x509.IPAddress(ipaddress.ip_address(value)))
+        except ValueError:
+            alts.append(x509.DNSName(value))
     now = datetime.now(UTC)
     cert = (
         x509.CertificateBuilder()
@@ -362,7 +363,7 @@ def _make_with_cryptography(cert_path: Path, key_path: Path, hostname: str) -> b
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=3650))
-        .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(alts), critical=False)
         # a trust anchor of its own, so a client can load it as its cafile
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -378,17 +379,29 @@ def _make_with_cryptography(cert_path: Path, key_path: Path, hostname: str) -> b
     return True
 
 
+def _names(hostname: str) -> list[str]:
+    # The server's name, and the loopback names a local client connects by:
+    # the certificate is self-signed, for trying things out on this machine.
+    names = [hostname]
+    for local in ("localhost", "127.0.0.1", "::1"):
+        if local not in names:
+            names.append(local)
+    return names
+
+
 def _make_with_openssl(cert_path: Path, key_path: Path, hostname: str) -> None:
-    try:
-        kind = "IP" if ipaddress.ip_address(hostname) else "DNS"
-    except ValueError:
-        kind = "DNS"
+    entries = []
+    for value in _names(hostname):
+        try:
+            entries.append(f"IP:{ipaddress.ip_address(value).exploded}")
+        except ValueError:
+            entries.append(f"DNS:{value}")
     tmp_cert = cert_path.with_name(f".{cert_path.name}.{os.getpid()}")
     tmp_key = key_path.with_name(f".{key_path.name}.{os.getpid()}")
     command = [
         "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
         "-nodes", "-days", "3650", "-subj", f"/CN={hostname[:64]}",
-        "-addext", f"subjectAltName={kind}:{hostname}",
+        "-addext", "subjectAltName=" + ",".join(entries),
         "-keyout", str(tmp_key), "-out", str(tmp_cert),
     ]  # fmt: skip
     try:
@@ -561,7 +574,7 @@ class _LoggedWriter(MessageWriter):
                 peer=_peer(session),
                 tls=session.tls.version if session.tls else "no",
                 tag=_TAGS.get(envelope.tag, "-"),
-                mail_from=f"<{envelope.mail_from.reverse_path.path()}>",
+                mail_from=envelope.mail_from.reverse_path.path(),
                 rcpts=len(envelope.recipients),
                 octets=self.octets,
                 result=result,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import socket
 import subprocess
 import sys
@@ -559,3 +561,41 @@ def test_send_requiretls_to_postfix311(postfix311: Any) -> None:
     stored = postfix311.delivered()[-1]
     assert b"Message-ID: <cli-1@example.org>" in stored
     assert b"Require-TLS-ESMTP: yes" in stored
+
+
+def test_progress_only_on_a_terminal(serve: Any, pki: tuple[str, str]) -> None:
+    """A large message shows how much was sent when standard error is a
+    terminal, and nothing of the kind when it is not (parseable output)."""
+    sink = Sink()
+    server = serve(sink)
+    big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 3000  # 3 MiB
+    quiet = submit(server, pki[1], message=big)
+    assert quiet.returncode == 0 and b"sending:" not in quiet.stderr
+    leader, follower = pty.openpty()
+    try:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("SMTP_RTLS_")}
+        done = subprocess.run(
+            [
+                sys.executable, "-m", "smtp_rtls", "send", "--from", "a@sender.example",
+                "--to", "b@example.org", "--server", f"127.0.0.1:{server.port}",
+                "--cafile", pki[1], "--timeout", "10",
+            ],
+            input=big, stdout=subprocess.PIPE, stderr=follower, timeout=TIMEOUT,
+            env=environ, check=False,
+        )  # fmt: skip
+        os.close(follower)
+        seen = b""
+        while select.select([leader], [], [], 0.5)[0]:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+    assert done.returncode == 0
+    total = len(big) >> 10
+    assert f"sending: {total} of {total} KiB".encode() in seen
+    assert sink.messages == 2

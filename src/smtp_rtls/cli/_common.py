@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from typing import TextIO
 
 __all__ = [
     "EX_CANTCREAT",
@@ -16,8 +18,10 @@ __all__ = [
     "EX_UNAVAILABLE",
     "EX_USAGE",
     "CommandError",
+    "Progress",
     "env_default",
     "host_port",
+    "with_progress",
 ]
 
 # sysexits.h, the habit of mail software (sendmail, Postfix)
@@ -65,3 +69,46 @@ def host_port(default_port: int) -> Callable[[str], tuple[str, int]]:
 def env_default(name: str, default: str | None = None) -> str | None:
     """The value of ``SMTP_RTLS_<NAME>`` (the environment habit), or ``default``."""
     return os.environ.get(f"SMTP_RTLS_{name}", default)
+
+
+class Progress:
+    """One line of progress on standard error, rewritten in place, only when
+    standard error is a terminal (quiet and parseable otherwise)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._shown = False
+
+    def show(self, text: str) -> None:
+        """Replace the progress line with ``text``."""
+        if self.enabled:
+            self.stream.write(f"\r{text}\x1b[K")
+            self.stream.flush()
+            self._shown = True
+
+    def done(self) -> None:
+        """Clear the progress line."""
+        if self._shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self._shown = False
+
+
+def with_progress(
+    content: bytes, progress: Progress, size: int = 1 << 20
+) -> Callable[[], Iterator[bytes]]:
+    """``content`` as a source of pieces (a fresh pass per call, as
+    ``deliver()`` wants) that shows how much was handed over, when a person
+    waits on it (a terminal, and more than one piece)."""
+
+    def pieces() -> Iterator[bytes]:
+        total = len(content)
+        for start in range(0, total, size):
+            yield content[start : start + size]
+            if progress.enabled and total > size:
+                done = min(start + size, total)
+                progress.show(f"sending: {done >> 10} of {total >> 10} KiB")
+        progress.done()
+
+    return pieces

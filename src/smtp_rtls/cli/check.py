@@ -58,7 +58,15 @@ from ..policy.plan import (
 from ..policy.requests import Request, Result, run_lookup
 from ..policy.tags import TLSTag
 from ..policy.verdict import check, connection_failed, final_verdict, handshake_failed
-from ._common import EX_NOINPUT, EX_OK, EX_TEMPFAIL, CommandError, env_default, host_port
+from ._common import (
+    EX_NOINPUT,
+    EX_OK,
+    EX_TEMPFAIL,
+    CommandError,
+    Progress,
+    env_default,
+    host_port,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -421,13 +429,16 @@ def _decide_probed(
     by_name = {h["name"]: h for h in report["hosts"]}
     attempts: list[Verdict] = []
     chosen: Verdict | None = None
-    for candidate in plan.candidates:
+    progress = Progress()
+    for n, candidate in enumerate(plan.candidates, 1):
+        progress.show(f"probing {candidate.host} ({n} of {len(plan.candidates)})")
         verdict, probe = _probe(candidate, port, cafile, local)
         by_name[candidate.host]["probe"] = probe
         if verdict.action is Action.PROCEED:
             chosen = chosen or verdict
         elif chosen is None:
             attempts.append(verdict)
+    progress.done()
     if chosen is not None:
         report["verdict"] = _verdict(chosen)
         return READY

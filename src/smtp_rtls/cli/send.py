@@ -48,8 +48,10 @@ from ._common import (
     EX_UNAVAILABLE,
     EX_USAGE,
     CommandError,
+    Progress,
     env_default,
     host_port,
+    with_progress,
 )
 
 __all__ = ["add_parser", "run"]
@@ -426,7 +428,7 @@ class _Submission:
             result = client.send(
                 self.job.mail_from,
                 list(self.job.recipients),
-                self.job.content,
+                with_progress(self.job.content, Progress())(),
                 requiretls=self.args.requiretls,
             )
             client.quit()
@@ -451,7 +453,7 @@ class _Submission:
             result = await client.send(
                 self.job.mail_from,
                 list(self.job.recipients),
-                self.job.content,
+                with_progress(self.job.content, Progress())(),
                 requiretls=self.args.requiretls,
             )
             await client.quit()
@@ -711,6 +713,9 @@ class _Transcript:
 
 def _deliver(args: argparse.Namespace, job: Job) -> Outcome:
     """deliver() once per recipient domain, with the chosen adapter."""
+    # pieces that show how much was handed over, on a terminal (each host
+    # tried reads the content again)
+    source = with_progress(job.content, Progress())
     groups = _by_domain(job.recipients)
     nameserver = _nameserver(args)
     options: dict[str, Any] = {
@@ -740,9 +745,7 @@ def _deliver(args: argparse.Namespace, job: Job) -> Outcome:
             results.append(
                 (
                     domain,
-                    sync.deliver(
-                        job.mail_from, rcpts, job.content, domain, fulfil=fulfil, **options
-                    ),
+                    sync.deliver(job.mail_from, rcpts, source, domain, fulfil=fulfil, **options),
                 )
             )
     else:
@@ -757,7 +760,7 @@ def _deliver(args: argparse.Namespace, job: Job) -> Outcome:
                     (
                         domain,
                         await deliver(
-                            job.mail_from, rcpts, job.content, domain, fulfil=afulfil, **options
+                            job.mail_from, rcpts, source, domain, fulfil=afulfil, **options
                         ),
                     )
                 )

@@ -33,6 +33,7 @@ MAX_PATH = 256
 
 _ADL_RE = re.compile(rf"@{_abnf.DOMAIN}(?:,@{_abnf.DOMAIN})*:")
 _GENERAL_LITERAL_RE = re.compile(r"([A-Za-z0-9-]*[A-Za-z0-9]):([\x21-\x5a\x5e-\x7e]+)")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class AddressError(LocalProtocolError):
@@ -48,7 +49,8 @@ class AddressError(LocalProtocolError):
 
 
 def _utf8_len(s: str) -> int:
-    return len(s.encode("utf-8", "surrogatepass"))
+    # ASCII text is one octet a character: no need to encode it
+    return len(s) if s.isascii() else len(s.encode("utf-8", "surrogatepass"))
 
 
 def _check_address_literal(literal: str) -> None:
@@ -118,7 +120,7 @@ class Address:
             if self.local_part.lower() != "postmaster":
                 raise AddressError("an address needs a domain (only <Postmaster> has none)")
             return
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in self.local_part + self.domain):
+        if _CONTROL_RE.search(self.local_part) or _CONTROL_RE.search(self.domain):
             raise AddressError("control character in address")
         if not self.local_part:
             raise AddressError("empty local part")
@@ -132,9 +134,22 @@ class Address:
             raise AddressError("path longer than 256 octets", too_long=True)
 
     @classmethod
+    def _trusted(cls, local_part: str, domain: str) -> Address:
+        """An Address from parts :meth:`parse` has already validated.
+
+        Only the parser uses it: its grammar and length checks imply every
+        check of ``__attrs_post_init__``, so running them again would only
+        repeat them (RFC 5321 §4.1.2 and §4.5.3.1 are kept once, there).
+        """
+        self = object.__new__(cls)
+        object.__setattr__(self, "local_part", local_part)
+        object.__setattr__(self, "domain", domain)
+        return self
+
+    @classmethod
     def null(cls) -> Address:
         """The null reverse path ``<>`` (RFC 5321 §4.5.5)."""
-        return cls("", "")
+        return cls._trusted("", "")
 
     @property
     def is_null(self) -> bool:
@@ -176,7 +191,8 @@ class Address:
             if not null:
                 raise AddressError("the null path is not allowed here")
             return cls.null()
-        if text.startswith("<"):
+        bracketed = text.startswith("<")
+        if bracketed:
             if not text.endswith(">"):
                 raise AddressError(f"unterminated path {text!r}")
             if _utf8_len(text) > MAX_PATH:
@@ -188,7 +204,7 @@ class Address:
         else:
             inner = text
         if postmaster and inner.lower() == "postmaster":
-            return cls(inner, "")
+            return cls._trusted(inner, "")
         if not utf8 and not inner.isascii():
             raise AddressError("non-ASCII address without SMTPUTF8")
         local_re = _abnf.re_quoted_string_u if inner.startswith('"') else _abnf.re_dot_string_u
@@ -200,7 +216,19 @@ class Address:
             raise AddressError("local part longer than 64 octets", too_long=True)
         domain = inner[m.end() + 1 :]
         check_domain(domain, utf8=utf8)
-        return cls(_unquote_local(local_text), domain)
+        # What the grammar above leaves to __attrs_post_init__, checked here
+        # in its order so that the errors are the same: the grammar admits
+        # no control character, and the local part, written back with
+        # _quote_local, is never longer than as given (only needless quotes
+        # and backslashes go), so its own limit and, for a bracketed path,
+        # the path's limit are kept already.
+        local_part = _unquote_local(local_text)
+        if not local_part:
+            raise AddressError("empty local part")
+        address = cls._trusted(local_part, domain)
+        if not bracketed and _utf8_len(address.path()) > MAX_PATH:
+            raise AddressError("path longer than 256 octets", too_long=True)
+        return address
 
 
 def to_address(value: Address | str) -> Address:

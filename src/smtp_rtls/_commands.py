@@ -33,7 +33,14 @@ from ._events import (
 from ._params import ParamError, format_params, parse_params, xtext_decode, xtext_encode
 from ._reply import Reply
 
-__all__ = ["CommandSyntaxError", "format_command", "parse_bdat_size", "parse_command", "verb_of"]
+__all__ = [
+    "CommandSyntaxError",
+    "format_command",
+    "parse_bdat_size",
+    "parse_command",
+    "parse_split_command",
+    "verb_of",
+]
 
 # Verbs this library parses.  TURN, ETRN, SEND, SOML and SAML are known but
 # not implemented (502, RFC 5321 §4.2.4).
@@ -267,6 +274,14 @@ def parse_command(line: str, *, utf8: bool = False, smtputf8: bool = False) -> E
     ones (502) and bad arguments (501).
     """
     verb, arg = split_verb(line)
+    return parse_split_command(verb, arg, line, utf8=utf8, smtputf8=smtputf8)
+
+
+def parse_split_command(
+    verb: str, arg: str, line: str, *, utf8: bool = False, smtputf8: bool = False
+) -> Event:
+    """:func:`parse_command` for a line already split by :func:`split_verb`
+    (the server's reader splits every line once)."""
     if verb in UNIMPLEMENTED_VERBS:
         raise _reject(502, "5.5.1", f"{verb} not implemented")
     if verb not in KNOWN_VERBS:

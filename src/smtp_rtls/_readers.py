@@ -38,11 +38,13 @@ _BARE = re.compile(rb"[\r\n]")
 
 class CommandLine(NamedTuple):
     """One command line as read: its upper-cased verb, the decoded line
-    (non-UTF-8 octets kept as surrogates) and its length with CRLF."""
+    (non-UTF-8 octets kept as surrogates), its length with CRLF and the
+    argument after the verb (split once, here, for the parser)."""
 
     verb: str
     line: str
     length: int
+    arg: str
 
 
 LINE_TOO_LONG = Reply(500, "Line too long", "5.5.2")
@@ -75,8 +77,8 @@ def read_command_line(buf: LineBuffer, *, reject_bare: bool) -> CommandLine | Re
         # goes on; the line is never passed on.
         return CONTROL_CHARACTER
     line = raw.decode("utf-8", "surrogateescape")
-    verb = line.partition(" ")[0].upper()
-    return CommandLine(verb, line, len(raw) + 2)
+    verb, _, arg = line.partition(" ")
+    return CommandLine(verb.upper(), line, len(raw) + 2, arg)
 
 
 SASL_TOO_LONG = Reply(500, "Authentication exchange line is too long", "5.5.6")

@@ -128,6 +128,9 @@ class Reply:
     #: ``"QUIT"``; ``None`` otherwise.  Not part of the wire format, and
     #: ignored by ``==``.
     command: str | None = attrs.field(default=None, eq=False, kw_only=True)
+    # The wire form, made by the first format() and kept: a reply is
+    # immutable, and one sent many times (250 OK) is formatted once.
+    _wire: bytes | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if (
@@ -187,6 +190,13 @@ class Reply:
 
     def format(self) -> bytes:
         """The reply as it goes on the wire, CRLF-terminated lines."""
+        wire = self._wire
+        if wire is None:
+            wire = self._format()
+            object.__setattr__(self, "_wire", wire)
+        return wire
+
+    def _format(self) -> bytes:
         code = str(self.code)
         status = f"{self.enhanced} " if self.enhanced is not None else ""
         out = []

@@ -22,7 +22,7 @@ from collections import deque
 import attrs
 
 from ._capabilities import Capabilities
-from ._commands import CommandSyntaxError, parse_bdat_size, parse_command, verb_of
+from ._commands import CommandSyntaxError, parse_bdat_size, parse_split_command
 from ._config import ServerConfig
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
@@ -67,6 +67,8 @@ NextEvent = Event | type[NEED_DATA] | type[PAUSED]
 _BEFORE_TLS_OK = frozenset({"EHLO", "HELO", "LHLO", "STARTTLS", "NOOP", "QUIT"})
 _HELLO_VERBS = frozenset({"EHLO", "HELO", "LHLO"})
 SASL_LINE = 12288
+# The connection's own answer to RSET and NOOP, made (and formatted) once.
+_OK = Reply(250, "OK", "2.0.0")
 # What a BDAT chunk that can never end is discarded as: "forever".
 _ENDLESS = 1 << 128
 
@@ -253,7 +255,7 @@ class ServerConnection:
         if self._owed <= 0:
             self._pending = None
             self._pending_verb = None
-            self._after_reply(pending, reply)
+            self._after_reply(verb, pending, reply)
             self._enter(target)
         return self.data_to_send()
 
@@ -364,22 +366,26 @@ class ServerConnection:
             return Reply(reply.code, f"{self.hostname} {reply.lines[0]}".rstrip())
         return self._offer.hello_reply(reply)
 
-    def _after_reply(self, event: Event | None, reply: Reply) -> None:
+    def _after_reply(self, verb: str, event: Event | None, reply: Reply) -> None:
         # What an answered command leaves in force; the state is the table's.
+        # ``verb`` is the pending verb, which names the event's class.
         if not reply.is_positive and reply.code != 354:
             return
         self._errors = 0
-        if isinstance(event, Ehlo | Helo):
-            self._hello_name = event.domain
-            self._extended = isinstance(event, Ehlo)
-        elif isinstance(event, MailFrom):
+        if verb == "MAIL":
+            assert isinstance(event, MailFrom)
             self._mail = event
-        elif isinstance(event, RcptTo):
+        elif verb == "RCPT":
+            assert isinstance(event, RcptTo)
             self._rcpts.append(event)
-        elif isinstance(event, Data):
+        elif verb == "DATA":
             self._content = ContentReader(self.config.max_message_size, normalise=self._normalise)
             self._content.start_data()
-        elif isinstance(event, Auth | AuthResponse):
+        elif verb in _HELLO_VERBS:
+            assert isinstance(event, Ehlo | Helo)
+            self._hello_name = event.domain
+            self._extended = verb != "HELO"
+        elif verb == "AUTH":
             self._authenticated = True
 
     @property
@@ -428,7 +434,7 @@ class ServerConnection:
         return self._decision("AUTH", event)
 
     def _command(self, got: CommandLine) -> NextEvent:
-        verb, line, length = got
+        verb, line, length, arg = got
         state = self._state
         if verb == "BDAT":
             return self._bdat(line)
@@ -451,7 +457,9 @@ class ServerConnection:
         if length > self._limit_for(verb):
             return self._reject(verb, Reply(500, "Line too long", "5.5.2"))
         try:
-            event = parse_command(
+            event = parse_split_command(
+                verb,
+                arg,
                 line,
                 utf8=self._mail is not None and self._mail.smtputf8,
                 smtputf8=self._extended and "SMTPUTF8" in self._offer.keys,
@@ -476,23 +484,39 @@ class ServerConnection:
         return self.config.max_command_line
 
     def _dispatch(self, verb: str, event: Event) -> NextEvent:
-        if isinstance(event, Quit):
+        # The parser makes exactly these classes: ``type() is`` picks the
+        # branch without a chain of isinstance() calls, the likeliest first.
+        kind = type(event)
+        refusal: Reply | None = None
+        if kind is MailFrom:
+            assert isinstance(event, MailFrom)
+            refusal = check_mail(event, self._offered_keys(), self.config)
+        elif kind is RcptTo:
+            assert isinstance(event, RcptTo)
+            refusal = check_rcpt(event, self._offered_keys(), self.config, len(self._rcpts))
+        elif kind is Data:
+            refusal = check_data(self._state, self._mail, lmtp=self.config.lmtp)
+            if refusal is not None and refusal.code == 503 and self._state is State.RCPT:
+                # RFC 3030 §3: DATA after BODY=BINARYMIME: 503, and the
+                # transaction MUST be reset (as RSET would).
+                self._enter(next_state(self._table, self._state, "RSET", 250))
+        elif kind is Rset or kind is Noop:
+            self._answer(verb, _OK)
+            return event
+        elif kind is Quit:
             self._answer(verb, Reply(221, f"{self.hostname} closing connection", "2.0.0"))
             return event
-        if isinstance(event, Rset | Noop):
-            self._answer(verb, Reply(250, "OK", "2.0.0"))
-            return event
-        if isinstance(event, Help):
+        elif kind is Help:
             self._answer(verb, Reply(214, self.config.help_text, "2.0.0"))
             return event
-        refusal: Reply | None = None
-        if isinstance(event, StartTLS):
+        elif kind is StartTLS:
             if not self.config.starttls:
                 refusal = Reply(502, "STARTTLS not offered", "5.5.1")
             elif self._tls is not None:
                 # RFC 3207 §4.2: no second TLS session
                 refusal = Reply(503, "TLS already active", "5.5.1")
-        elif isinstance(event, Auth):
+        elif kind is Auth:
+            assert isinstance(event, Auth)
             refusal = check_auth(
                 event,
                 self.config,
@@ -500,19 +524,11 @@ class ServerConnection:
                 extended=self._extended,
                 authenticated=self._authenticated,
             )
-        elif isinstance(event, MailFrom):
-            refusal = check_mail(event, self._offered_keys(), self.config)
-        elif isinstance(event, RcptTo):
-            refusal = check_rcpt(event, self._offered_keys(), self.config, len(self._rcpts))
-        elif isinstance(event, Data):
-            refusal = check_data(self._state, self._mail, lmtp=self.config.lmtp)
-            if refusal is not None and refusal.code == 503 and self._state is State.RCPT:
-                # RFC 3030 §3: DATA after BODY=BINARYMIME: 503, and the
-                # transaction MUST be reset (as RSET would).
-                self._enter(next_state(self._table, self._state, "RSET", 250))
         if refusal is not None:
             return self._reject(verb, refusal)
-        return self._decision(verb_of(event, lmtp=self.config.lmtp), event)
+        # the line's verb: the event's own (LHLO only in LMTP, whose table
+        # alone has it)
+        return self._decision(verb, event)
 
     def _offered_keys(self) -> frozenset[str]:
         # HELO opens no service extensions (RFC 5321 §4.1.1.1)

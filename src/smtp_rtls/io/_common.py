@@ -21,7 +21,7 @@ from .._state import State
 from .._tls import TLSInfo
 from ..session import client as client_ops
 from ..session.client import SendResult
-from ..session.requests import Step
+from ..session.requests import Broken, Read, Step, Write
 
 __all__ = ["AsyncClientBase", "ServeSettings", "ServerBase", "serve_settings"]
 
@@ -131,6 +131,32 @@ class AsyncClientBase:
         self.greeting: Reply | None = None
 
     async def _run(self, steps: Step[_T]) -> _T:
+        """Answer the operation's requests until it returns; a failed write
+        or read is sent back as Broken (the operation raises ConnectionError)."""
+        result: object = None
+        while True:
+            try:
+                request = steps.send(result)  # type: ignore[arg-type]
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            try:
+                if isinstance(request, Write):
+                    await self._write(request.data, request.timeout)
+                    result = None
+                elif isinstance(request, Read):
+                    result = await self._read(request.max_bytes, request.timeout)
+                else:  # pragma: no cover - the client operations ask for nothing else
+                    raise TypeError(f"unknown request {request!r}")
+            except self._failures as exc:
+                result = Broken(str(exc) or type(exc).__name__)
+
+    #: What a failed write or read raises in this adapter.
+    _failures: tuple[type[BaseException], ...] = (OSError, TimeoutError)
+
+    async def _write(self, data: bytes, timeout: float) -> None:
+        raise NotImplementedError
+
+    async def _read(self, max_bytes: int, timeout: float) -> bytes:
         raise NotImplementedError
 
     async def _handshake(self, context: ssl.SSLContext | None, *, ehlo: bool) -> TLSInfo:

@@ -26,9 +26,6 @@ from .._reply import Reply
 from .._state import REPLY_TIMEOUTS
 from .._tls import TLSInfo
 from ..session import client as client_ops
-from ..session.requests import Broken, Step
-from ..session.requests import Read as ClientRead
-from ..session.requests import Write as ClientWrite
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
 from ._common import AsyncClientBase, ServerBase, ServeSettings, serve_settings
 from ._deliver_asyncio import deliver
@@ -186,11 +183,8 @@ async def run_session(
         while True:
             request = steps.send(result)
             if isinstance(request, Read):
-                left = request.deadline - (time.monotonic() - last_write)
-                timeout = request.timeout if read_timeout is None else read_timeout
-                if left <= 0:
-                    raise TimeoutError("the peer took too long over one command or the content")
-                result = await asyncio.wait_for(reader.read(READ_SIZE), min(timeout, left))
+                wait = request.wait(time.monotonic() - last_write, read_timeout)
+                result = await asyncio.wait_for(reader.read(READ_SIZE), wait)
             elif isinstance(request, Write):
                 writer.write(request.data)
                 await writer.drain()
@@ -265,26 +259,12 @@ class Client(AsyncClientBase):
         self.reader = reader
         self.writer = writer
 
-    async def _run(self, steps: Step[_T]) -> _T:
-        result: object = None
-        while True:
-            try:
-                request = steps.send(result)  # type: ignore[arg-type]
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            try:
-                if isinstance(request, ClientWrite):
-                    self.writer.write(request.data)
-                    await asyncio.wait_for(self.writer.drain(), request.timeout)
-                    result = None
-                elif isinstance(request, ClientRead):
-                    result = await asyncio.wait_for(
-                        self.reader.read(request.max_bytes), request.timeout
-                    )
-                else:  # pragma: no cover - the client operations ask for nothing else
-                    raise TypeError(f"unknown request {request!r}")
-            except (OSError, TimeoutError) as exc:
-                result = Broken(str(exc) or type(exc).__name__)
+    async def _write(self, data: bytes, timeout: float) -> None:
+        self.writer.write(data)
+        await asyncio.wait_for(self.writer.drain(), timeout)
+
+    async def _read(self, max_bytes: int, timeout: float) -> bytes:
+        return await asyncio.wait_for(self.reader.read(max_bytes), timeout)
 
     async def _handshake(self, context: ssl.SSLContext | None, *, ehlo: bool) -> TLSInfo:
         context = context if context is not None else ssl.create_default_context()

@@ -258,11 +258,7 @@ class _Stream:
             raise
 
     def read(self, request: Read) -> bytes:
-        left = request.deadline - (time.monotonic() - self.last_write)
-        if left <= 0:
-            raise TimeoutError("the peer took too long over one command or the content")
-        timeout = request.timeout if self.read_timeout is None else self.read_timeout
-        self.sock.settimeout(min(timeout, left))
+        self.sock.settimeout(request.wait(time.monotonic() - self.last_write, self.read_timeout))
         return self.sock.recv(READ_SIZE)
 
     def start_tls(self, tls: ssl.SSLContext | None) -> object:

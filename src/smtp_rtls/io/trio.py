@@ -27,9 +27,6 @@ from .._reply import Reply
 from .._state import REPLY_TIMEOUTS
 from .._tls import TLSInfo
 from ..session import client as client_ops
-from ..session.requests import Broken, Step
-from ..session.requests import Read as ClientRead
-from ..session.requests import Write as ClientWrite
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
 from ._common import AsyncClientBase, ServerBase, ServeSettings, serve_settings
 from ._deliver_trio import deliver
@@ -219,11 +216,8 @@ async def run_session(
             except StopIteration:
                 break
             if isinstance(request, Read):
-                left = request.deadline - (trio.current_time() - last_write)
-                timeout = request.timeout if read_timeout is None else read_timeout
-                if left <= 0:
-                    raise TimeoutError("the peer took too long over one command or the content")
-                with trio.fail_after(min(timeout, left)):
+                wait = request.wait(trio.current_time() - last_write, read_timeout)
+                with trio.fail_after(wait):
                     result = await current.receive_some(READ_SIZE)
             elif isinstance(request, Write):
                 await current.send_all(request.data)
@@ -298,25 +292,15 @@ class Client(AsyncClientBase):
         super().__init__(conn, server_hostname=server_hostname, timeouts=timeouts)
         self.stream = stream
 
-    async def _run(self, steps: Step[_T]) -> _T:
-        result: object = None
-        while True:
-            try:
-                request = steps.send(result)  # type: ignore[arg-type]
-            except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
-            try:
-                if isinstance(request, ClientWrite):
-                    with trio.fail_after(request.timeout):
-                        await self.stream.send_all(request.data)
-                    result = None
-                elif isinstance(request, ClientRead):
-                    with trio.fail_after(request.timeout):
-                        result = await self.stream.receive_some(request.max_bytes)
-                else:  # pragma: no cover - the client operations ask for nothing else
-                    raise TypeError(f"unknown request {request!r}")
-            except (trio.BrokenResourceError, trio.TooSlowError, OSError) as exc:
-                result = Broken(str(exc) or type(exc).__name__)
+    _failures = (trio.BrokenResourceError, trio.TooSlowError, OSError)
+
+    async def _write(self, data: bytes, timeout: float) -> None:
+        with trio.fail_after(timeout):
+            await self.stream.send_all(data)
+
+    async def _read(self, max_bytes: int, timeout: float) -> bytes:
+        with trio.fail_after(timeout):
+            return bytes(await self.stream.receive_some(max_bytes))
 
     async def _handshake(self, context: ssl.SSLContext | None, *, ehlo: bool) -> TLSInfo:
         context = context if context is not None else ssl.create_default_context()

@@ -94,6 +94,16 @@ class Read:
     timeout: float
     deadline: float
 
+    def wait(self, since_write: float, cap: float | None = None) -> float:
+        """How long the adapter may wait for this read, ``since_write``
+        seconds after the session last wrote; ``cap`` (the adapter's
+        ``read_timeout``) replaces ``timeout``.  Raises TimeoutError when the
+        deadline has passed: the adapter then closes the connection."""
+        left = self.deadline - since_write
+        if left <= 0:
+            raise TimeoutError("the peer took too long over one command or the content")
+        return min(self.timeout if cap is None else cap, left)
+
 
 @attrs.frozen(slots=True)
 class Write:

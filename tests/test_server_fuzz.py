@@ -254,12 +254,20 @@ _fuzz_settings = settings(
 # -- (1) random bytes -------------------------------------------------------------------
 
 
-def _play_to_the_end(config: ServerConfig, data: bytes, cuts: list[int], bits: list[bool]) -> None:
+def _play_to_the_end(
+    config: ServerConfig, data: bytes, cuts: list[int], bits: list[bool]
+) -> Session:
+    """Feed ``data`` in the pieces ``cuts`` makes, then close the connection."""
     session = Session(config, _cyclic(bits))
     for piece in _split(data, cuts):
         session.feed(piece)
     session.feed(b"")
-    # the peer closed: the session ended, or failed with RemoteProtocolError only
+    return session
+
+
+def _ended_cleanly(session: Session) -> None:
+    # the peer closed: the session ended, or failed with RemoteProtocolError
+    # only (Session.feed catches that one and nothing else)
     assert session.closed or session.error is not None
     # RFC 5321 §4.1.4: no input from a peer is ever an internal error (the
     # path that reports a bug of the connection itself)
@@ -276,7 +284,11 @@ def _play_to_the_end(config: ServerConfig, data: bytes, cuts: list[int], bits: l
 def test_random_bytes_raise_only_remote_protocol_error(
     config: ServerConfig, data: bytes, cuts: list[int], bits: list[bool]
 ) -> None:
-    _play_to_the_end(config, data, cuts, bits)
+    session = _play_to_the_end(config, data, cuts, bits)
+    _ended_cleanly(session)
+    # every reply the connection wrote is a well-formed SMTP reply line
+    for line in bytes(session.out).split(b"\r\n")[:-1]:
+        assert line[:3].isdigit() and line[3:4] in (b" ", b"-", b""), line
 
 
 @_fuzz_settings
@@ -289,7 +301,12 @@ def test_random_bytes_raise_only_remote_protocol_error(
 def test_commands_mixed_with_random_bytes_raise_only_remote_protocol_error(
     config: ServerConfig, data: bytes, cuts: list[int], bits: list[bool]
 ) -> None:
-    _play_to_the_end(config, data, cuts, bits)
+    session = _play_to_the_end(config, data, cuts, bits)
+    _ended_cleanly(session)
+    # each refusal the connection made by itself is a 4xx or 5xx reply
+    for event in session.events:
+        if isinstance(event, CommandRejected):
+            assert event.reply.code >= 400, event
 
 
 @settings(max_examples=30, deadline=None)

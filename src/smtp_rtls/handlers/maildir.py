@@ -64,8 +64,9 @@ class Maildir(Handler):
             self.delivered.append(path)
 
 
-def trace_fields(envelope: SessionEnvelope) -> bytes:
-    """The Return-Path and Received fields for a stored message (RFC 5321 §4.4)."""
+def received_field(envelope: SessionEnvelope, when: datetime | None = None) -> bytes:
+    """This hop's Received field (RFC 5321 §4.4): the client, the TLS version
+    and cipher, and the RFC 8689 tag (``with ESMTPS ... REQUIRETLS``)."""
     session = envelope.session
     peer = f"[{session.peer[0]}]" if session.peer else "unknown"
     tls = session.tls
@@ -76,13 +77,18 @@ def trace_fields(envelope: SessionEnvelope) -> bytes:
     )
     recipients = envelope.recipients
     to = f"\r\n\tfor {recipients[0].forward_path.path()}" if len(recipients) == 1 else ""
-    received = (
+    date = format_datetime(when if when is not None else datetime.now(UTC))
+    return (
         f"Received: from {session.client_name or 'unknown'} ({peer})\r\n"
         f"\tby {session.hostname} with {protocol}{extra}{tag}{to};\r\n"
-        f"\t{format_datetime(datetime.now(UTC))}\r\n"
-    )
+        f"\t{date}\r\n"
+    ).encode()
+
+
+def trace_fields(envelope: SessionEnvelope) -> bytes:
+    """The Return-Path and Received fields for a stored message (RFC 5321 §4.4)."""
     return_path = f"Return-Path: {envelope.mail_from.reverse_path.path()}\r\n"
-    return (return_path + received).encode("utf-8")
+    return return_path.encode("utf-8") + received_field(envelope)
 
 
 class _MaildirWriter(MessageWriter):

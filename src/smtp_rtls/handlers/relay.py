@@ -40,7 +40,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from email.utils import format_datetime
 from typing import Any
 
 import attrs
@@ -48,9 +47,9 @@ import attrs
 from .._events import MailFrom
 from .._reply import EnhancedStatus, Reply
 from ..policy.dsn import Bounce, RecipientStatus, build_dsn
-from ..policy.tags import TLSTag
 from ..session.delivery import DeliveryResult, DeliveryStatus
 from ..session.server import Handler, MessageWriter, SessionEnvelope
+from .maildir import received_field
 from .spool import QueuedMessage, QueuedRecipient, ReceivedInfo, RecipientState, Spool, SpoolWriter
 
 __all__ = ["Attempt", "Relay", "RetrySchedule", "report_content"]
@@ -106,26 +105,6 @@ def report_content(bounce: Bounce) -> bytes:
     one, when there is one).  It still asks for REQUIRETLS where offered.
     """
     return bounce.message_for(False)
-
-
-def _received_field(envelope: SessionEnvelope, now: float) -> bytes:
-    """This hop's Received field (RFC 5321 §4.4), the tag named as Maildir does."""
-    session = envelope.session
-    peer = f"[{session.peer[0]}]" if session.peer else "unknown"
-    tls = session.tls
-    protocol = "ESMTPS" if tls is not None else "ESMTP"
-    extra = f" ({tls.version}:{tls.cipher}:{tls.bits})" if tls is not None else ""
-    tag = {TLSTag.REQUIRETLS: " REQUIRETLS", TLSTag.TLS_OPTIONAL: " TLS-Required=No"}.get(
-        envelope.tag, ""
-    )
-    recipients = envelope.recipients
-    to = f"\r\n\tfor {recipients[0].forward_path.path()}" if len(recipients) == 1 else ""
-    date = format_datetime(datetime.datetime.fromtimestamp(now, datetime.UTC))
-    return (
-        f"Received: from {session.client_name or 'unknown'} ({peer})\r\n"
-        f"\tby {session.hostname} with {protocol}{extra}{tag}{to};\r\n"
-        f"\t{date}\r\n"
-    ).encode()
 
 
 def _queued(envelope: SessionEnvelope, now: float) -> QueuedMessage:
@@ -227,7 +206,10 @@ class Relay(Handler):
         now = self.clock()
         writer = self.spool.begin(_queued(envelope, now))
         try:
-            return _RelayWriter(writer, _received_field(envelope, now))
+            return _RelayWriter(
+                writer,
+                received_field(envelope, datetime.datetime.fromtimestamp(now, datetime.UTC)),
+            )
         except BaseException:
             writer.abort()
             raise

@@ -15,7 +15,6 @@ from .._client import ClientConnection
 from .._config import ServerConfig
 from .._errors import ProtocolError
 from .._events import Ehlo, Event, MailFrom, Quit, RcptTo
-from .._events import StartTLS as StartTLSCommand
 from .._reply import Reply
 from .._state import State
 from .._tls import TLSInfo
@@ -176,9 +175,7 @@ class AsyncClientBase:
         try:
             if implicit_tls:
                 await self._handshake(context, ehlo=False)
-            self.greeting = await self._run(client_ops.read_reply(self.conn, self.timeouts))
-            if self.greeting.code != 220:
-                raise ConnectionError(f"greeting {self.greeting.code} {self.greeting.text}")
+            self.greeting = await self._run(client_ops.greet(self.conn, self.timeouts))
             await self.ehlo()
         except BaseException:
             await self.close()
@@ -195,9 +192,7 @@ class AsyncClientBase:
     async def starttls(self, context: ssl.SSLContext | None = None) -> TLSInfo:
         """STARTTLS, the handshake (verifying the server's name by default),
         then EHLO again (RFC 3207 §4.2).  Raises on a refusal."""
-        reply = await self.command(StartTLSCommand())
-        if reply.code != 220:
-            raise ConnectionError(f"STARTTLS refused: {reply.code} {reply.text}")
+        await self._run(client_ops.starttls(self.conn, self.timeouts))
         return await self._handshake(context, ehlo=True)
 
     async def login(self, username: str, password: str, mechanism: str | None = None) -> Reply:

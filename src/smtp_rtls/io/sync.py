@@ -26,7 +26,6 @@ from .._client import ClientConnection
 from .._config import ServerConfig
 from .._errors import ProtocolError
 from .._events import Ehlo, Event, MailFrom, Quit, RcptTo
-from .._events import StartTLS as StartTLSCommand
 from .._reply import Reply
 from .._state import REPLY_TIMEOUTS, State
 from .._tls import TLSInfo
@@ -373,9 +372,7 @@ class Client:
     def starttls(self, context: ssl.SSLContext | None = None) -> TLSInfo:
         """STARTTLS, the handshake (verifying the server's name by default),
         then EHLO again (RFC 3207 §4.2).  Raises on a refusal."""
-        reply = self.command(StartTLSCommand())
-        if reply.code != 220:
-            raise ConnectionError(f"STARTTLS refused: {reply.code} {reply.text}")
+        self._run(client_ops.starttls(self.conn, self.timeouts))
         return self._handshake(context, ehlo=True)
 
     def _handshake(self, context: ssl.SSLContext | None, *, ehlo: bool) -> TLSInfo:
@@ -451,9 +448,7 @@ def connect(
     try:
         if implicit_tls:
             client._handshake(tls_context, ehlo=False)
-        client.greeting = client._run(client_ops.read_reply(conn, timeouts))
-        if client.greeting.code != 220:
-            raise ConnectionError(f"greeting {client.greeting.code} {client.greeting.text}")
+        client.greeting = client._run(client_ops.greet(conn, timeouts))
         client.ehlo()
     except BaseException:
         client.close()

@@ -27,6 +27,7 @@ from .._events import (
     MailFrom,
     MessageData,
     RcptTo,
+    StartTLS,
 )
 from .._reply import Reply
 from .._sasl import auth_login, auth_plain, login_response
@@ -34,7 +35,16 @@ from .._sentinels import NEED_DATA
 from .._state import REPLY_TIMEOUTS
 from .requests import Broken, Read, Step, Write
 
-__all__ = ["SendResult", "authenticate", "command", "read_reply", "send_message", "uniform"]
+__all__ = [
+    "SendResult",
+    "authenticate",
+    "command",
+    "greet",
+    "read_reply",
+    "send_message",
+    "starttls",
+    "uniform",
+]
 
 _WRITE_TIMEOUT = 180.0  # RFC 5321 §4.5.3.2.5: a data block, 3 minutes
 
@@ -81,6 +91,26 @@ def read_reply(
             raise ConnectionError(data.detail)
         assert isinstance(data, bytes)
         conn.receive_data(data)
+
+
+def greet(conn: ClientConnection, timeouts: Mapping[str, float] = REPLY_TIMEOUTS) -> Step[Reply]:
+    """Read the greeting; raise ConnectionError unless it is 220 (RFC 5321
+    §3.1: a 554, or a 421, refuses the session)."""
+    greeting = yield from read_reply(conn, timeouts)
+    if greeting.code != 220:
+        raise ConnectionError(f"greeting {greeting.code} {greeting.text}")
+    return greeting
+
+
+def starttls(
+    conn: ClientConnection, timeouts: Mapping[str, float] = REPLY_TIMEOUTS
+) -> Step[Reply]:
+    """STARTTLS; raise ConnectionError unless the server answers 220 (RFC
+    3207 §4: then, and only then, the handshake starts)."""
+    reply = yield from command(conn, StartTLS(), timeouts)
+    if reply.code != 220:
+        raise ConnectionError(f"STARTTLS refused: {reply.code} {reply.text}")
+    return reply
 
 
 def _write(data: bytes) -> Step[None]:

@@ -164,13 +164,44 @@ def _path_and_params(
     pattern: re.Pattern[str], arg: str, syntax: str
 ) -> tuple[str, list[tuple[str, str | None]]]:
     """The path text and the parsed parameters of a MAIL or RCPT argument."""
-    m = pattern.fullmatch(arg)
-    if m is None:
-        raise _reject(501, "5.5.4", f"Syntax: {syntax}")
+    split = _split_plain_path(arg, "FROM:" if pattern is _MAIL_RE else "TO:")
+    if split is None:
+        m = pattern.fullmatch(arg)
+        if m is None:
+            raise _reject(501, "5.5.4", f"Syntax: {syntax}")
+        split = m[1], m[2] or ""
     try:
-        return m[1], parse_params(m[2] or "")
+        return split[0], parse_params(split[1])
     except ParamError as exc:
         raise _reject(501, "5.5.4", str(exc)) from None
+
+
+def _split_plain_path(arg: str, head: str) -> tuple[str, str] | None:
+    """The usual argument, ``FROM:<a@b> params``, split without the regex.
+
+    Only for a path with no quote and no address literal, where the first
+    ">" ends it; None for anything else, which the regex then decides.  What
+    this accepts the regex accepts, split the same way.
+    """
+    n = len(head)
+    prefix = arg[:n]
+    if not prefix.isascii() or prefix.upper() != head:
+        return None
+    start = n + 1 if arg[n : n + 1] == " " else n
+    if arg[start : start + 1] != "<":
+        return None
+    end = arg.find(">", start)
+    if end < 0:
+        return None
+    path = arg[start : end + 1]
+    if '"' in path or "[" in path:
+        return None
+    tail = arg[end + 1 :]
+    if not tail:
+        return path, ""
+    if tail[0] != " ":
+        return None
+    return path, tail[1:]
 
 
 def _mail_from(arg: str) -> MailFrom:
@@ -206,6 +237,11 @@ def _mail_from(arg: str) -> MailFrom:
             extra.append((key, value))
     utf8 = bool(kw.get("smtputf8"))
     reverse_path = _address(path, reverse=True, utf8=utf8)
+    if "envid" not in kw and "auth" not in kw:
+        # Every rule MailFrom's constructor checks was checked above (the
+        # path by Address.parse with the SMTPUTF8 flag, each value by its
+        # branch); only ENVID and AUTH keep rules for the constructor.
+        return MailFrom._parsed(reverse_path, extra, kw)
     try:
         return MailFrom(reverse_path, extra=extra, **kw)  # type: ignore[arg-type]
     except LocalProtocolError as exc:
@@ -232,6 +268,10 @@ def _rcpt_to(arg: str, *, utf8: bool) -> RcptTo:
         else:
             extra.append((key, value))
     forward_path = _address(path, reverse=False, utf8=utf8)
+    if not kw:
+        # The path was checked by Address.parse, the extra keywords are
+        # none of the typed ones: nothing is left for the constructor.
+        return RcptTo._parsed(forward_path, extra)
     try:
         return RcptTo(forward_path, extra=extra, **kw)  # type: ignore[arg-type]
     except LocalProtocolError as exc:
@@ -289,14 +329,15 @@ def parse_split_command(
     if not line.isascii() and not _utf8_allowed(verb, utf8, smtputf8):
         raise _reject(500, "5.5.2", "Non-ASCII characters in command")
     try:
+        # the commands of every transaction first
+        if verb == "RCPT":
+            return _rcpt_to(arg, utf8=utf8)
+        if verb == "MAIL":
+            return _mail_from(arg)
         if verb in ("EHLO", "HELO", "LHLO"):
             if not arg:
                 raise _reject(501, "5.5.4", f"Syntax: {verb} hostname")
             return Helo(arg) if verb == "HELO" else Ehlo(arg)
-        if verb == "MAIL":
-            return _mail_from(arg)
-        if verb == "RCPT":
-            return _rcpt_to(arg, utf8=utf8)
         if verb == "DATA":
             return _no_argument(verb, arg, Data())
         if verb == "BDAT":

@@ -51,6 +51,11 @@ MAX_SIZE_VALUE = 10**20 - 1
 # digits (see _commands.py), so a larger chunk could not be read back.
 MAX_CHUNK_SIZE = 10**18 - 1
 
+# For the parser's constructors (MailFrom._parsed, RcptTo._parsed), which
+# fill in fields that were checked already.
+_new = object.__new__
+_set = object.__setattr__
+
 # Any C0 control or DEL in a field could end a command line early on the wire.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -258,6 +263,24 @@ class MailFrom(Event):
         if not self.reverse_path.is_ascii and not self.smtputf8:
             raise LocalProtocolError("a non-ASCII reverse path needs smtputf8=True (RFC 6531)")
 
+    @classmethod
+    def _parsed(
+        cls, reverse_path: Address, extra: list[tuple[str, str | None]], kw: dict[str, Any]
+    ) -> MailFrom:
+        # The parser's constructor: it has checked every field already
+        # (see _commands._mail_from), so the checks are not run twice.
+        self = _new(cls)
+        _set(self, "reverse_path", reverse_path)
+        _set(self, "size", kw.get("size"))
+        _set(self, "body", kw.get("body"))
+        _set(self, "smtputf8", kw.get("smtputf8", False))
+        _set(self, "requiretls", kw.get("requiretls", False))
+        _set(self, "ret", kw.get("ret"))
+        _set(self, "envid", None)
+        _set(self, "auth", None)
+        _set(self, "extra", tuple(extra))
+        return self
+
 
 Notify = Literal["NEVER", "SUCCESS", "FAILURE", "DELAY"]
 
@@ -320,6 +343,17 @@ class RcptTo(Event):
         for keyword, _ in self.extra:
             if keyword.upper() in _RCPT_KEYWORDS:
                 raise LocalProtocolError(f"{keyword} is a typed field, not an extra parameter")
+
+    @classmethod
+    def _parsed(cls, forward_path: Address, extra: list[tuple[str, str | None]]) -> RcptTo:
+        # The parser's constructor for a RCPT without NOTIFY or ORCPT (see
+        # _commands._rcpt_to): every check has been made once already.
+        self = _new(cls)
+        _set(self, "forward_path", forward_path)
+        _set(self, "notify", None)
+        _set(self, "orcpt", None)
+        _set(self, "extra", tuple(extra))
+        return self
 
 
 @attrs.frozen(slots=True)

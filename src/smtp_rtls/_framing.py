@@ -106,6 +106,18 @@ class LineBuffer:
 
     def next_line(self) -> bytes | None:
         """The next line without its line end, or None until one is complete."""
+        data, pos = self._data, self._pos
+        if type(data) is bytes and not self._discarding and not self.lf_ends_line:
+            # The usual case, in one step: a CRLF line within the limit in a
+            # read kept as it arrived.
+            i = data.find(b"\r\n", pos if pos >= self._scanned else self._scanned - 1)
+            if i >= 0 and i + 2 - pos <= self.max_line:
+                if i + 2 >= len(data):
+                    self._data = b""
+                    self._pos = self._scanned = 0
+                else:
+                    self._pos = self._scanned = i + 2
+                return data[pos:i]
         while True:
             data, pos = self._data, self._pos
             i, n = self._find_end(max(pos, self._scanned - 1))

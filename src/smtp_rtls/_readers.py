@@ -15,7 +15,6 @@ it; they never change a session's state.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
 from ._errors import RemoteProtocolError
 from ._framing import BdatReader, DataReader, LineBuffer, LineTooLong
@@ -36,15 +35,12 @@ _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
 _BARE = re.compile(rb"[\r\n]")
 
 
-class CommandLine(NamedTuple):
-    """One command line as read: its upper-cased verb, the decoded line
-    (non-UTF-8 octets kept as surrogates), its length with CRLF and the
-    argument after the verb (split once, here, for the parser)."""
-
-    verb: str
-    line: str
-    length: int
-    arg: str
+#: One command line as read: its upper-cased verb, the decoded line
+#: (non-UTF-8 octets kept as surrogates), its length with CRLF and the
+#: argument after the verb (split once, here, for the parser).  A plain
+#: tuple: one is made per command, and a NamedTuple's constructor is a
+#: Python function.
+CommandLine = tuple[str, str, int, str]
 
 
 LINE_TOO_LONG = Reply(500, "Line too long", "5.5.2")
@@ -78,7 +74,7 @@ def read_command_line(buf: LineBuffer, *, reject_bare: bool) -> CommandLine | Re
         return CONTROL_CHARACTER
     line = raw.decode("utf-8", "surrogateescape")
     verb, _, arg = line.partition(" ")
-    return CommandLine(verb.upper(), line, len(raw) + 2, arg)
+    return verb.upper(), line, len(raw) + 2, arg
 
 
 SASL_TOO_LONG = Reply(500, "Authentication exchange line is too long", "5.5.6")

@@ -53,7 +53,7 @@ from ._readers import (
     read_command_line,
     read_sasl_line,
 )
-from ._reply import Reply
+from ._reply import MAX_REPLY_LINE, Reply
 from ._sentinels import NEED_DATA, PAUSED
 from ._server_rules import check_auth, check_data, check_mail, check_rcpt, sequence_reply
 from ._state import TRANSACTION_STATES, State, next_state, transitions_for
@@ -62,6 +62,19 @@ from ._tls import TLSInfo
 __all__ = ["ServerConnection"]
 
 NextEvent = Event | type[NEED_DATA] | type[PAUSED]
+
+# The states as module constants: an enum member looked up on its class
+# (``State.DATA``) costs about 70 ns, and the hot paths look up several
+# per command.
+_AUTH = State.AUTH
+_BDAT = State.BDAT
+_CLOSED = State.CLOSED
+_DATA = State.DATA
+_GREETING = State.GREETING
+_RCPT = State.RCPT
+_REFUSED = State.REFUSED
+_STARTTLS = State.STARTTLS
+_TLS_REFUSED = State.TLS_REFUSED
 
 # RFC 3207 §4: with STARTTLS required, only these may precede it.
 _BEFORE_TLS_OK = frozenset({"EHLO", "HELO", "LHLO", "STARTTLS", "NOOP", "QUIT"})
@@ -89,19 +102,17 @@ class ServerConnection:
     def __init__(self, hostname: str, config: ServerConfig | None = None) -> None:
         self.hostname = hostname
         self.config = config if config is not None else ServerConfig()
-        self._table = transitions_for(self.config.lmtp)
-        # What is offered depends only on TLS (the config is frozen): work it
-        # out once for each case rather than for every EHLO, MAIL and RCPT.
-        self._offers = {tls: _Offer(self.config, hostname, tls) for tls in (False, True)}
-        # The receive buffer holds the longest command line any state allows
-        # (a MAIL or RCPT line with every allowance); in the AUTH state, a
-        # SASL line (see _enter).
-        self._line_max = max(max(o.mail_limit, o.rcpt_limit) for o in self._offers.values())
-        self._normalise = self.config.bare_line_endings == "normalise"
+        profile = _profile(self.config, hostname)
+        self._profile = profile
+        self._table = profile.table
+        self._row = profile.table[_GREETING]
+        self._offer = profile.offers[False]
+        self._line_max = profile.line_max
+        self._normalise = profile.normalise
         self._receive_buffer = LineBuffer(self._line_max, lf_ends_line=self._normalise)
         self._out = bytearray()
         self._ready: deque[Event] = deque()
-        self._state = State.GREETING
+        self._state = _GREETING
         # The greeting is the first reply owed (RFC 5321 §3.1).
         self._pending: Event | None = None
         self._pending_verb: str | None = "GREETING"
@@ -169,7 +180,7 @@ class ServerConnection:
         if not data:
             self._peer_closed = True
             return
-        if self._state is State.STARTTLS:
+        if self._state is _STARTTLS:
             # RFC 3207 §4: after the 220 the client MUST start the handshake
             # before anything else.  Plaintext bytes here were either
             # pipelined behind STARTTLS or injected by a man in the middle
@@ -197,16 +208,16 @@ class ServerConnection:
         if self._owed:
             return PAUSED
         state = self._state
-        if state is State.CLOSED:
+        if state is _CLOSED:
             return ConnectionClosed()
         try:
-            if state is State.STARTTLS:
+            if state is _STARTTLS:
                 event = self._read_nothing()
             elif self._discard is not None:
                 event = self._read_discard()
-            elif state is State.DATA or state is State.BDAT:
+            elif state is _DATA or state is _BDAT:
                 event = self._read_content()
-            elif state is State.AUTH:
+            elif state is _AUTH:
                 event = self._read_sasl()
             else:
                 event = self._read_command()
@@ -221,6 +232,8 @@ class ServerConnection:
 
     def data_to_send(self) -> bytes:
         """The bytes of replies made so far (own and the application's), in order."""
+        if not self._out:
+            return b""
         out = bytes(self._out)
         self._out.clear()
         return out
@@ -235,29 +248,36 @@ class ServerConnection:
         for it (250 to DATA, 354 to MAIL, 334 to EHLO), or not the exact code
         it requires (220 to STARTTLS, RFC 3207 §4).
         """
-        if not isinstance(reply, Reply):
+        if type(reply) is not Reply and not isinstance(reply, Reply):
             raise TypeError(f"a server sends Reply objects, not {type(reply).__name__}")
         verb = self._pending_verb
         if verb is None:
             raise LocalProtocolError("no reply is owed now (next_event() did not return PAUSED)")
-        if verb == "GREETING" and reply.code not in (220, 554):
+        code = reply.code
+        if verb == "GREETING" and code != 220 and code != 554:
             raise LocalProtocolError("the greeting is 220 or 554 (RFC 5321 §3.1)")
         try:
-            target = next_state(self._table, self._state, verb, reply.code)
+            target = next_state(self._table, self._state, verb, code)
         except LocalProtocolError as exc:
             raise LocalProtocolError(f"{exc} (RFC 5321 §4.2, §4.3.2)") from None
         pending = self._pending
-        if verb in _HELLO_VERBS and reply.is_positive:
+        positive = 200 <= code < 300
+        if positive and verb in _HELLO_VERBS:
             assert isinstance(pending, Ehlo | Helo)
-            reply = self._hello_reply(pending, reply)
-        self._out += reply.format()
+            wire = self._hello_reply(pending, reply)
+        else:
+            wire = reply.format()
         self._owed -= 1
         if self._owed <= 0:
             self._pending = None
             self._pending_verb = None
-            self._after_reply(verb, pending, reply)
+            if positive or code == 354:
+                self._after_reply(verb, pending)
             self._enter(target)
-        return self.data_to_send()
+        if self._out:
+            self._out += wire
+            return self.data_to_send()
+        return wire
 
     def start_tls(self, info: TLSInfo, *, acceptable: bool = True) -> None:
         """Tell the connection the TLS handshake after STARTTLS succeeded (or,
@@ -274,10 +294,8 @@ class ServerConnection:
             raise TypeError("start_tls() takes a TLSInfo")
         # Implicit TLS (RFC 8314 §3, port 465): the session is protected
         # from its first byte; the greeting comes after the handshake.
-        implicit = (
-            self._state is State.GREETING and self._tls is None and not len(self._receive_buffer)
-        )
-        if not implicit and self._state is not State.STARTTLS:
+        implicit = self._state is _GREETING and self._tls is None and not len(self._receive_buffer)
+        if not implicit and self._state is not _STARTTLS:
             raise LocalProtocolError(
                 "start_tls() is only legal after a 220 reply to STARTTLS, or before the "
                 "greeting (implicit TLS)"
@@ -285,6 +303,7 @@ class ServerConnection:
         if len(self._receive_buffer):
             self._starttls_injection()
         self._tls = info
+        self._offer = self._profile.offers[True]
         self._reset_session()
         self._enter(next_state(self._table, self._state, "TLS", 200 if acceptable else 500))
 
@@ -306,12 +325,13 @@ class ServerConnection:
         # The one place the state changes; a mail transaction is open only
         # in TRANSACTION_STATES (one cut short by QUIT or a closed connection
         # stays visible in ``envelope``).
-        if state not in TRANSACTION_STATES and state is not State.CLOSED and self._mail:
+        if state not in TRANSACTION_STATES and state is not _CLOSED and self._mail:
             self._reset_transaction()
         # RFC 4954 §4: SASL lines "can be much longer than normal SMTP
         # commands"; 12288 octets is deemed enough for deployed mechanisms.
-        self._receive_buffer.max_line = SASL_LINE if state is State.AUTH else self._line_max
+        self._receive_buffer.max_line = SASL_LINE if state is _AUTH else self._line_max
         self._state = state
+        self._row = self._table[state]
 
     def _fail(self, msg: str, reply: Reply | None = None) -> None:
         # ``reply`` is what the application may send before closing (h11's
@@ -359,18 +379,16 @@ class ServerConnection:
         self._owed = 1
         return event
 
-    def _hello_reply(self, hello: Ehlo | Helo, reply: Reply) -> Reply:
+    def _hello_reply(self, hello: Ehlo | Helo, reply: Reply) -> bytes:
         if len(reply.lines) != 1:
             raise LocalProtocolError("give a one-line greeting text; extensions are added")
-        if isinstance(hello, Helo):
-            return Reply(reply.code, f"{self.hostname} {reply.lines[0]}".rstrip())
+        if type(hello) is Helo:
+            return Reply(reply.code, f"{self.hostname} {reply.lines[0]}".rstrip()).format()
         return self._offer.hello_reply(reply)
 
-    def _after_reply(self, verb: str, event: Event | None, reply: Reply) -> None:
-        # What an answered command leaves in force; the state is the table's.
-        # ``verb`` is the pending verb, which names the event's class.
-        if not reply.is_positive and reply.code != 354:
-            return
+    def _after_reply(self, verb: str, event: Event | None) -> None:
+        # What a positive (or 354) reply leaves in force; the state is the
+        # table's.  ``verb`` is the pending verb, which names the event's class.
         self._errors = 0
         if verb == "MAIL":
             assert isinstance(event, MailFrom)
@@ -388,10 +406,6 @@ class ServerConnection:
         elif verb == "AUTH":
             self._authenticated = True
 
-    @property
-    def _offer(self) -> _Offer:
-        return self._offers[self._tls is not None]
-
     # -- internals: reading commands -------------------------------------------
 
     def _read_nothing(self) -> NextEvent:
@@ -402,10 +416,14 @@ class ServerConnection:
         return ConnectionClosed() if self._peer_closed else NEED_DATA
 
     def _read_command(self) -> NextEvent:
-        got = read_command_line(self._receive_buffer, reject_bare=not self._normalise)
+        buf = self._receive_buffer
+        if not len(buf) and not self._peer_closed:
+            # the usual call after the last command of a read
+            return NEED_DATA
+        got = read_command_line(buf, reject_bare=not self._normalise)
         if got is None:
             if self._peer_closed:
-                self._enter(State.CLOSED)
+                self._enter(_CLOSED)
                 return ConnectionClosed()
             return NEED_DATA
         if isinstance(got, Reply):
@@ -418,7 +436,7 @@ class ServerConnection:
         got = read_sasl_line(self._receive_buffer)
         if got is None:
             if self._peer_closed:
-                self._enter(State.CLOSED)
+                self._enter(_CLOSED)
                 return ConnectionClosed()
             return NEED_DATA
         if isinstance(got, Reply):
@@ -435,34 +453,35 @@ class ServerConnection:
 
     def _command(self, got: CommandLine) -> NextEvent:
         verb, line, length, arg = got
-        state = self._state
         if verb == "BDAT":
             return self._bdat(line)
-        if verb != "QUIT":
-            if state is State.REFUSED:
+        state = self._state
+        if verb != "QUIT" and (state is _REFUSED or state is _TLS_REFUSED):
+            if state is _REFUSED:
                 # RFC 5321 §3.1: after a 554 greeting, 503 to all but QUIT
                 return self._reject(verb, Reply(503, "No service: only QUIT is accepted", "5.5.1"))
-            if state is State.TLS_REFUSED:
+            if state is _TLS_REFUSED:
                 # RFC 3207 §4.1: unsatisfactory TLS: 554 to every command but QUIT
                 return self._reject(verb, Reply(554, "TLS session not acceptable", "5.7.0"))
         if self.config.require_starttls and self._tls is None and verb not in _BEFORE_TLS_OK:
             # RFC 3207 §4: "530 Must issue a STARTTLS command first"
             return self._reject(verb, Reply(530, "Must issue a STARTTLS command first", "5.7.0"))
-        step = self._table[state].get(verb)
+        step = self._row.get(verb)
         if step is None and verb in _HELLO_VERBS:
             # the other protocol's greeting (LHLO in SMTP, EHLO/HELO in LMTP)
             return self._reject(
                 verb, Reply(500, f"{verb} is not a command of this protocol", "5.5.1")
             )
-        if length > self._limit_for(verb):
+        if length > self._offer.limits.get(verb, self.config.max_command_line):
             return self._reject(verb, Reply(500, "Line too long", "5.5.2"))
+        mail = self._mail
         try:
             event = parse_split_command(
                 verb,
                 arg,
                 line,
-                utf8=self._mail is not None and self._mail.smtputf8,
-                smtputf8=self._extended and "SMTPUTF8" in self._offer.keys,
+                utf8=mail is not None and mail.smtputf8,
+                smtputf8=self._extended and self._offer.smtputf8,
             )
         except CommandSyntaxError as exc:
             if exc.reply.code in (500, 502) or step is not None:
@@ -472,16 +491,6 @@ class ServerConnection:
             return self._reject(verb, sequence_reply(verb, state))
         assert event is not None
         return self._dispatch(verb, event)
-
-    def _limit_for(self, verb: str) -> int:
-        if verb == "MAIL":
-            return self._offer.mail_limit
-        if verb == "RCPT":
-            return self._offer.rcpt_limit
-        if verb == "AUTH" and self.config.auth_mechanisms:
-            # RFC 4954 §4: the initial response may make the line longer
-            return self._offer.mail_limit
-        return self.config.max_command_line
 
     def _dispatch(self, verb: str, event: Event) -> NextEvent:
         # The parser makes exactly these classes: ``type() is`` picks the
@@ -496,7 +505,7 @@ class ServerConnection:
             refusal = check_rcpt(event, self._offered_keys(), self.config, len(self._rcpts))
         elif kind is Data:
             refusal = check_data(self._state, self._mail, lmtp=self.config.lmtp)
-            if refusal is not None and refusal.code == 503 and self._state is State.RCPT:
+            if refusal is not None and refusal.code == 503 and self._state is _RCPT:
                 # RFC 3030 §3: DATA after BODY=BINARYMIME: 503, and the
                 # transaction MUST be reset (as RSET would).
                 self._enter(next_state(self._table, self._state, "RSET", 250))
@@ -504,7 +513,7 @@ class ServerConnection:
             self._answer(verb, _OK)
             return event
         elif kind is Quit:
-            self._answer(verb, Reply(221, f"{self.hostname} closing connection", "2.0.0"))
+            self._answer(verb, self._profile.quit)
             return event
         elif kind is Help:
             self._answer(verb, Reply(214, self.config.help_text, "2.0.0"))
@@ -550,9 +559,9 @@ class ServerConnection:
         size, last = parsed
         state = self._state
         refusal: Reply | None = None
-        if state is State.REFUSED:
+        if state is _REFUSED:
             refusal = Reply(503, "No service: only QUIT is accepted", "5.5.1")
-        elif state is State.TLS_REFUSED:
+        elif state is _TLS_REFUSED:
             refusal = Reply(554, "TLS session not acceptable", "5.7.0")
         elif self.config.require_starttls and self._tls is None:
             refusal = Reply(530, "Must issue a STARTTLS command first", "5.7.0")
@@ -614,7 +623,7 @@ class ServerConnection:
     def _read_content(self) -> NextEvent:
         content = self._content
         assert content is not None
-        bdat = self._state is State.BDAT
+        bdat = self._state is _BDAT
         while True:
             if not len(self._receive_buffer) and not (bdat and content.chunk_left == 0):
                 if self._peer_closed:
@@ -667,18 +676,93 @@ class ServerConnection:
 
 class _Offer:
     """The EHLO offer of a config with or without TLS, and what follows from
-    it: built once per connection configuration, not per EHLO or MAIL."""
+    it: built once per configuration and hostname, not per connection, EHLO
+    or MAIL."""
 
-    __slots__ = ("capabilities", "keys", "mail_limit", "rcpt_limit")
+    __slots__ = (
+        "_tails",
+        "capabilities",
+        "keys",
+        "limits",
+        "mail_limit",
+        "rcpt_limit",
+        "smtputf8",
+    )
 
     def __init__(self, config: ServerConfig, hostname: str, tls: bool) -> None:
         lines = config.offered(tls=tls)
         self.capabilities = Capabilities(hostname, "", lines)
         self.keys = frozenset(k.upper() for k, _ in lines)
+        self.smtputf8 = "SMTPUTF8" in self.keys
         self.mail_limit = config.mail_line_limit(lines)
         self.rcpt_limit = config.rcpt_line_limit(lines)
+        # The longest line each verb may have; any other verb has
+        # config.max_command_line.
+        self.limits = {"MAIL": self.mail_limit, "RCPT": self.rcpt_limit}
+        if config.auth_mechanisms:
+            # RFC 4954 §4: the initial response may make the line longer
+            self.limits["AUTH"] = self.mail_limit
+        # The extension lines of the EHLO reply, formatted (and so checked,
+        # by Reply) once per reply code: only the first line, which carries
+        # the application's greeting text, changes from one EHLO to the next.
+        self._tails: dict[int, bytes] = {}
 
-    def hello_reply(self, reply: Reply) -> Reply:
-        """The EHLO reply: the application's greeting text, then the offer."""
-        caps = attrs.evolve(self.capabilities, greeting=reply.lines[0])
-        return attrs.evolve(caps.to_reply(), code=reply.code)
+    def hello_reply(self, reply: Reply) -> bytes:
+        """The EHLO reply's bytes: the application's greeting text, then the offer."""
+        greeting = reply.lines[0]
+        domain = self.capabilities.domain
+        first = f"{domain} {greeting}" if greeting else domain
+        code = reply.code
+        tail = self._tails.get(code)
+        if tail is None:
+            # the whole reply with an empty greeting, less its first line
+            whole = attrs.evolve(self.capabilities.to_reply(), code=code).format()
+            tail = self._tails[code] = whole[whole.index(b"\r\n") + 2 :]
+        # The greeting text was checked by its Reply and the domain by the
+        # reply above; what is left to check is the length of the line they
+        # make together (RFC 5321 §4.5.3.1.5).
+        head = first.encode("utf-8", "surrogateescape")
+        if len(head) + 6 > MAX_REPLY_LINE:
+            raise LocalProtocolError(
+                f"reply line longer than {MAX_REPLY_LINE} octets (RFC 5321 §4.5.3.1.5)"
+            )
+        return b"%d%s%s\r\n%s" % (code, b"-" if tail else b" ", head, tail)
+
+
+class _Profile:
+    """Everything a connection needs that depends only on its configuration
+    and hostname: the table, both offers, the replies the connection makes
+    itself.  Built once and shared by every connection with the same two."""
+
+    __slots__ = ("config", "line_max", "normalise", "offers", "quit", "table")
+
+    def __init__(self, config: ServerConfig, hostname: str) -> None:
+        self.config = config
+        # Plain dicts: looked up several times per command.
+        self.table = {state: dict(row) for state, row in transitions_for(config.lmtp).items()}
+        self.offers = {tls: _Offer(config, hostname, tls) for tls in (False, True)}
+        # The receive buffer holds the longest command line any state allows
+        # (a MAIL or RCPT line with every allowance); in the AUTH state, a
+        # SASL line (see ServerConnection._enter).
+        self.line_max = max(max(o.mail_limit, o.rcpt_limit) for o in self.offers.values())
+        self.normalise = config.bare_line_endings == "normalise"
+        self.quit = Reply(221, f"{hostname} closing connection", "2.0.0")
+        self.quit.format()
+
+
+# Profiles by (id(config), hostname); the entry keeps its config alive, so
+# the id cannot be reused while the entry exists.  Bounded: a server has a
+# handful of configurations, and a program that makes many just rebuilds.
+_PROFILES: dict[tuple[int, str], _Profile] = {}
+_MAX_PROFILES = 64
+
+
+def _profile(config: ServerConfig, hostname: str) -> _Profile:
+    key = (id(config), hostname)
+    profile = _PROFILES.get(key)
+    if profile is None or profile.config is not config:
+        profile = _Profile(config, hostname)
+        if len(_PROFILES) >= _MAX_PROFILES:
+            _PROFILES.clear()
+        _PROFILES[key] = profile
+    return profile

@@ -82,6 +82,11 @@ class State(enum.Enum):
     #: QUIT answered, a 421 sent, or the peer went away.
     CLOSED = "closed"
 
+    # Members are singletons compared by identity: hash them the same way.
+    # Enum's own __hash__ is a Python function, and the connections look a
+    # state up in a dict or set several times per command.
+    __hash__ = object.__hash__
+
     @property
     def timeout(self) -> float:
         """RFC 5321 §4.5.3.2's wait, in seconds, for a side in this state.
@@ -254,6 +259,8 @@ EXACT_CODES: Mapping[tuple[str, int], int] = MappingProxyType(
     {("STARTTLS", 2): 220, ("DATA", 3): 354, ("AUTH", 3): 334, ("GREETING", 2): 220}
 )
 
+_EXACT_VERBS = frozenset(verb for verb, _ in EXACT_CODES)
+
 
 def transitions_for(lmtp: bool) -> Mapping[State, Mapping[str, Step]]:
     """The table of the protocol in use."""
@@ -282,8 +289,9 @@ def next_state(
         raise LocalProtocolError(f"{code} cannot answer {verb} in state {state.name}")
     if klass not in step.replies:
         raise LocalProtocolError(f"{code} cannot answer {verb}")
-    exact = EXACT_CODES.get((verb, klass))
-    if exact is not None and code != exact:
-        raise LocalProtocolError(f"{verb} is answered with {exact}, not {code}")
+    if verb in _EXACT_VERBS:
+        exact = EXACT_CODES.get((verb, klass))
+        if exact is not None and code != exact:
+            raise LocalProtocolError(f"{verb} is answered with {exact}, not {code}")
     target = step.replies[klass]
     return state if target is None else target

@@ -74,11 +74,22 @@ class EnhancedStatus:
         return f"{self.klass}.{self.subject}.{self.detail}"
 
 
+# Enhanced codes given as text, parsed: an application writes the same
+# few ("2.0.0", "2.1.5") on every reply, and an EnhancedStatus is immutable.
+# Bounded: only texts that parsed are kept, and there are few of those.
+_PARSED_ENHANCED: dict[str, EnhancedStatus] = {}
+
+
 def _to_enhanced(value: EnhancedStatus | str | None) -> EnhancedStatus | None:
     if value is None or isinstance(value, EnhancedStatus):
         return value
     if isinstance(value, str):
-        return EnhancedStatus.parse(value)
+        status = _PARSED_ENHANCED.get(value)
+        if status is None:
+            status = EnhancedStatus.parse(value)
+            if len(_PARSED_ENHANCED) < 4096:
+                _PARSED_ENHANCED[value] = status
+        return status
     raise TypeError(f"enhanced must be an EnhancedStatus, a str or None, not {value!r}")
 
 
@@ -133,10 +144,12 @@ class Reply:
     _wire: bytes | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
+        code = self.code
         if (
-            not isinstance(self.code, int)
-            or isinstance(self.code, bool)
-            or not _CODE_RE.fullmatch(str(self.code).encode())
+            (type(code) is not int and (not isinstance(code, int) or isinstance(code, bool)))
+            # RFC 5321 §4.2: Reply-code = %x32-35 %x30-35 %x30-39
+            or not 200 <= code <= 559
+            or code % 100 > 59
         ):
             raise LocalProtocolError(f"not an SMTP reply code: {self.code!r}")
         if self.enhanced is not None and self.enhanced.klass != self.code // 100:
@@ -147,6 +160,14 @@ class Reply:
             _check_text(self.command, "command")
         prefix = 4 + (len(str(self.enhanced)) + 1 if self.enhanced is not None else 0)
         for line in self.lines:
+            if line.isascii() and line.isprintable():
+                # the usual text: no control character at all, one octet
+                # per character
+                if prefix + len(line) + 2 > MAX_REPLY_LINE:
+                    raise LocalProtocolError(
+                        f"reply line longer than {MAX_REPLY_LINE} octets (RFC 5321 §4.5.3.1.5)"
+                    )
+                continue
             _check_text(line, "reply text")
             try:
                 # surrogateescape keeps a peer's raw non-UTF-8 octets; any

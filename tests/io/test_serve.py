@@ -583,3 +583,57 @@ def test_serve_on_ipv6_loopback(kind: str) -> None:
         client.sendmail("a@example.org", ["b@example.net"], b"Subject: x\r\n\r\nx")
     assert sink.messages == 1 and sink.envelopes[0].session.peer is not None
     assert sink.envelopes[0].session.peer[0] == "::1"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_peer_that_never_reads_its_replies_is_not_read_either(kind: str) -> None:
+    # RFC 2920 §3.1 lets a client pipeline, not make the server buffer
+    # without end: a server that kept reading commands while its replies
+    # piled up unsent would hold them all in memory.  With the kernel's
+    # buffers full in both directions, the server must stop reading, so the
+    # peer's own send stalls long before 64 MiB of NOOPs have been taken.
+    sink = Sink()
+    block = b"NOOP\r\n" * (64 * 1024 // 6)
+    with running(kind, sink) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as peer:
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            assert peer.recv(512).startswith(b"220 ")
+            peer.settimeout(2.0)
+            sent = 0
+            with pytest.raises(TimeoutError):
+                while sent < 64 * 1024 * 1024:  # bounded: 64 MiB at most
+                    peer.sendall(block)
+                    sent += len(block)
+            assert sent < 32 * 1024 * 1024
+        _wait_idle(server)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_fast_pipelining_peer_is_served_whatever_the_read_sizes_rfc2920(kind: str) -> None:
+    # An event loop may hand the adapter far more than one socket read's
+    # worth at once (asyncio: up to 256 KiB); the core's input limit
+    # (max_backlog, 256 KiB) must not mistake that for a flood.
+    count = 100_000
+    with (
+        running(kind, Sink()) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=10) as peer,
+    ):
+        assert peer.recv(512).startswith(b"220 ")
+        got = bytearray()
+
+        def read_all() -> None:
+            # bounded: each recv waits 10 s at most, and the loop ends at
+            # the connection's end or when every reply is in
+            while got.count(b"\r\n") < count:
+                data = peer.recv(65536)
+                if not data:
+                    return
+                got.extend(data)
+
+        reader = threading.Thread(target=read_all)
+        reader.start()
+        peer.sendall(b"NOOP\r\n" * count)
+        reader.join(30)
+    assert not reader.is_alive()
+    assert got.count(b"250 ") == count
+    assert b"421" not in got

@@ -16,7 +16,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Coroutine, Generator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -48,7 +48,7 @@ class Server(ServerBase):
     def __init__(self, settings: ServeSettings) -> None:
         super().__init__(settings)
         self._server: asyncio.base_events.Server | None = None
-        self._sessions: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._sessions: set[_SessionProtocol] = set()
 
     def _listening_socket(self) -> socket.socket:
         assert self._server is not None
@@ -75,50 +75,28 @@ class Server(ServerBase):
         ``deadline`` seconds, then cancel what is left."""
         assert self._server is not None
         self._server.close()
-        tasks = list(self._sessions)
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=deadline)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=5)
+        pending = [session.finished for session in self._sessions]
+        if pending:
+            _done, left = await asyncio.wait(pending, timeout=deadline)
+            for session in list(self._sessions):
+                if not session.finished.done():
+                    session.cancel()
+            if left:
+                await asyncio.wait(left, timeout=5)
         await self._server.wait_closed()
 
     async def _start(self, host: str, port: int) -> None:
         settings = self.settings
         implicit = settings.tls if settings.implicit_tls else None
-        self._server = await asyncio.start_server(
-            self._connected,
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _SessionProtocol(self),
             host,
             port,
             ssl=implicit,
             ssl_handshake_timeout=(settings.read_timeout or 300.0) if implicit else None,
             reuse_port=settings.reuse_port,
         )
-
-    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        settings = self.settings
-        if len(self._sessions) >= settings.max_connections:
-            # RFC 5321 §3.8 / §4.2.2: 421, service not available
-            writer.write(Reply(421, f"{self.hostname} Too many connections", "4.3.2").format())
-            await _close(writer)
-            return
-        self._sessions[task] = writer
-        try:
-            await run_session(
-                self.handler,
-                reader,
-                writer,
-                hostname=self.hostname,
-                config=self.config,
-                tls=settings.tls,
-                implicit_tls=settings.implicit_tls,
-                read_timeout=settings.read_timeout,
-            )
-        finally:
-            self._sessions.pop(task, None)
 
 
 async def serve(
@@ -137,7 +115,8 @@ async def serve(
     """Listen on ``host``:``port`` and serve each connection with ``handler``.
 
     The arguments mean what they mean for :func:`smtp_rtls.io.sync.serve`.
-    Returns the running :class:`Server`.
+    Returns the running :class:`Server`.  Runs on whatever event loop is
+    running, so on uvloop when the program installed it.
     """
     server = Server(
         serve_settings(
@@ -155,72 +134,304 @@ async def serve(
     return server
 
 
-async def run_session(
-    handler: object,
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    *,
-    hostname: str,
-    config: ServerConfig | None = None,
-    tls: ssl.SSLContext | None = None,
-    implicit_tls: bool = False,
-    read_timeout: float | None = None,
-) -> None:
-    """Run one server session on a connected stream pair, then close it."""
-    peername = writer.get_extra_info("peername")
-    peer = (peername[0], peername[1]) if peername else None
-    info = None
-    if implicit_tls:
-        sslobj = writer.get_extra_info("ssl_object")
-        info = tls_info(sslobj) if sslobj is not None else None
-    session = ServerSession(
-        handler, hostname, config, peer=peer, tls=info, can_starttls=tls is not None
-    )
-    steps = session.run()
-    result: Any = None
-    last_write = time.monotonic()
-    try:
-        while True:
-            request = steps.send(result)
-            if isinstance(request, Read):
-                wait = request.wait(time.monotonic() - last_write, read_timeout)
-                result = await asyncio.wait_for(reader.read(READ_SIZE), wait)
-            elif isinstance(request, Write):
-                writer.write(request.data)
-                await writer.drain()
-                last_write = time.monotonic()
-                result = None
-            elif isinstance(request, Call):
-                result = await _call(request)
-            elif isinstance(request, StartTLS):
-                result = await _start_tls(writer, tls)
-            else:  # pragma: no cover - the session yields nothing else
-                raise TypeError(f"unknown request {request!r}")
-    except StopIteration:
-        pass
-    except (OSError, ssl.SSLError, asyncio.IncompleteReadError, TimeoutError) as exc:
+class _SessionProtocol(asyncio.Protocol):
+    """One connection: a :class:`ServerSession` run by the transport's callbacks.
+
+    The session's requests are fulfilled as they come, inside the callback
+    that produced them: a read ends the callback (the next ``data_received``
+    answers it), a write goes straight to the transport, a handler call that
+    returns a plain value goes on at once.  Only what must wait (an
+    awaitable handler result, the TLS handshake) becomes a task, with
+    reading paused meanwhile.  So a pipelined group costs one callback, no
+    task and no await per command, and its replies leave as one write (the
+    session flushes them together, RFC 2920 §3.2).
+    """
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self._settings = server.settings
+        self._loop = asyncio.get_running_loop()
+        self.finished: asyncio.Future[None] = self._loop.create_future()
+        self._transport: asyncio.Transport | None = None
+        self._session: ServerSession | None = None
+        self._steps: Generator[Any, Any, None] | None = None
+        self._read: Read | None = None  # the read the session waits for
+        # Bytes received and not yet given to the session: what came while it
+        # was not reading, and the rest of a read larger than READ_SIZE.
+        self._pending = bytearray()
+        self._peer_gone = False
+        self._write_paused = False
+        self._reading_paused = False
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._expires = 0.0
+        self._last_write = 0.0
+
+    # -- transport callbacks ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        server = self._server
+        settings = self._settings
+        if len(server._sessions) >= settings.max_connections:
+            # RFC 5321 §3.8 / §4.2.2: 421, service not available
+            transport.write(
+                Reply(421, f"{server.hostname} Too many connections", "4.3.2").format()
+            )
+            transport.close()
+            self.finished.set_result(None)
+            return
+        server._sessions.add(self)
+        peername = transport.get_extra_info("peername")
+        peer = (peername[0], peername[1]) if peername else None
+        info = None
+        if settings.implicit_tls:
+            sslobj = transport.get_extra_info("ssl_object")
+            info = tls_info(sslobj) if sslobj is not None else None
+        self._session = ServerSession(
+            settings.handler,
+            server.hostname,
+            settings.config,
+            peer=peer,
+            tls=info,
+            can_starttls=settings.tls is not None,
+        )
+        self._steps = self._session.run()
+        self._last_write = time.monotonic()
+        self._advance(None)
+
+    def data_received(self, data: bytes) -> None:
+        if self._read is not None and not self._pending and len(data) <= READ_SIZE:
+            self._read = None
+            self._advance(data)
+            return
+        # Between a handler call and the next read (reading is paused, but a
+        # transport may hand over what it had already), or more than the
+        # session takes at a time: its input limit (ServerConfig.max_backlog)
+        # counts what it was given, so it is given READ_SIZE at most.
+        self._pending += data
+        if self._read is not None:
+            self._read = None
+            self._advance(self._take())
+
+    def _take(self) -> bytes:
+        chunk = bytes(self._pending[:READ_SIZE])
+        del self._pending[:READ_SIZE]
+        return chunk
+
+    def eof_received(self) -> bool:
+        self._peer_gone = True
+        if self._read is not None:
+            self._read = None
+            self._advance(b"")
+        # Keep the transport open: replies still owed (to a QUIT before a
+        # half-close, say) go out, and the session closes it when it ends.
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._peer_gone = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._read is not None:
+            self._read = None
+            self._advance(b"")
+        # Otherwise a task (a handler call, the handshake, the abort calls)
+        # is running, and the session ends after it; or it has ended.
+
+    def pause_writing(self) -> None:
+        # The peer does not read its replies: stop reading its commands
+        # until it does, so that nothing piles up on our side.
+        self._write_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._read is not None:
+            self._resume_reading()
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self._transport is not None:
+            self._reading_paused = True
+            self._transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self._transport is not None:
+            self._reading_paused = False
+            self._transport.resume_reading()
+
+    # -- running the session ---------------------------------------------------
+
+    def _advance(self, result: Any) -> None:
+        """Send ``result`` into the session and fulfil its requests until
+        it waits for a read, for a task, or ends."""
+        steps = self._steps
+        transport = self._transport
+        assert steps is not None and transport is not None
+        try:
+            while True:
+                request = steps.send(result)
+                kind = type(request)
+                if kind is Write:
+                    if not transport.is_closing():
+                        transport.write(request.data)
+                    self._last_write = time.monotonic()
+                    result = None
+                elif kind is Read:
+                    if self._pending:
+                        result = self._take()
+                    elif self._peer_gone:
+                        result = b""
+                    else:
+                        self._wait_read(request)
+                        return
+                elif kind is Call:
+                    try:
+                        result = getattr(request.target, request.method)(*request.args)
+                    except Exception as exc:
+                        result = exc
+                    if (
+                        result is not None
+                        and type(result) is not Reply
+                        and (inspect.isawaitable(result))
+                    ):
+                        self._await(_awaited(result))
+                        return
+                elif kind is StartTLS:
+                    self._await(self._start_tls())
+                    return
+                else:  # pragma: no cover - the session yields nothing else
+                    raise TypeError(f"unknown request {request!r}")
+        except StopIteration:
+            self._close()
+        except Exception:  # pragma: no cover - a bug in the session, not the peer's doing
+            logger.exception("session failed")
+            self._steps = None
+            self._close()
+
+    def _wait_read(self, request: Read) -> None:
+        try:
+            wait = request.wait(time.monotonic() - self._last_write, self._settings.read_timeout)
+        except TimeoutError as exc:
+            self._give_up(exc)
+            return
+        self._read = request
+        expires = self._loop.time() + wait
+        timer = self._timer
+        if timer is not None and timer.when() > expires:
+            timer.cancel()
+            timer = None
+        self._expires = expires
+        if timer is None:
+            # One timer, moved on lazily: most reads come long before it
+            # fires, and re-arming it per read would cost more than the read.
+            self._timer = self._loop.call_at(expires, self._check_timer)
+        if not self._write_paused:
+            self._resume_reading()
+
+    def _check_timer(self) -> None:
+        self._timer = None
+        if self._read is None:
+            return  # not waiting for the peer now; the next read re-arms
+        if self._loop.time() < self._expires:
+            self._timer = self._loop.call_at(self._expires, self._check_timer)
+            return
+        self._give_up(TimeoutError("the peer sent nothing in time"))
+
+    def _await(self, awaitable: Coroutine[Any, Any, Any]) -> None:
+        # Something that must wait (a handler's coroutine, the handshake):
+        # reading stops until it is done, then the session goes on.
+        self._pause_reading()
+        self._task = self._loop.create_task(self._resume_after(awaitable))
+
+    async def _resume_after(self, awaitable: Coroutine[Any, Any, Any]) -> None:
+        try:
+            result = await awaitable
+        except asyncio.CancelledError:
+            self._task = None
+            self._end_early(None)
+            raise
+        self._task = None
+        self._advance(result)
+
+    async def _start_tls(self) -> object:
+        tls = self._settings.tls
+        transport = self._transport
+        assert tls is not None and transport is not None
+        try:
+            new = await self._loop.start_tls(
+                transport,
+                self,
+                tls,
+                server_side=True,
+                ssl_handshake_timeout=self._settings.read_timeout or 300.0,
+            )
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            logger.info("TLS handshake failed: %s", exc)
+            return None
+        if new is None:
+            return None
+        self._transport = new
+        self._reading_paused = False  # the TLS transport starts out reading
+        sslobj = new.get_extra_info("ssl_object")
+        return tls_info(sslobj) if sslobj is not None else None
+
+    def _give_up(self, exc: BaseException) -> None:
+        session = self._session
+        peer = session.info.peer if session is not None else None
         logger.info("session with %s ended: %s", peer, exc)
-        steps.close()
-        for call in session.abort_calls():
-            await _call(call)
-    except asyncio.CancelledError:
-        steps.close()
-        for call in session.abort_calls():
-            await _call(call)
-        raise
-    finally:
-        await _close(writer)
+        self._end_early(exc)
+
+    def _end_early(self, exc: BaseException | None) -> None:
+        # A timeout, or a cancelled handler call: the session cannot go on.
+        # What it still owes the handler (abort the message, on_close) runs,
+        # awaited if it must be, and the connection closes.
+        if self._steps is None or self._session is None:
+            return
+        self._read = None
+        self._steps.close()
+        calls = self._session.abort_calls()
+        self._steps = None
+        self._task = self._loop.create_task(self._abort(calls))
+
+    async def _abort(self, calls: list[Call]) -> None:
+        try:
+            for call in calls:
+                await _call(call)
+        finally:
+            self._task = None
+            self._close()
+
+    def cancel(self) -> None:
+        """End the session now (the server is shutting down)."""
+        if self._steps is None:
+            return  # ending already
+        if self._task is not None:
+            self._task.cancel()
+        else:
+            self._end_early(None)
+
+    def _close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+        self._done()
+
+    def _done(self) -> None:
+        self._server._sessions.discard(self)
+        if not self.finished.done():
+            self.finished.set_result(None)
 
 
-async def _start_tls(writer: asyncio.StreamWriter, tls: ssl.SSLContext | None) -> object:
-    assert tls is not None
+async def _awaited(awaitable: Awaitable[Any]) -> Any:
     try:
-        await writer.start_tls(tls)
-    except (OSError, ssl.SSLError) as exc:
-        logger.info("TLS handshake failed: %s", exc)
-        return None
-    sslobj = writer.get_extra_info("ssl_object")
-    return tls_info(sslobj) if sslobj is not None else None
+        return await awaitable
+    except Exception as exc:
+        return exc
 
 
 async def _call(request: Call) -> Any:

@@ -175,6 +175,14 @@ class SessionEnvelope:
         return self.tag is TLSTag.REQUIRETLS
 
 
+# The default handler's replies, made (and formatted) once: a reply is
+# immutable, and these go out once per message.
+_ACCEPTED = Reply(250, "Message accepted", "2.0.0")
+_SENDER_OK = Reply(250, "Sender OK", "2.1.0")
+_RECIPIENT_OK = Reply(250, "Recipient OK", "2.1.5")
+_GO_AHEAD = Reply(354, "End data with <CR><LF>.<CR><LF>")
+
+
 class MessageWriter:
     """Where a message's content goes, as returned by ``Handler.on_message``.
 
@@ -192,7 +200,7 @@ class MessageWriter:
     def close(self) -> Any:
         """The end of the message: a :class:`~smtp_rtls.Reply`, or in LMTP one
         per recipient (a sequence; a single reply answers for all)."""
-        return Reply(250, "Message accepted", "2.0.0")
+        return _ACCEPTED
 
     def abort(self) -> Any:
         """The transaction ended without the message: drop what was written."""
@@ -221,15 +229,15 @@ class Handler:
 
     def on_mail(self, session: SessionInfo, event: MailFrom) -> Any:
         """Accept or refuse the reverse path (RFC 5321 §4.1.1.2)."""
-        return Reply(250, "Sender OK", "2.1.0")
+        return _SENDER_OK
 
     def on_rcpt(self, session: SessionInfo, event: RcptTo, envelope: Envelope) -> Any:
         """Accept or refuse one recipient (RFC 5321 §4.1.1.3)."""
-        return Reply(250, "Recipient OK", "2.1.5")
+        return _RECIPIENT_OK
 
     def on_data_start(self, session: SessionInfo, envelope: Envelope) -> Any:
         """The reply to DATA: ``354``, or a refusal (not called for BDAT)."""
-        return Reply(354, "End data with <CR><LF>.<CR><LF>")
+        return _GO_AHEAD
 
     def on_message(self, envelope: SessionEnvelope) -> Any:
         """Where the content of this message goes: a :class:`MessageWriter`.
@@ -383,12 +391,18 @@ class ServerSession:
         return result
 
     def _update_info(self) -> None:
-        self.info = attrs.evolve(
-            self.info,
-            tls=self.conn.tls,
-            client_name=self.conn.client_name,
-            authenticated=self._identity,
-        )
+        # Called after every decision; the info changes only at EHLO, TLS
+        # and AUTH, so a new one is made only then.
+        conn = self.conn
+        info = self.info
+        if (
+            info.tls is not conn.tls
+            or info.client_name != conn.client_name
+            or info.authenticated != self._identity
+        ):
+            self.info = attrs.evolve(
+                info, tls=conn.tls, client_name=conn.client_name, authenticated=self._identity
+            )
 
     # -- decisions the application owns -------------------------------------------
 

@@ -55,6 +55,7 @@ from .._events import StartTLS as StartTLSCommand
 from .._reply import Reply
 from .._sentinels import NEED_DATA, PAUSED
 from .._server import ServerConnection
+from .._state import _TIMEOUTS as _STATE_TIMEOUTS
 from .._state import State
 from .._tls import TLSInfo
 from ..policy.tags import TLSTag, message_tag
@@ -81,7 +82,12 @@ MAX_HEADER_SECTION = 256 * 1024
 # -- the requests an adapter fulfils ------------------------------------------------
 
 
-@attrs.frozen(slots=True)
+# The requests are made several times per message: plain slotted classes
+# (attrs.define), which cost a third of frozen ones to make.  Treat them as
+# read-only.
+
+
+@attrs.define(slots=True)
 class Read:
     """Read from the peer; the result is the bytes (``b""``: it closed).
 
@@ -105,20 +111,20 @@ class Read:
         return min(self.timeout if cap is None else cap, left)
 
 
-@attrs.frozen(slots=True)
+@attrs.define(slots=True)
 class Write:
     """Write ``data`` to the peer; the result is None."""
 
     data: bytes
 
 
-@attrs.frozen(slots=True, eq=False)
+@attrs.define(slots=True, eq=False)
 class StartTLS:
     """Run the server side of the TLS handshake; the result is the
     :class:`~smtp_rtls.TLSInfo`, or None when it failed."""
 
 
-@attrs.frozen(slots=True, eq=False)
+@attrs.define(slots=True, eq=False)
 class Call:
     """Call ``target.method(*args)`` (awaiting it when it is awaitable); the
     result is its return value, or the exception it raised."""
@@ -271,6 +277,13 @@ class _Refuse(MessageWriter):
 
 _ERROR_REPLY = Reply(451, "Local error in processing", "4.3.0")
 
+# States as module constants (an enum member looked up on its class costs
+# about 70 ns) and the RFC 5321 §4.5.3.2 timeouts by state.
+_DATA = State.DATA
+_BDAT = State.BDAT
+_STARTTLS = State.STARTTLS
+_TIMEOUTS = _STATE_TIMEOUTS
+
 
 # -- the driver ------------------------------------------------------------------------
 
@@ -354,21 +367,28 @@ class ServerSession:
                 logger.info("session ended: %s", exc)
                 return
             if event is NEED_DATA:
-                self._out += conn.data_to_send()
-                yield from self._flush()
+                out = self._out
+                out += conn.data_to_send()
+                if out:
+                    # inline _flush: this runs once or twice per message
+                    data = bytes(out)
+                    out.clear()
+                    yield Write(data)
                 state = conn.state
-                content = state is State.DATA or state is State.BDAT
+                content = state is _DATA or state is _BDAT
                 deadline = self.content_deadline if content else self.command_deadline
-                conn.receive_data((yield Read(state.timeout, deadline)))
+                conn.receive_data((yield Read(_TIMEOUTS[state], deadline)))
             elif event is PAUSED:
                 yield from self._decide()
-                if conn.state is State.STARTTLS:
+                if conn.state is _STARTTLS:
                     yield from self._flush()
                     info = yield StartTLS()
                     if info is None:
                         return  # the handshake failed: nothing more to say
                     conn.start_tls(info)
                     self._update_info()
+            elif type(event) is MessageData:
+                yield from self._content(event.data)
             elif isinstance(event, ConnectionClosed):
                 self._out += conn.data_to_send()
                 yield from self._flush()
@@ -411,22 +431,28 @@ class ServerSession:
         pending = conn.pending
         handler = self.handler
         reply: Reply
-        if isinstance(pending, Ehlo | Helo):
+        kind = type(pending)
+        # The calls of every transaction first, each inline (one request,
+        # no sub-generator): these run once or more per message.
+        if kind is RcptTo:
+            answer = yield Call(handler, "on_rcpt", (self.info, pending, conn.envelope))
+            reply = _reply_or(answer) if type(answer) is not Reply else answer
+        elif kind is MailFrom:
+            answer = yield Call(handler, "on_mail", (self.info, pending))
+            reply = _reply_or(answer) if type(answer) is not Reply else answer
+        elif kind is Data:
+            answer = yield Call(handler, "on_data_start", (self.info, conn.envelope))
+            reply = _reply_or(answer) if type(answer) is not Reply else answer
+        elif kind is EndOfMessage:
+            assert isinstance(pending, EndOfMessage)
+            yield from self._end_of_message(pending)
+            return
+        elif isinstance(pending, Ehlo | Helo):
             yield from self._abort_message()
             answer = yield from self._call(handler, "on_ehlo", self.info, pending)
             reply = _reply_or(answer, _ERROR_REPLY)
             if reply.is_positive:
                 reply = Reply(reply.code, reply.lines[0])  # the core adds the offer
-        elif isinstance(pending, MailFrom):
-            reply = _reply_or((yield from self._call(handler, "on_mail", self.info, pending)))
-        elif isinstance(pending, RcptTo):
-            envelope = conn.envelope
-            answer = yield from self._call(handler, "on_rcpt", self.info, pending, envelope)
-            reply = _reply_or(answer)
-        elif isinstance(pending, Data):
-            envelope = conn.envelope
-            answer = yield from self._call(handler, "on_data_start", self.info, envelope)
-            reply = _reply_or(answer)
         elif isinstance(pending, StartTLSCommand):
             # RFC 3207 §4: 220, then the handshake; 454 when it cannot be done.
             if self._can_starttls:
@@ -445,9 +471,6 @@ class ServerSession:
         elif isinstance(pending, Bdat):
             # a non-LAST chunk was read and handed on: RFC 3030 §2's 250
             reply = Reply(250, f"{pending.size} octets received", "2.0.0")
-        elif isinstance(pending, EndOfMessage):
-            yield from self._end_of_message(pending)
-            return
         else:  # pragma: no cover - every decision event is handled above
             raise AssertionError(f"no decision for {pending!r}")
         self._send(reply)
@@ -482,7 +505,12 @@ class ServerSession:
 
     def _content(self, data: bytes) -> Generator[Request, Any, None]:
         if self._message_started:
-            yield from self._write(data)
+            if self._writer is not None:
+                # inline _write: once per piece of content
+                result = yield Call(self._writer, "write", (data,))
+                if result is not None and isinstance(result, BaseException):
+                    logger.error("message writer failed: %r", result)
+                    self._writer = _Failed()
             return
         self._head += data
         end = _header_end(self._head)
@@ -553,6 +581,10 @@ def _header_end(head: bytes | bytearray) -> int:
 def _reply_or(value: object, default: Reply = _ERROR_REPLY) -> Reply:
     if isinstance(value, Reply):
         return value
+    if isinstance(value, BaseException):
+        # a Call's result: what the handler raised (see _call)
+        logger.error("a handler raised %r", value)
+        return _ERROR_REPLY
     logger.error("a handler returned %r, not a Reply", value)
     return default
 

@@ -249,6 +249,16 @@ def _mail_from(arg: str) -> MailFrom:
 
 
 def _rcpt_to(arg: str, *, utf8: bool) -> RcptTo:
+    split = _split_plain_path(arg, "TO:")
+    if split is not None and not split[1]:
+        # The usual RCPT: a plain path and no parameter, so nothing but the
+        # address to check; a bad one takes the general path for its reply.
+        try:
+            forward = Address.parse(split[0], utf8=utf8, null=False, postmaster=True)
+        except AddressError:
+            pass
+        else:
+            return RcptTo._parsed(forward, [])
     path, params = _path_and_params(_RCPT_RE, arg, "RCPT TO:<address> [parameters]")
     kw: dict[str, object] = {}
     extra: list[tuple[str, str | None]] = []

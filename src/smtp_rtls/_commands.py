@@ -259,6 +259,10 @@ def _rcpt_to(arg: str, *, utf8: bool) -> RcptTo:
             pass
         else:
             return RcptTo._parsed(forward, [])
+    return _rcpt_to_general(arg, utf8=utf8)
+
+
+def _rcpt_to_general(arg: str, *, utf8: bool) -> RcptTo:
     path, params = _path_and_params(_RCPT_RE, arg, "RCPT TO:<address> [parameters]")
     kw: dict[str, object] = {}
     extra: list[tuple[str, str | None]] = []

@@ -15,7 +15,8 @@ from smtp_rtls.io import asyncio as aio
 from smtp_rtls.io import sync
 from smtp_rtls.io import trio as trio_io
 
-KINDS = ["sync", "asyncio", "trio"]
+# "uvloop" is the asyncio adapter on uvloop's event loop (smtp_rtls[uvloop]).
+KINDS = ["sync", "asyncio", "uvloop", "trio"]
 
 
 @contextmanager
@@ -35,7 +36,12 @@ def running(kind: str, handler: object, **kwargs: Any) -> Iterator[Any]:
     if kind == "trio":
         yield from _running_trio(handler, host, port, **kwargs)
         return
-    loop = asyncio.new_event_loop()
+    if kind == "uvloop":
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:

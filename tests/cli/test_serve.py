@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from smtp_rtls.cli import main
 from smtp_rtls.cli import serve as serve_cli
 
-IOS = ["asyncio", "trio", "threads"]
+IOS = ["asyncio", "uvloop", "trio", "threads"]
 MESSAGE = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nHello.\r\n"
 
 
@@ -289,3 +290,18 @@ def test_openssl_fallback_makes_a_usable_certificate(tmp_path: Path) -> None:
     serve_cli._make_with_openssl(cert, key, "mx.example.test")
     ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
     assert key.stat().st_mode & 0o077 == 0
+
+
+def test_io_uvloop_without_uvloop_is_one_line_and_status_69(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # None in sys.modules makes "import uvloop" raise ImportError, as on a
+    # machine without the uvloop extra; nothing may start listening.
+    monkeypatch.setitem(sys.modules, "uvloop", None)
+    monkeypatch.chdir(tmp_path)
+    status = main(["serve", "--io", "uvloop", "--sink", "--listen", "127.0.0.1:0"])
+    err = capsys.readouterr().err
+    assert status == 69
+    assert err.strip().splitlines()[-1] == (
+        "smtp-rtls serve: --io uvloop: uvloop is not installed (pip install 'smtp_rtls[uvloop]')"
+    )

@@ -92,9 +92,12 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument(
         "--io",
-        choices=("asyncio", "trio", "threads"),
+        choices=("asyncio", "uvloop", "trio", "threads"),
         default="asyncio",
-        help="the I/O adapter (default asyncio)",
+        help=(
+            "the I/O adapter (default asyncio; uvloop: the asyncio adapter on uvloop's "
+            "event loop, which needs the uvloop extra)"
+        ),
     )
     parser.add_argument(
         "--workers",
@@ -137,6 +140,12 @@ def add_parser(sub: Any) -> None:
         metavar="DIR",
         default="smtp-rtls-state",
         help="the self-signed certificate and the relay spool (default ./smtp-rtls-state)",
+    )
+    parser.add_argument(
+        "--tlsrpt-dir",
+        metavar="DIR",
+        help="with --relay: record SMTP TLS Reporting results (RFC 8460) in DIR "
+        "(default STATE-DIR/tlsrpt)",
     )
     parser.add_argument(
         "--auth-file",
@@ -221,9 +230,12 @@ def _prepare(args: argparse.Namespace) -> _Setup:
             raise CommandError(
                 "--io trio needs trio (pip install 'smtp_rtls[trio]')", EX_UNAVAILABLE
             ) from None
+    _loop_factory(args.io)  # a missing uvloop is refused before anything starts
     if args.relay and args.workers > 1:
         # A FileSpool is one process's (it cleans up tmp/ when opened).
         raise CommandError("--relay works with one process only: drop --workers")
+    if args.tlsrpt_dir and not args.relay:
+        raise CommandError("--tlsrpt-dir needs --relay (only the relay delivers onward)")
     hostname = args.hostname or socket.getfqdn()
     state_dir = Path(args.state_dir)
     tls = _tls_context(args, state_dir, hostname)
@@ -247,7 +259,13 @@ def _prepare(args: argparse.Namespace) -> _Setup:
         store = _make(Sink, passwords)
     elif args.relay:
         spool = _writable(state_dir / "spool", lambda path: FileSpool(path))
-        relay = _make(Relay, passwords, spool, local_hostname=hostname)
+        # RFC 8460: every session of an onward delivery is recorded for the
+        # daily TLS reports (smtp-rtls tlsrpt report).
+        tlsrpt_dir = Path(args.tlsrpt_dir) if args.tlsrpt_dir else state_dir / "tlsrpt"
+        tlsrpt = _writable(tlsrpt_dir, _tlsrpt_store)
+        relay = _make(
+            Relay, passwords, spool, local_hostname=hostname, on_result=tlsrpt.record_delivery
+        )
         store = relay
         if passwords is None:
             log.warning(
@@ -273,6 +291,13 @@ def _writable(path: Path, make: Callable[[Path], Any]) -> Any:
             f"cannot write to {path}: {exc.strerror or exc}", EX_CANTCREAT
         ) from None
     return made
+
+
+def _tlsrpt_store(path: Path) -> Any:
+    from ..io.tlsrpt import TLSRPTStore
+
+    path.mkdir(parents=True, exist_ok=True)
+    return TLSRPTStore(path)
 
 
 def _cannot_write(path: Path, exc: OSError) -> CommandError:
@@ -641,8 +666,9 @@ def _serve_here(setup: _Setup, ready: Ready, *, reuse_port: bool) -> None:
     try:
         if setup.io == "threads":
             _serve_threads(setup, ready, reuse_port)
-        elif setup.io == "asyncio":
-            asyncio.run(_serve_asyncio(setup, ready, reuse_port))
+        elif setup.io in ("asyncio", "uvloop"):
+            with asyncio.Runner(loop_factory=_loop_factory(setup.io)) as runner:
+                runner.run(_serve_asyncio(setup, ready, reuse_port))
         else:
             import trio
 
@@ -655,6 +681,21 @@ def _serve_here(setup: _Setup, ready: Ready, *, reuse_port: bool) -> None:
             signal.signal(signum, signal.SIG_IGN)
         if setup.relay is not None:
             setup.relay.stop()
+
+
+def _loop_factory(io: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop for ``--io uvloop``; the standard one otherwise."""
+    if io != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        raise CommandError(
+            "--io uvloop: uvloop is not installed (pip install 'smtp_rtls[uvloop]')",
+            EX_UNAVAILABLE,
+        ) from None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def _options(setup: _Setup, reuse_port: bool) -> dict[str, Any]:

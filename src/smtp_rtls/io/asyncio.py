@@ -18,7 +18,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Coroutine, Generator, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from .._client import ClientConnection
 from .._config import ServerConfig
@@ -170,8 +170,9 @@ class _SessionProtocol(asyncio.Protocol):
     # -- transport callbacks ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses (nor
+        # registered as such), though they have every method used here.
+        self._transport = transport = cast(asyncio.Transport, transport)
         server = self._server
         settings = self._settings
         if len(server._sessions) >= settings.max_connections:

@@ -1,6 +1,6 @@
 """The ``smtp-rtls`` command line (``python -m smtp_rtls``).
 
-One module per command (``demo``, ``serve``, ``send``, ``check``), each with
+One module per command (``demo``, ``serve``, ``send``, ``check``, ``tlsrpt``), each with
 ``add_parser(subparsers)`` and ``run(args) -> int``; the shared pieces
 (exit codes, ``HOST:PORT`` parsing, clear errors instead of tracebacks) are
 in ``_common``.
@@ -18,7 +18,7 @@ from ._common import EX_SOFTWARE, EX_USAGE, CommandError
 
 __all__ = ["main"]
 
-COMMANDS = ("demo", "serve", "send", "check")
+COMMANDS = ("demo", "serve", "send", "check", "tlsrpt")
 
 
 class _Parser(argparse.ArgumentParser):

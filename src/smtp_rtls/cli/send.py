@@ -10,6 +10,8 @@ Two modes, over the library's two ways to send (docs/sending.rst):
 * no ``--server``: ``deliver()`` once per recipient domain, to its MX hosts,
   under the RFC 8689 policy (DNSSEC-validated MX and DANE with
   ``--trust-ad``, MTA-STS); a non-delivery report is shown, never sent.
+  ``--tlsrpt-dir DIR`` records each session's SMTP TLS Reporting result
+  (RFC 8460) there, for ``smtp-rtls tlsrpt report``.
 
 Each recipient's outcome is printed (or one JSON document, ``--json``), and
 the exit status says what the caller should do: 0 delivered, 75 try again
@@ -22,11 +24,13 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
 import re
 import socket
 import ssl
 import sys
 from collections.abc import Awaitable, Callable, Generator, Sequence
+from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 import attrs
@@ -42,6 +46,7 @@ from ..session.client import SendResult
 from ..session.delivery import DEFAULT_TIMEOUTS, DeliveryResult, DeliveryStatus, RecipientResult
 from ..session.requests import Read, Write
 from ._common import (
+    EX_CANTCREAT,
     EX_NOINPUT,
     EX_OK,
     EX_TEMPFAIL,
@@ -176,6 +181,12 @@ def add_parser(sub: Any) -> None:
         metavar="N",
         help="fetch MTA-STS policies on port N instead of 443",
     )
+    mx.add_argument(
+        "--tlsrpt-dir",
+        metavar="DIR",
+        help="record each session's SMTP TLS Reporting result (RFC 8460) in DIR, "
+        "for smtp-rtls tlsrpt report",
+    )
 
     common = parser.add_argument_group("both modes")
     common.add_argument(
@@ -266,6 +277,7 @@ def _check_options(args: argparse.Namespace) -> None:
             ("--trust-ad", args.trust_ad),
             ("--mx-port", args.mx_port),
             ("--mta-sts-port", args.mta_sts_port),
+            ("--tlsrpt-dir", args.tlsrpt_dir),
         ):
             if value:
                 raise CommandError(f"{flag} is for delivery to the MX hosts: drop --server")
@@ -735,6 +747,7 @@ def _deliver(args: argparse.Namespace, job: Job) -> Outcome:
         "cafile": job.cafile,
     }
     _tls_context(job.cafile)  # an unreadable CA file is said once, up front
+    store = _tlsrpt_store(args.tlsrpt_dir) if args.tlsrpt_dir else None
     results: list[tuple[str, DeliveryResult]] = []
     if args.io == "threads":
         from ..io import sync
@@ -772,6 +785,9 @@ def _deliver(args: argparse.Namespace, job: Job) -> Outcome:
         else:
             trio, trio_io = _import_trio()
             trio.run(all_domains, trio_io.deliver)
+    if store is not None:
+        for _, result in results:
+            store.record_delivery(result)
     if job.verbose:
         for domain, result in results:
             _print_attempts(domain, result, sys.stderr)
@@ -779,6 +795,23 @@ def _deliver(args: argparse.Namespace, job: Job) -> Outcome:
         tuple(r for _, result in results for r in result.recipients),
         tuple((domain, result.bounce) for domain, result in results if result.bounce),
     )
+
+
+def _tlsrpt_store(path: str) -> Any:
+    """The TLSRPT state directory, made and checked writable before anything is sent."""
+    from ..io.tlsrpt import TLSRPTStore
+
+    folder = Path(path)
+    probe = folder / f".probe.{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CommandError(
+            f"--tlsrpt-dir: cannot write to {path}: {exc.strerror or exc}", EX_CANTCREAT
+        ) from None
+    return TLSRPTStore(folder)
 
 
 def _by_domain(recipients: Sequence[RcptTo]) -> dict[str, list[RcptTo]]:

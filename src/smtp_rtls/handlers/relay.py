@@ -172,7 +172,11 @@ class Relay(Handler):
     :func:`smtp_rtls.io.sync.deliver`; ``deliver_options`` such as
     ``fulfil``, ``cafile``, ``port``, ``timeouts``, ``config``, ``redact``
     go to it).  ``retry`` is the :class:`~smtp_rtls.handlers.relay.RetrySchedule`; ``clock`` gives
-    seconds since the epoch.
+    seconds since the epoch.  ``on_result`` is called with the
+    :class:`~smtp_rtls.session.DeliveryResult` of every delivery made (for
+    instance :meth:`smtp_rtls.io.tlsrpt.TLSRPTStore.record_delivery`, to
+    record SMTP TLS Reporting results, RFC 8460); what it raises is logged
+    and does not disturb the queue.
     """
 
     def __init__(
@@ -184,6 +188,7 @@ class Relay(Handler):
         deliver_options: Mapping[str, Any] | None = None,
         retry: RetrySchedule | None = None,
         clock: Callable[[], float] = time.time,
+        on_result: Callable[[DeliveryResult], object] | None = None,
     ) -> None:
         if deliver is None:
             from ..io.sync import deliver as sync_deliver
@@ -195,6 +200,7 @@ class Relay(Handler):
         self.deliver_options: dict[str, Any] = dict(deliver_options or {})
         self.retry = retry if retry is not None else RetrySchedule()
         self.clock = clock
+        self.on_result = on_result
         self._run_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -277,6 +283,7 @@ class Relay(Handler):
             result = self._deliver(message, domain, [recipients[i] for i in due], content)
             if result is not None:
                 attempts.append(Attempt(message.id, domain, result))
+                self._observe(result)
                 if result.bounce is not None:
                     bounces.append(result.bounce)
             for i in due:
@@ -321,6 +328,14 @@ class Relay(Handler):
             # the message is not lost and the give-up time still applies.
             logger.exception("delivering %s to %s failed", message.id, domain)
             return None
+
+    def _observe(self, result: DeliveryResult) -> None:
+        if self.on_result is None:
+            return
+        try:
+            self.on_result(result)
+        except Exception:
+            logger.exception("the relay's on_result failed")
 
     def _outcome(
         self,

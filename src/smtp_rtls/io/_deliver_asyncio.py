@@ -96,7 +96,9 @@ class AsyncioRunner:
                 )
         except OSError as exc:  # TimeoutError included
             return ConnectFailed(_describe(exc, request.timeout))
-        return Connected()
+        name = self.writer.get_extra_info("sockname")
+        # RFC 8460 §4.4 "sending-mta-ip": our end of the connection.
+        return Connected(str(name[0]) if isinstance(name, tuple) and name else None)
 
     async def write(self, request: Write) -> Broken | None:
         """Write all the bytes (drained to the transport), or report why not."""

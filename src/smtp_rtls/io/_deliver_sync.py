@@ -89,7 +89,7 @@ class SyncRunner:
             )
         except OSError as exc:
             return ConnectFailed(f"{type(exc).__name__}: {exc}")
-        return Connected()
+        return Connected(_local_address(self.sock))
 
     def write(self, request: Write) -> Broken | None:
         """Write all the bytes, or report why not."""
@@ -128,6 +128,15 @@ class SyncRunner:
         sock, self.sock = self.sock, None
         if sock is not None:
             sock.close()
+
+
+def _local_address(sock: socket.socket) -> str | None:
+    """Our end of the connection (RFC 8460 §4.4 "sending-mta-ip"), if the socket says."""
+    try:
+        name = sock.getsockname()
+    except OSError:
+        return None
+    return str(name[0]) if isinstance(name, tuple) and name else None
 
 
 def deliver(

@@ -104,7 +104,12 @@ class TrioRunner:
             return ConnectFailed(f"TimeoutError: connect timed out after {request.timeout:g} s")
         except OSError as exc:
             return ConnectFailed(_describe(exc))
-        return Connected()
+        try:
+            name = self.stream.socket.getsockname()
+        except OSError:
+            name = None
+        # RFC 8460 §4.4 "sending-mta-ip": our end of the connection.
+        return Connected(str(name[0]) if isinstance(name, tuple) and name else None)
 
     async def write(self, request: Write) -> Broken | None:
         """Write all the bytes, or report why not."""

@@ -14,6 +14,7 @@ from .delivery import (
     DeliveryResult,
     DeliveryStatus,
     RecipientResult,
+    SessionAttempt,
 )
 from .requests import (
     Broken,
@@ -51,6 +52,7 @@ __all__ = [
     "Read",
     "RecipientResult",
     "ServerSession",
+    "SessionAttempt",
     "SessionEnvelope",
     "SessionInfo",
     "SessionRequest",

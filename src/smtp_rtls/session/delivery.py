@@ -27,7 +27,11 @@ applies to every recipient concerned).  When no host carried the message,
 :func:`~smtp_rtls.policy.verdict.final_verdict` decides for all of them.
 Failed recipients get a non-delivery report
 (:func:`~smtp_rtls.policy.dsn.build_dsn`, RFC 8689 §5) in
-:attr:`DeliveryResult.bounce`.
+:attr:`DeliveryResult.bounce`.  Every session that reached the policy's
+decision is kept in :attr:`DeliveryResult.sessions` (the addresses, the
+server's name, TLS, the verdict; a failed handshake before its plaintext
+retry included), which :meth:`DeliveryResult.tlsrpt_results` turns into
+SMTP TLS Reporting results (RFC 8460).
 """
 
 from __future__ import annotations
@@ -75,6 +79,8 @@ from ..policy.plan import (
     plan_delivery,
 )
 from ..policy.tags import TLSTag, header_section, message_tag
+from ..policy.tlsrpt import SessionResult as TLSRPTResult
+from ..policy.tlsrpt import session_result
 from ..policy.verdict import (
     check,
     connection_failed,
@@ -86,6 +92,7 @@ from .requests import (
     Broken,
     Close,
     Connect,
+    Connected,
     ConnectFailed,
     Read,
     StartTLS,
@@ -94,7 +101,14 @@ from .requests import (
     Write,
 )
 
-__all__ = ["DEFAULT_TIMEOUTS", "Delivery", "DeliveryResult", "DeliveryStatus", "RecipientResult"]
+__all__ = [
+    "DEFAULT_TIMEOUTS",
+    "Delivery",
+    "DeliveryResult",
+    "DeliveryStatus",
+    "RecipientResult",
+    "SessionAttempt",
+]
 
 Content = bytes | Callable[[], Iterable[bytes]]
 
@@ -158,6 +172,39 @@ class RecipientResult:
 
 
 @attrs.frozen(slots=True)
+class SessionAttempt:
+    """One SMTP session of a delivery that got as far as the policy's decision.
+
+    ``host`` is the MX host and ``address`` the IP address connected to;
+    ``local_address`` our end of the connection (when the runner says, see
+    :class:`~smtp_rtls.session.requests.Connected`); ``server_name`` the first word of
+    the server's greeting (RFC 5321 §4.2: its domain), else of its EHLO
+    reply; ``tls`` the TLS session, None when the session stayed in
+    plaintext or the handshake failed.  ``verdict`` is how the session
+    ended for the policy: a TRY_NEXT (a failed handshake, a certificate or
+    DANE failure, no STARTTLS, no REQUIRETLS, a ``530`` to MAIL), or the
+    PROCEED of the session that carried the transaction.  ``when`` is the
+    driver's clock at the connection.  ``plaintext_retry`` marks the session
+    opened again without STARTTLS after a failed handshake, for a candidate
+    that allows plaintext (RFC 7435); the failed handshake is the session
+    before it.
+
+    Sessions that never reached a decision (no connection, a refused
+    greeting or EHLO, a connection broken before the verdict) are not
+    recorded: RFC 8460 §4.3.4 does not ask to report them.
+    """
+
+    host: str
+    address: str
+    verdict: Verdict
+    when: datetime.datetime
+    local_address: str | None = None
+    server_name: str | None = None
+    tls: TLSInfo | None = None
+    plaintext_retry: bool = False
+
+
+@attrs.frozen(slots=True)
 class DeliveryResult:
     """What :meth:`Delivery.run` returns.
 
@@ -166,6 +213,10 @@ class DeliveryResult:
     recipient wants one); ``verdict`` the PROCEED verdict of the host that
     took the message, or the final one; ``attempts`` the TRY_NEXT verdicts of
     the hosts tried before (``plan.skipped`` holds those never tried).
+    ``sessions`` records every session that reached a decision, in order
+    (:class:`SessionAttempt`: addresses, server name, TLS, verdict);
+    ``when`` is the driver's clock when the delivery began.
+    :meth:`tlsrpt_results` turns them into SMTP TLS Reporting results.
     """
 
     recipients: tuple[RecipientResult, ...]
@@ -173,6 +224,42 @@ class DeliveryResult:
     plan: DeliveryPlan
     verdict: Verdict
     attempts: tuple[Verdict, ...] = ()
+    sessions: tuple[SessionAttempt, ...] = ()
+    when: datetime.datetime | None = None
+
+    def tlsrpt_results(self) -> tuple[TLSRPTResult, ...]:
+        """The RFC 8460 session results of this delivery, to record for the daily reports.
+
+        One for each host the plan ruled out that RFC 8460 counts (an MX
+        host the MTA-STS policy does not list, a failed TLSA look-up), and
+        one for each recorded session, with its addresses and the server's
+        name (§4.4), by :func:`~smtp_rtls.policy.tlsrpt.session_result`.  A
+        plaintext retry after a failed handshake is left out: the failed
+        handshake is what counts (§4.3).  Sessions with nothing to report
+        (§4.3.4) are left out too.
+        """
+        results: list[TLSRPTResult] = []
+        when = self.when if self.when is not None else next((s.when for s in self.sessions), None)
+        if when is not None:
+            for verdict in self.plan.skipped:
+                result = session_result(self.plan, verdict, when=when)
+                if result is not None:
+                    results.append(result)
+        for attempt in self.sessions:
+            if attempt.plaintext_retry:
+                continue
+            result = session_result(
+                self.plan,
+                attempt.verdict,
+                when=attempt.when,
+                tls=attempt.tls is not None,
+                receiving_ip=attempt.address,
+                sending_mta_ip=attempt.local_address,
+                receiving_mx_helo=attempt.server_name,
+            )
+            if result is not None:
+                results.append(result)
+        return tuple(results)
 
     def with_status(self, status: DeliveryStatus) -> tuple[RecipientResult, ...]:
         """The recipients whose outcome is ``status``."""
@@ -225,6 +312,15 @@ def _status_of(reply: Reply) -> DeliveryStatus:
 
 def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
+
+
+def _server_name(greeting: Reply, caps: Capabilities | None) -> str | None:
+    """The name a server announced: its greeting's first word (RFC 5321 §4.2
+    ``Greeting``: the domain or address literal), else its EHLO reply's."""
+    words = greeting.lines[0].split() if greeting.lines else []
+    name = words[0] if words else (caps.domain if caps is not None else "")
+    # Printable and bounded: it goes into a report (RFC 8460 §4.4).
+    return name[:255] if name and name.isprintable() else None
 
 
 class Delivery:
@@ -295,6 +391,7 @@ class Delivery:
         self.arrival_date = arrival_date
         self.redact = redact
         self.without_requiretls: Literal["redacted", "headers"] = without_requiretls
+        self._sessions: list[SessionAttempt] = []
 
     # -- content ---------------------------------------------------------------
 
@@ -318,7 +415,9 @@ class Delivery:
 
     def run(self) -> Step[DeliveryResult]:
         """Deliver: yields requests, is sent their results, returns the outcome."""
-        now = self.clock().timestamp() if self.config.sts_cache is not None else None
+        started = self.clock()
+        self._sessions = []
+        now = started.timestamp() if self.config.sts_cache is not None else None
         plan = yield from plan_delivery(
             self.domain,
             self.tag,
@@ -333,7 +432,7 @@ class Delivery:
                 attempts.append(outcome)
                 continue
             verdict, results = outcome
-            return self._result(plan, verdict, attempts, results)
+            return self._result(plan, verdict, attempts, results, started)
         verdict = final_verdict(plan, attempts)
         status = (
             DeliveryStatus.FAILED if verdict.action is Action.FAIL else DeliveryStatus.DEFERRED
@@ -349,7 +448,7 @@ class Delivery:
             )
             for r in self.recipients
         ]
-        return self._result(plan, verdict, attempts, results)
+        return self._result(plan, verdict, attempts, results, started)
 
     def _result(
         self,
@@ -357,9 +456,16 @@ class Delivery:
         verdict: Verdict,
         attempts: Sequence[Verdict],
         results: Sequence[RecipientResult],
+        started: datetime.datetime,
     ) -> DeliveryResult:
         return DeliveryResult(
-            tuple(results), self._bounce(results), plan, verdict, tuple(attempts)
+            tuple(results),
+            self._bounce(results),
+            plan,
+            verdict,
+            tuple(attempts),
+            tuple(self._sessions),
+            started,
         )
 
     def _try_host(
@@ -390,7 +496,27 @@ class Delivery:
         connected = yield Connect(candidate.host, address, self.port, self.timeouts["CONNECT"])
         if isinstance(connected, ConnectFailed):
             return _Unreachable(connected.detail)
+        when = self.clock()
+        local = connected.local_address if isinstance(connected, Connected) else None
         conn = ClientConnection(self.local_hostname)
+        greeting: Reply | None = None
+
+        def record(verdict: Verdict, tls: TLSInfo | None) -> None:
+            # RFC 8460 §4.4: the session as a report describes it.
+            name = _server_name(greeting, conn.capabilities) if greeting is not None else None
+            self._sessions.append(
+                SessionAttempt(
+                    candidate.host,
+                    address,
+                    verdict,
+                    when,
+                    local,
+                    name,
+                    tls,
+                    plaintext_retry=not starttls,
+                )
+            )
+
         try:
             greeting = yield from self._reply(conn)
             if not greeting.is_positive:
@@ -415,6 +541,9 @@ class Delivery:
                         # now would be read as TLS garbage; closing is the QUIT.
                         yield Close()
                         verdict = handshake_failed(candidate, result.kind, result.detail)
+                        # Recorded before any plaintext retry: RFC 8460 §4.3
+                        # reports the failed handshake, not what came after.
+                        record(verdict, None)
                         if not handshake.required:
                             return _Plaintext(verdict)
                         return verdict
@@ -429,6 +558,7 @@ class Delivery:
             if verdict.action is not Action.PROCEED:
                 # RFC 8689 §4.2.1 ¶3: QUIT, then the next MX host.
                 yield from self._quit(conn)
+                record(verdict, tls)
                 return verdict
             if conn.capabilities is None:
                 yield from self._quit(conn)
@@ -436,7 +566,10 @@ class Delivery:
         except _Broken as exc:
             yield Close()
             return _Unreachable(exc.detail)
-        return (yield from self._transaction(conn, candidate, address, verdict))
+        outcome = yield from self._transaction(conn, candidate, address, verdict)
+        # A 530 to MAIL ends the session with a verdict of its own.
+        record(outcome if isinstance(outcome, Verdict) else outcome[0], tls)
+        return outcome
 
     def _reply_timeout(self, conn: ClientConnection) -> float:
         verb = conn.pending[0] if conn.pending else "REPLY"

@@ -69,7 +69,14 @@ class Connect:
 
 @attrs.frozen(slots=True)
 class Connected:
-    """The result of :class:`Connect`: the connection is open."""
+    """The result of :class:`Connect`: the connection is open.
+
+    ``local_address`` is our end of it (the IP address the socket is bound
+    to), when the runner knows it: SMTP TLS Reporting names the sending MTA
+    by it (RFC 8460 §4.4 "sending-mta-ip").
+    """
+
+    local_address: str | None = None
 
 
 @attrs.frozen(slots=True)

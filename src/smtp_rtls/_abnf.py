@@ -56,6 +56,31 @@ ESMTP_VALUE = rf"[\x21-\x3c\x3e-\x7e{UTF8_NON_ASCII}]+"
 # hexchar = "+" 2(%x30-39 / %x41-46)
 XTEXT = r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*"
 
+# -- fast-path forms -----------------------------------------------------------
+#
+# The same languages as SUB_DOMAIN_U, DOMAIN_U, DOT_STRING_U and a list of
+# esmtp-param, written so that the engine does not backtrack: every run is
+# possessive ("++", "*+", "?+", Python 3.11), which matches the same texts
+# because what may follow a run never starts with a character the run could
+# take, so giving characters back could not lead to a match.  They serve fast
+# paths that fall back to the general code on anything they do not match.
+#
+# sub-domain = Let-dig [Ldh-str], and the U-label approximation above: letters
+# and digits (ASCII or not) with hyphens only inside, that is, runs of letters
+# and digits joined by runs of hyphens.
+_LET_DIG_U = rf"[A-Za-z0-9{UTF8_NON_ASCII}]"
+SUB_DOMAIN_U_FAST = rf"{_LET_DIG_U}++(?:-++{_LET_DIG_U}++)*+"
+DOMAIN_U_FAST = rf"{SUB_DOMAIN_U_FAST}(?:\.{SUB_DOMAIN_U_FAST})*+"
+DOT_STRING_U_FAST = rf"{ATEXT_U}++(?:\.{ATEXT_U}++)*+"
+# IPv4-address-literal = Snum 3("."  Snum), Snum 0 through 255 in 1*3DIGIT
+# (so "010" is one); the alternatives backtrack over three digits at most.
+SNUM = r"(?:25[0-5]|2[0-4][0-9]|[01][0-9][0-9]|[0-9][0-9]?)"
+IPV4_ADDRESS_LITERAL = rf"\[{SNUM}(?:\.{SNUM}){{3}}\]"
+# Mail-parameters = esmtp-param *(SP esmtp-param) (Rcpt-parameters alike), with
+# esmtp-param = esmtp-keyword ["=" esmtp-value]; neither piece holds "=" or SP.
+ESMTP_PARAM_FAST = rf"[A-Za-z0-9][A-Za-z0-9-]*+(?:=[\x21-\x3c\x3e-\x7e{UTF8_NON_ASCII}]++)?+"
+ESMTP_PARAMS_FAST = rf"{ESMTP_PARAM_FAST}(?: {ESMTP_PARAM_FAST})*+"
+
 re_domain = re.compile(DOMAIN)
 re_domain_u = re.compile(DOMAIN_U)
 re_dot_string = re.compile(DOT_STRING)

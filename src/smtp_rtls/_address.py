@@ -32,8 +32,30 @@ MAX_DOMAIN = 255
 MAX_PATH = 256
 
 _ADL_RE = re.compile(rf"@{_abnf.DOMAIN}(?:,@{_abnf.DOMAIN})*:")
+_ADDRESS_LITERAL_RE = re.compile(_abnf.ADDRESS_LITERAL)
+_IPV6_CHARS_RE = re.compile(r"[0-9A-Fa-f:.]+")
+_IPV4_CHARS_RE = re.compile(r"[0-9.]+")
 _GENERAL_LITERAL_RE = re.compile(r"([A-Za-z0-9-]*[A-Za-z0-9]):([\x21-\x5a\x5e-\x7e]+)")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_QUOTE_RE = re.compile(r'(["\\])')
+_UNQUOTE_RE = re.compile(r"\\(.)")
+
+# The fast path of Address.parse.  Most paths are a Dot-string at a Domain
+# (RFC 5321 §4.1.2), ASCII or with RFC 6531 UTF-8, or at an IPv4 address
+# literal (§4.1.3): one regex without backtracking reads those, where the
+# general code needs a dozen steps.  Whatever it does not match, or does not
+# match within the limits, goes to the general code, which alone gives the
+# errors: the fast path only has to be right about what it accepts.
+#
+# The limits (§4.5.3.1): the local part, the text before the first "@" (a
+# Dot-string holds none), within 64 octets; the text within _FAST_PATH_MAX
+# octets, which keeps the path within 256 bare (two brackets added) or
+# bracketed, and so the domain, shorter than the text, within 255.
+_FAST_PATH_RE = re.compile(
+    rf"(<)?({_abnf.DOT_STRING_U_FAST})@({_abnf.DOMAIN_U_FAST}|{_abnf.IPV4_ADDRESS_LITERAL})(?(1)>)"
+)
+_FAST_PATH_MAX = MAX_PATH - 2
+_FAST_DOMAIN_RE = re.compile(_abnf.DOMAIN_U_FAST)
 
 
 class AddressError(LocalProtocolError):
@@ -58,14 +80,14 @@ def _check_address_literal(literal: str) -> None:
     if inner[:5].lower() == "ipv6:":
         # RFC 5321 §4.1.3 IPv6-addr is hex, colons and a dotted quad: no zone
         # ID ("%eth0"), which ipaddress would accept
-        if not re.fullmatch(r"[0-9A-Fa-f:.]+", inner[5:]):
+        if not _IPV6_CHARS_RE.fullmatch(inner[5:]):
             raise AddressError(f"bad IPv6 address literal {literal!r}")
         try:
             ipaddress.IPv6Address(inner[5:])
         except ValueError:
             raise AddressError(f"bad IPv6 address literal {literal!r}") from None
         return
-    if re.fullmatch(r"[0-9.]+", inner):
+    if _IPV4_CHARS_RE.fullmatch(inner):
         parts = inner.split(".")
         # Snum = 1*3DIGIT, 0 through 255, and exactly four of them
         if len(parts) != 4 or not all(p and len(p) <= 3 and int(p) <= 255 for p in parts):
@@ -77,8 +99,21 @@ def _check_address_literal(literal: str) -> None:
 
 def check_domain(domain: str, *, utf8: bool = True) -> None:
     """Raise AddressError unless ``domain`` is a Domain or address-literal."""
+    # The common case, a Domain (RFC 5321 §4.1.2, RFC 6531 §3.3 with UTF-8)
+    # within 255 octets (§4.5.3.1.2), in one regex; anything else, and every
+    # error, takes the general path.
+    if type(domain) is str and _FAST_DOMAIN_RE.fullmatch(domain):
+        if domain.isascii():
+            if len(domain) <= MAX_DOMAIN:
+                return
+        elif utf8 and len(domain.encode()) <= MAX_DOMAIN:
+            return
+    _check_domain_general(domain, utf8)
+
+
+def _check_domain_general(domain: str, utf8: bool) -> None:
     if domain.startswith("["):
-        if not re.fullmatch(_abnf.ADDRESS_LITERAL, domain):
+        if not _ADDRESS_LITERAL_RE.fullmatch(domain):
             raise AddressError(f"bad address literal {domain!r}")
         _check_address_literal(domain)
         return
@@ -92,12 +127,12 @@ def check_domain(domain: str, *, utf8: bool = True) -> None:
 def _quote_local(local: str) -> str:
     if _abnf.re_dot_string_u.fullmatch(local):
         return local
-    return '"' + re.sub(r'(["\\])', r"\\\1", local) + '"'
+    return '"' + _QUOTE_RE.sub(r"\\\1", local) + '"'
 
 
 def _unquote_local(text: str) -> str:
     if text.startswith('"'):
-        return re.sub(r"\\(.)", r"\1", text[1:-1])
+        return _UNQUOTE_RE.sub(r"\1", text[1:-1])
     return text
 
 
@@ -141,9 +176,9 @@ class Address:
         check of ``__attrs_post_init__``, so running them again would only
         repeat them (RFC 5321 §4.1.2 and §4.5.3.1 are kept once, there).
         """
-        self = object.__new__(cls)
-        object.__setattr__(self, "local_part", local_part)
-        object.__setattr__(self, "domain", domain)
+        self = _new(cls)
+        _set_local_part(self, local_part)
+        _set_domain(self, domain)
         return self
 
     @classmethod
@@ -187,6 +222,40 @@ class Address:
         ``postmaster`` admits ``<Postmaster>`` (forward paths).  Raises
         AddressError (a LocalProtocolError) on anything else.
         """
+        # The common shapes (see _FAST_PATH_RE), and the null path of every
+        # bounce; the type test keeps str subclasses, and anything that is no
+        # str, to the general path.
+        if type(text) is str:
+            m = _FAST_PATH_RE.fullmatch(text)
+            if m is None:
+                if null and text in ("", "<>"):
+                    return cls.null()
+            else:
+                _, local_part, domain = m.groups()
+                if text.isascii():
+                    fits = len(local_part) <= MAX_LOCAL_PART and len(text) <= _FAST_PATH_MAX
+                else:
+                    # RFC 6531 §3.3: UTF-8 only with SMTPUTF8; the grammar has
+                    # no surrogate, so the text has a UTF-8 form to count
+                    fits = (
+                        utf8
+                        and len(local_part.encode()) <= MAX_LOCAL_PART
+                        and len(text.encode()) <= _FAST_PATH_MAX
+                    )
+                if fits:
+                    self = _new(cls)
+                    _set_local_part(self, local_part)
+                    _set_domain(self, domain)
+                    return self
+        return cls._parse_general(text, utf8, null, postmaster)
+
+    @classmethod
+    def _parse_general(cls, text: str, utf8: bool, null: bool, postmaster: bool) -> Address:
+        """:meth:`parse` for every input: the grammar step by step.
+
+        The fast path of :meth:`parse` must agree with it on every text
+        (tests/test_address_fastpath.py checks that).
+        """
         if text in ("", "<>"):
             if not null:
                 raise AddressError("the null path is not allowed here")
@@ -229,6 +298,13 @@ class Address:
         if not bracketed and _utf8_len(address.path()) > MAX_PATH:
             raise AddressError("path longer than 256 octets", too_long=True)
         return address
+
+
+# Setting the slots through their descriptors skips the frozen __setattr__ as
+# object.__setattr__ does, without looking the name up on every call.
+_new = object.__new__
+_set_local_part = Address.__dict__["local_part"].__set__
+_set_domain = Address.__dict__["domain"].__set__
 
 
 def to_address(value: Address | str) -> Address:

@@ -262,3 +262,21 @@ def test_a_reply_trickled_byte_by_byte_is_read_whole_rfc5321_4_2() -> None:
         listener.close()
         thread.join(10)
     assert b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n" in got
+
+
+def test_blocking_sockets_send_small_writes_at_once() -> None:
+    # The final "." after the content and each reply are small writes after
+    # another write: with Nagle's algorithm they wait for the peer's delayed
+    # ACK (40 ms on Linux) once per message.  asyncio and trio turn it off
+    # for every TCP socket; the blocking adapter must too, on both sides.
+    with sync.serve(Sink(), "127.0.0.1", 0, hostname="mx.test.example") as server:
+        client = sync.connect("127.0.0.1", server.port, timeout=10)
+        try:
+            assert client.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            deadline = time.monotonic() + 5
+            while not server._sessions and time.monotonic() < deadline:
+                time.sleep(0.01)
+            (accepted,) = server._sessions.values()
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        finally:
+            client.quit()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import resource
 import shutil
 import smtplib
@@ -637,3 +638,19 @@ def test_a_fast_pipelining_peer_is_served_whatever_the_read_sizes_rfc2920(kind: 
     assert not reader.is_alive()
     assert got.count(b"250 ") == count
     assert b"421" not in got
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
+def test_a_tls_peer_closing_leaves_no_warning(
+    kind: str, tls: ssl.SSLContext, client_tls: ssl.SSLContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A half-closed TLS connection cannot be kept open; asking for it makes
+    # asyncio log a warning on every such close (thousands on a busy server).
+    with running(kind, Sink(), tls=tls) as server:
+        client = smtplib.SMTP("127.0.0.1", server.port, timeout=10)
+        client.starttls(context=client_tls)
+        client.ehlo("c.example")
+        client.sock.shutdown(socket.SHUT_WR)
+        client.close()
+        _wait_idle(server)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text

@@ -40,6 +40,7 @@ from ..session.requests import (
     Write,
     run_session,
 )
+from ._common import no_delay
 from .fulfil import SyncFulfiller
 from .tls import client_context, tls_failure, tls_info
 
@@ -89,6 +90,7 @@ class SyncRunner:
             )
         except OSError as exc:
             return ConnectFailed(f"{type(exc).__name__}: {exc}")
+        no_delay(self.sock)
         return Connected(_local_address(self.sock))
 
     def write(self, request: Write) -> Broken | None:

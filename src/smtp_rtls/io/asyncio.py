@@ -228,7 +228,9 @@ class _SessionProtocol(asyncio.Protocol):
             self._advance(b"")
         # Keep the transport open: replies still owed (to a QUIT before a
         # half-close, say) go out, and the session closes it when it ends.
-        return True
+        # A TLS transport cannot stay half-open (asyncio warns when asked).
+        transport = self._transport
+        return transport is None or transport.get_extra_info("ssl_object") is None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._peer_gone = True

@@ -35,7 +35,7 @@ from ..session.requests import Broken, Step
 from ..session.requests import Read as ClientRead
 from ..session.requests import Write as ClientWrite
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
-from ._common import ServerBase, ServeSettings, message_envelope, serve_settings
+from ._common import ServerBase, ServeSettings, message_envelope, no_delay, serve_settings
 from ._deliver_sync import deliver
 from .tls import tls_info
 
@@ -58,6 +58,9 @@ class Server(ServerBase):
         self._lock = threading.Lock()
         self._sessions: dict[threading.Thread, socket.socket] = {}
         self._stopping = threading.Event()
+        # Set before the thread starts: a shutdown() right after serve()
+        # closes the listener, and settimeout() on it then raises.
+        self._listener.settimeout(0.2)
         self._accept_thread = threading.Thread(
             target=self._accept_loop, name=f"smtp-rtls-accept-{self.port}", daemon=True
         )
@@ -105,7 +108,6 @@ class Server(ServerBase):
     # -- internals ---------------------------------------------------------------------
 
     def _accept_loop(self) -> None:
-        self._listener.settimeout(0.2)
         while not self._stopping.is_set():
             try:
                 sock, peer = self._listener.accept()
@@ -113,6 +115,7 @@ class Server(ServerBase):
                 continue
             except OSError:
                 return  # the listener was closed
+            no_delay(sock)
             with self._lock:
                 full = len(self._sessions) >= self.settings.max_connections
             if full:
@@ -443,6 +446,7 @@ def connect(
         REPLY_TIMEOUTS if timeout is None else client_ops.uniform(timeout)
     )
     sock = socket.create_connection((host, port), timeout=timeout or 30.0)
+    no_delay(sock)
     conn = ClientConnection(local_hostname or socket.getfqdn(), lmtp=lmtp)
     client = Client(sock, conn, server_hostname=server_hostname or host, timeouts=timeouts)
     try:

@@ -9,10 +9,13 @@ compressed (§5.1, §5.2).  With ``--send`` it also queues them and delivers
 what is due, to the destinations each policy domain publishes in its
 ``_smtp._tls`` record (§3): by HTTPS POST (§5.4) or by mail (§5.3); a report
 that cannot be delivered is kept with its next attempt (§5.5), and the next
-run with ``--send`` tries it again.
+run with ``--send`` tries it again.  Mail is DKIM signed (§3 requires it)
+with ``--dkim-key`` and ``--dkim-selector`` (the optional ``dkimpy``);
+without them it goes unsigned, after a warning: receivers ignore it.
 
-Exit status: 0 done, 64 bad arguments, 66 no state directory, 69 a report
-given up after a day of attempts, 73 the directory cannot be written, 75 a
+Exit status: 0 done, 64 bad arguments, 65 a DKIM key that cannot sign, 66
+no state directory or DKIM key file, 69 a report given up after a day of
+attempts or no dkimpy for --dkim-key, 73 the directory cannot be written, 75 a
 report not delivered this time (kept for its next attempt).
 """
 
@@ -24,12 +27,14 @@ import json
 import re
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..policy.tlsrpt import Report, ReportSubmitter, aggregate
 from ._common import (
     EX_CANTCREAT,
+    EX_DATAERR,
     EX_NOINPUT,
     EX_OK,
     EX_TEMPFAIL,
@@ -152,6 +157,22 @@ def add_parser(sub: Any) -> None:
     sending.add_argument(
         "--hostname", metavar="NAME", help="the EHLO name for mail (default: the FQDN)"
     )
+    signing = report.add_argument_group("DKIM signing of mailed reports (RFC 8460 §3)")
+    signing.add_argument(
+        "--dkim-key",
+        metavar="FILE",
+        help="sign report mail with this private key (RSA PEM, or Ed25519); needs dkimpy",
+    )
+    signing.add_argument(
+        "--dkim-selector",
+        metavar="SEL",
+        help="the selector of the key (its TXT record SEL._domainkey.DOMAIN has s=tlsrpt)",
+    )
+    signing.add_argument(
+        "--dkim-domain",
+        metavar="D",
+        help="the signing domain (default: the domain of --contact, the submitter)",
+    )
     report.add_argument(
         "--json", action="store_true", help="print one JSON document instead of lines"
     )
@@ -165,6 +186,9 @@ def run(args: argparse.Namespace) -> int:
     """Make the day's reports, write them, and with ``--send`` deliver what is due."""
     _check_options(args)
     from ..io.tlsrpt import TLSRPTStore
+
+    # The DKIM key is read before anything is written: a bad one stops the run.
+    sign = _signer(args) if args.send else None
 
     folder = _directory(args)
     store = TLSRPTStore(folder)
@@ -202,7 +226,8 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(document, indent=2), file=out)
         return EX_OK
-    status = _send(args, store, [r for r, _, _ in written], document, out)
+    assert sign is not None
+    status = _send(args, store, [r for r, _, _ in written], document, out, sign)
     document["exit_status"] = status
     if args.json:
         print(json.dumps(document, indent=2), file=out)
@@ -216,6 +241,15 @@ def _check_options(args: argparse.Namespace) -> None:
                 raise CommandError(
                     f"--send needs {flag}: a report names who sends it (RFC 8460 §4.4)"
                 )
+        if bool(args.dkim_key) != bool(args.dkim_selector):
+            given, missing = (
+                ("--dkim-key", "--dkim-selector")
+                if args.dkim_key
+                else ("--dkim-selector", "--dkim-key")
+            )
+            raise CommandError(f"{given} needs {missing}")
+        if args.dkim_domain and not args.dkim_key:
+            raise CommandError("--dkim-domain needs --dkim-key and --dkim-selector")
         return
     for flag, value in (
         ("--retry-now", args.retry_now),
@@ -224,6 +258,9 @@ def _check_options(args: argparse.Namespace) -> None:
         ("--cafile", args.cafile),
         ("--timeout", args.timeout),
         ("--hostname", args.hostname),
+        ("--dkim-key", args.dkim_key),
+        ("--dkim-selector", args.dkim_selector),
+        ("--dkim-domain", args.dkim_domain),
     ):
         if value:
             raise CommandError(f"{flag} is for delivering reports: add --send")
@@ -306,6 +343,7 @@ def _send(
     reports: list[Report],
     document: dict[str, Any],
     out: TextIO,
+    sign: Callable[[bytes], bytes],
 ) -> int:
     """Queue the day's reports, deliver the due ones; the exit status of this run."""
     from ..io.fulfil import SyncFulfiller
@@ -330,6 +368,7 @@ def _send(
         mx_port=args.mx_port,
         timeouts={k: min(v, timeout) for k, v in DEFAULT_TIMEOUTS.items()} if timeout else None,
         timeout=timeout or 60.0,
+        sign=sign,
     )
     queued = set()
     try:
@@ -371,6 +410,40 @@ def _send(
         if not args.json:
             print(_outcome_line(outcome), file=out)
     return status
+
+
+def _signer(args: argparse.Namespace) -> Callable[[bytes], bytes]:
+    """The ``sign`` hook: a DKIM signer with --dkim-key, else one that warns once, unsigned."""
+    from ..io.tlsrpt import DKIMSigner
+
+    if not args.dkim_key:
+        warned = False
+
+        def unsigned(message: bytes) -> bytes:
+            nonlocal warned
+            if not warned:
+                warned = True
+                print(
+                    "smtp-rtls tlsrpt: warning: mailing reports without a DKIM signature "
+                    "(no --dkim-key): receivers must ignore them (RFC 8460 §3)",
+                    file=sys.stderr,
+                )
+            return message
+
+        return unsigned
+    try:
+        key = Path(args.dkim_key).read_bytes()
+    except OSError as exc:
+        raise CommandError(
+            f"--dkim-key {args.dkim_key}: {exc.strerror or exc}", EX_NOINPUT
+        ) from None
+    domain = args.dkim_domain or args.contact.rpartition("@")[2]
+    try:
+        return DKIMSigner(domain, args.dkim_selector, key)
+    except ImportError as exc:
+        raise CommandError(f"--dkim-key: {exc}", EX_UNAVAILABLE) from None
+    except ValueError as exc:
+        raise CommandError(f"--dkim-key {args.dkim_key}: {exc}", EX_DATAERR) from None
 
 
 def _iso(moment: datetime.datetime) -> str:

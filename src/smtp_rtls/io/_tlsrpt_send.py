@@ -5,7 +5,8 @@ the other concern (the state directory and its queue).  Here are the two
 transports, :func:`post_report` (§5.4) and :func:`report_message` (§5.3,
 delivered with :func:`smtp_rtls.io.sync.deliver`), and
 :class:`ReportSender`, which tries every ``rua`` destination of the policy
-domain's ``_smtp._tls`` record (§3).
+domain's ``_smtp._tls`` record (§3), and :class:`DKIMSigner`, the DKIM
+signature §3 requires on reports sent by mail (with ``dkimpy``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import email.utils
 import enum
 import hashlib
 import http.client
+import importlib
 import ipaddress
 import logging
+import re
 import ssl
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
@@ -32,6 +36,8 @@ from ._deliver_sync import deliver
 from .fulfil import SyncFulfiller, _PinnedHTTPSConnection
 
 __all__ = [
+    "DKIM_SIGNED_HEADERS",
+    "DKIMSigner",
     "DestinationResult",
     "ReportOutcome",
     "ReportSender",
@@ -117,7 +123,8 @@ def report_message(
     folded as its example is.  ``TLS-Required: No`` (RFC 8689 §3, through
     :func:`~smtp_rtls.policy.tags.set_tls_required_no`): §3 wants reports
     delivered "despite any TLS-related failures".  The message is not DKIM
-    signed (§3 requires it): pass ``sign`` to :class:`ReportSender`.
+    signed (§3 requires it): pass a :class:`DKIMSigner` as ``sign`` to
+    :class:`ReportSender`.
     """
     if not to:
         raise ValueError("a report message needs at least one recipient")
@@ -257,6 +264,128 @@ def post_report(
         conn.close()
 
 
+#: The header fields :class:`DKIMSigner` signs: RFC 8460 §5.3's two fields
+#: ("SHOULD be included in the DKIM signature") and those that say what the
+#: report is (RFC 6376 §5.4.1's list, as far as a report has them).
+DKIM_SIGNED_HEADERS: tuple[str, ...] = (
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "TLS-Report-Domain",
+    "TLS-Report-Submitter",
+    "MIME-Version",
+    "Content-Type",
+)
+
+# PKCS#8 (RFC 8410) of an Ed25519 private key: this prefix, then the 32-byte seed.
+_ED25519_PKCS8 = bytes.fromhex("302e020100300506032b657004220420")
+_PEM = re.compile(rb"-----BEGIN ([A-Z ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
+# A small message signed once when the signer is made, so that a bad key or a
+# missing module is said then, not when the first report is mailed.
+_PROBE = b"From: <probe@invalid>\r\nSubject: probe\r\n\r\nprobe\r\n"
+
+
+def _dkim_key(private_key: bytes) -> tuple[bytes, bytes]:
+    """The signature algorithm of ``private_key`` and the key as ``dkimpy`` takes it.
+
+    RSA: PEM, PKCS#1 or PKCS#8, as is.  Ed25519: a PKCS#8 PEM (``openssl
+    genpkey -algorithm ed25519``), or the base64 seed that ``dknewkey``
+    writes; ``dkimpy`` takes the base64 seed.
+    """
+    data = private_key.strip()
+    found = _PEM.search(data)
+    if found is None:
+        try:
+            seed = base64.b64decode(data, validate=True)
+        except ValueError:
+            seed = b""
+        if len(seed) != 32:
+            raise ValueError("not a PEM private key, nor the base64 seed of an Ed25519 key")
+        return b"ed25519-sha256", base64.b64encode(seed)
+    try:
+        der = base64.b64decode(b"".join(found.group(2).split()), validate=True)
+    except ValueError:
+        raise ValueError("the PEM private key is not valid base64") from None
+    if found.group(1) == b"PRIVATE KEY" and der.startswith(_ED25519_PKCS8) and len(der) == 48:
+        return b"ed25519-sha256", base64.b64encode(der[len(_ED25519_PKCS8) :])
+    if found.group(1) in (b"RSA PRIVATE KEY", b"PRIVATE KEY"):
+        return b"rsa-sha256", data
+    raise ValueError(f"a {found.group(1).decode()} is neither an RSA nor an Ed25519 key")
+
+
+class DKIMSigner:
+    """Signs report mail with DKIM (RFC 6376) as RFC 8460 §3 requires: the ``sign`` hook of
+    :class:`ReportSender`.
+
+    ``domain`` is the signing domain (``d=``), the reporting domain (the
+    domain of the submitter's contact address); ``selector`` (``s=``) names
+    the key record, ``SELECTOR._domainkey.DOMAIN``, which should declare the
+    service type (§3: "s=tlsrpt").  ``private_key_pem`` is an RSA key in PEM
+    (PKCS#1 or PKCS#8: ``rsa-sha256``) or an Ed25519 key, a PKCS#8 PEM or the
+    base64 seed ``dknewkey`` writes (``ed25519-sha256``, which ``dkimpy``
+    signs only with ``pynacl`` installed).
+
+    The signature is relaxed/relaxed, has no ``l=`` tag (§3: "must not use the
+    "l=" attribute") and covers ``DKIM_SIGNED_HEADERS``
+    (``headers`` to choose others; ``From`` is always needed).  Calling the
+    signer returns the message with a ``DKIM-Signature`` field put first.
+
+    Needs the optional ``dkimpy`` (``pip install 'smtp_rtls[tlsrpt]'``):
+    :class:`ImportError` without it.  A key that cannot sign is a
+    :class:`ValueError`; both are raised here, not when a report is mailed.
+    """
+
+    def __init__(
+        self,
+        domain: str,
+        selector: str,
+        private_key_pem: bytes,
+        *,
+        headers: Sequence[str] = DKIM_SIGNED_HEADERS,
+    ) -> None:
+        """Check the key by signing a probe message."""
+        try:
+            # Imported by name: dkimpy is optional and has no type information.
+            dkim: Any = importlib.import_module("dkim")
+        except ImportError:
+            raise ImportError(
+                "DKIM signing needs the dkimpy package: pip install 'smtp_rtls[tlsrpt]'",
+                name="dkim",
+            ) from None
+        self._dkim: Any = dkim
+        self.domain = domain.rstrip(".").lower()
+        self.selector = selector
+        if not self.domain or not self.selector:
+            raise ValueError("DKIM signing needs a domain and a selector")
+        if "from" not in (h.lower() for h in headers):
+            raise ValueError("the From header field must be signed (RFC 6376 §5.4)")
+        self.headers = tuple(headers)
+        self.algorithm, self._key = _dkim_key(private_key_pem)
+        try:
+            self(_PROBE)
+        except ImportError as exc:  # dkimpy's NaClNotFoundError: no pynacl for Ed25519
+            raise ImportError(f"Ed25519 DKIM signing needs pynacl: {exc}", name="nacl") from None
+        except dkim.DKIMException as exc:
+            raise ValueError(f"cannot sign with this DKIM key: {exc}") from None
+
+    def __call__(self, message: bytes) -> bytes:
+        """``message`` with a ``DKIM-Signature`` field first (CRLF line ends kept)."""
+        signature: bytes = self._dkim.sign(
+            message,
+            self.selector.encode("ascii"),
+            self.domain.encode("ascii"),
+            self._key,
+            canonicalize=(b"relaxed", b"relaxed"),
+            signature_algorithm=self.algorithm,
+            include_headers=[h.encode("ascii") for h in self.headers],
+            length=False,  # RFC 8460 §3: no "l="
+            tlsrpt=True,
+        )
+        return signature + message
+
+
 class ReportSender:
     """Delivers reports to the destinations their policy domain publishes (RFC 8460 §3, §5).
 
@@ -269,8 +398,8 @@ class ReportSender:
     HTTPS POST.  ``mail_from`` is the reverse path of report mail (default:
     the submitter's contact address).  ``sign`` is called with each report
     mail and returns it signed: RFC 8460 §3 requires a DKIM signature (with
-    an ``s=tlsrpt`` key) on reports sent by mail, which this library does not
-    make.
+    an ``s=tlsrpt`` key) on reports sent by mail; :class:`DKIMSigner` makes
+    it.  Without ``sign`` mail goes unsigned, and receivers "MUST" ignore it.
     """
 
     def __init__(

@@ -18,6 +18,8 @@ I/O; this module keeps them on disk and delivers the reports:
   (:func:`report_message`, §5.3) sent through
   :func:`smtp_rtls.io.sync.deliver` with ``TLS-Required: No`` (RFC 8689
   §3), so that a report about broken TLS still gets through.
+* :class:`DKIMSigner` signs report mail with DKIM, as §3 requires (with the
+  optional ``dkimpy``): pass it as the ``sign`` of :class:`ReportSender`.
 
 The sessions that deliver reports are not recorded: RFC 8460 §3 says they
 "SHOULD NOT" be in the next report.
@@ -45,7 +47,9 @@ from ..policy.tlsrpt import (
 )
 from ..session.delivery import DeliveryResult
 from ._tlsrpt_send import (
+    DKIM_SIGNED_HEADERS,
     DestinationResult,
+    DKIMSigner,
     ReportOutcome,
     ReportSender,
     ReportStatus,
@@ -56,6 +60,8 @@ from ._tlsrpt_send import (
 )
 
 __all__ = [
+    "DKIM_SIGNED_HEADERS",
+    "DKIMSigner",
     "DestinationResult",
     "QueuedReport",
     "ReportOutcome",

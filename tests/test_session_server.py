@@ -213,3 +213,32 @@ def test_on_connect_may_refuse_the_session_rfc5321_3_1(greeting: Reply) -> None:
 
     out, _ = play(ServerSession(H(), "mx.example"), b"EHLO c.example\r\nQUIT\r\n")
     assert codes(out) == [554, 503, 221]
+
+
+def test_a_message_without_an_empty_line_starts_at_its_first_body_line_rfc5322_2_1() -> None:
+    # The header section ends at the first line that is not a field (the
+    # same reading as header_section, which the tag is taken from): the
+    # message goes to the handler then, not after MAX_HEADER_SECTION.
+    starts: list[int] = []
+
+    class Recorder(Sink):
+        def on_message(self, envelope: SessionEnvelope) -> MessageWriter:
+            starts.append(len(session._head))
+            return super().on_message(envelope)
+
+    session = ServerSession(Recorder(), "mx.example", ServerConfig(max_message_size=0))
+    first = b"Subject: x\r\nno colon on this line\r\n"
+    rest = [b"y" * 998 + b"\r\n"] * 300
+    play(session, OPEN, b"Subject: x\r\nno colon", b" on this line\r\n", *rest, b".\r\n")
+    assert starts == [len(first)]
+    assert session.handler.octets == len(first) + 300 * 1000  # type: ignore[attr-defined]
+
+
+def test_a_field_cut_by_a_read_keeps_the_header_section_open_rfc8689_4_1() -> None:
+    # "TLS-Requ" with its colon still to come could be the field that tags
+    # the message: nothing may start before that line is whole.
+    sink = Sink()
+    session = ServerSession(sink, "mx.example")
+    play(session, OPEN, b"Subject: x\r\nTLS-Requ", b"ired: No\r\n", b"body\r\n.\r\n")
+    [envelope] = sink.envelopes
+    assert envelope.tag is TLSTag.TLS_OPTIONAL

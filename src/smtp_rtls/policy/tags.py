@@ -42,6 +42,7 @@ __all__ = [
     "TagConflictError",
     "expand",
     "header_section",
+    "header_section_end",
     "message_tag",
     "originate",
     "parse_tls_required",
@@ -109,9 +110,15 @@ def header_section(message: bytes) -> bytes:
     starts with an empty line, or with a continuation line, has an empty
     header section.
     """
+    return message[: header_section_end(message)]
+
+
+def header_section_end(message: bytes | bytearray) -> int:
+    """Where :func:`header_section` ends: the offset of the first line that
+    is neither a field nor a continuation (or of the end of ``message``)."""
     match = _HEADER_FIELDS.match(message)
     assert match is not None  # the pattern matches the empty string
-    return message[: match.end()]
+    return match.end()
 
 
 @attrs.frozen(slots=True)

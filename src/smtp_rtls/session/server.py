@@ -58,7 +58,7 @@ from .._server import ServerConnection
 from .._state import _TIMEOUTS as _STATE_TIMEOUTS
 from .._state import State
 from .._tls import TLSInfo
-from ..policy.tags import TLSTag, message_tag
+from ..policy.tags import TLSTag, header_section_end, message_tag
 
 __all__ = [
     "Call",
@@ -513,8 +513,7 @@ class ServerSession:
                     self._writer = _Failed()
             return
         self._head += data
-        end = _header_end(self._head)
-        if end < 0 and len(self._head) < MAX_HEADER_SECTION:
+        if not _header_complete(self._head) and len(self._head) < MAX_HEADER_SECTION:
             return
         yield from self._start_message()
 
@@ -571,11 +570,14 @@ class _Failed(MessageWriter):
         return _ERROR_REPLY
 
 
-def _header_end(head: bytes | bytearray) -> int:
-    # RFC 5322 §2.1: the header section ends at the first empty line.
-    if head[:2] == b"\r\n":
-        return 0
-    return head.find(b"\r\n\r\n")
+def _header_complete(head: bytes | bytearray) -> bool:
+    # RFC 5322 §2.1, §2.2: the header section ends at the first line that is
+    # neither a field nor a field's continuation: the empty line before the
+    # body, or a line of body text in a message without one (how
+    # header_section reads it, so the tag is decided by the same bytes).
+    # Complete once such a line has arrived whole; until then, more fields
+    # may follow.
+    return head.find(b"\n", header_section_end(head)) >= 0
 
 
 def _reply_or(value: object, default: Reply = _ERROR_REPLY) -> Reply:

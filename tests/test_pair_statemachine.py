@@ -22,7 +22,6 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from pair import Pair
 from smtp_rtls import (
     Auth,
     AuthResponse,
@@ -47,6 +46,7 @@ from smtp_rtls import (
     Vrfy,
 )
 from smtp_rtls._sasl import CANCEL, auth_login, auth_plain, encode_response
+from smtp_rtls.testing.pair import Pair
 
 MAIN_JOB_TRANSCRIPT = """\
 S: 220 mx.example ESMTP

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 
-import strategies as sst
 from smtp_rtls import Address, AddressError, LocalProtocolError, MailFrom, RcptTo
 from smtp_rtls._address import check_domain
 from smtp_rtls._commands import CommandSyntaxError, parse_command
+from smtp_rtls.testing import strategies as sst
 
 # -- round trip ------------------------------------------------------------------
 

@@ -20,10 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import strategies as sst
 from smtp_rtls import Address, _address
 from smtp_rtls._address import _check_domain_general, check_domain
 from smtp_rtls._params import _parse_params_general, format_params, parse_params
+from smtp_rtls.testing import strategies as sst
 
 # Characters that change what a path or a parameter list is: the grammar's
 # delimiters, controls, non-ASCII of two, three and four octets, C1 controls

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 
-import strategies as sst
 from smtp_rtls import Capabilities, LocalProtocolError, Reply
+from smtp_rtls.testing import strategies as sst
 
 POSTFIX_EHLO = (
     b"250-mx.example.org\r\n"

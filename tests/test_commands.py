@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import strategies as sst
 from smtp_rtls import (
     Address,
     Auth,
@@ -32,6 +31,7 @@ from smtp_rtls import (
     StartTLS,
 )
 from smtp_rtls._commands import CommandSyntaxError, format_command, parse_command
+from smtp_rtls.testing import strategies as sst
 
 
 def _line(event: Event, *, lmtp: bool = False) -> str:

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import strategies as sst
 from smtp_rtls import Address, LocalProtocolError, MailFrom, RcptTo, ServerConfig
 from smtp_rtls._commands import CommandSyntaxError, format_command, parse_command
 from smtp_rtls._params import (
@@ -21,6 +20,7 @@ from smtp_rtls._params import (
     xtext_encode,
 )
 from smtp_rtls._server_rules import check_mail, check_rcpt
+from smtp_rtls.testing import strategies as sst
 
 
 def _reject_reply(line: str) -> tuple[int, str]:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import strategies as sst
 from smtp_rtls import EnhancedStatus, LocalProtocolError, RemoteProtocolError, Reply
+from smtp_rtls.testing import strategies as sst
 
 # -- round trip ----------------------------------------------------------------------
 

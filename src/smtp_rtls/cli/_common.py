@@ -21,6 +21,8 @@ __all__ = [
     "Progress",
     "env_default",
     "host_port",
+    "port_number",
+    "positive_seconds",
     "with_progress",
 ]
 
@@ -112,3 +114,25 @@ def with_progress(
         progress.done()
 
     return pieces
+
+
+def port_number(text: str) -> int:
+    """An argparse ``type`` for a TCP port, 1 to 65535."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range: {number}")
+    return number
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse ``type`` for a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value

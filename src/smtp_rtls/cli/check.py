@@ -66,6 +66,7 @@ from ._common import (
     Progress,
     env_default,
     host_port,
+    port_number,
 )
 
 __all__ = ["add_parser", "run"]
@@ -81,19 +82,6 @@ PROBE_TIMEOUT = 20.0
 
 # RFC 1035 §2.3.1 / RFC 5321 §4.1.2 "Domain": letters, digits, hyphens.
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
-
-
-def _port(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range: {number}")
-    return number
-
-
-_port.__name__ = "port"
 
 
 def add_parser(sub: Any) -> None:
@@ -130,14 +118,14 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument(
         "--mx-port",
-        type=_port,
+        type=port_number,
         default=25,
         metavar="N",
         help="TCP port of the MX probes (default 25; names and TLSA look-ups unchanged)",
     )
     parser.add_argument(
         "--mta-sts-port",
-        type=_port,
+        type=port_number,
         default=443,
         metavar="N",
         help="TCP port of the MTA-STS policy host (default 443; names unchanged)",

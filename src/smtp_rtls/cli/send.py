@@ -56,6 +56,8 @@ from ._common import (
     Progress,
     env_default,
     host_port,
+    port_number,
+    positive_seconds,
     with_progress,
 )
 
@@ -69,28 +71,6 @@ _CONNECT_TIMEOUT = 30.0
 
 
 # -- the command line ------------------------------------------------------------------
-
-
-def _port(text: str) -> int:
-    """An argparse ``type`` for a TCP port."""
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range: {number}")
-    return number
-
-
-def _seconds(text: str) -> float:
-    """An argparse ``type`` for a positive number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
-    return value
 
 
 def add_parser(sub: Any) -> None:
@@ -173,11 +153,14 @@ def add_parser(sub: Any) -> None:
         "enables DANE and DNSSEC-validated MX",
     )
     mx.add_argument(
-        "--mx-port", type=_port, metavar="N", help="contact the MX hosts on port N instead of 25"
+        "--mx-port",
+        type=port_number,
+        metavar="N",
+        help="contact the MX hosts on port N instead of 25",
     )
     mx.add_argument(
         "--mta-sts-port",
-        type=_port,
+        type=port_number,
         metavar="N",
         help="fetch MTA-STS policies on port N instead of 443",
     )
@@ -202,7 +185,7 @@ def add_parser(sub: Any) -> None:
     )
     common.add_argument(
         "--timeout",
-        type=_seconds,
+        type=positive_seconds,
         metavar="SECONDS",
         help="cap every wait for a server (default: RFC 5321's)",
     )

@@ -42,6 +42,8 @@ from ._common import (
     CommandError,
     env_default,
     host_port,
+    port_number,
+    positive_seconds,
 )
 
 __all__ = ["add_parser", "run"]
@@ -60,26 +62,6 @@ def _day(text: str) -> datetime.date:
         return datetime.date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
-
-def _port(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= number <= 65535:
-        raise argparse.ArgumentTypeError(f"port out of range: {number}")
-    return number
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
-    return value
 
 
 def add_parser(sub: Any) -> None:
@@ -144,7 +126,7 @@ def add_parser(sub: Any) -> None:
         help="the resolver to ask (default: SMTP_RTLS_NAMESERVER, else the system's)",
     )
     sending.add_argument(
-        "--mx-port", type=_port, metavar="N", help="mail reports to port N instead of 25"
+        "--mx-port", type=port_number, metavar="N", help="mail reports to port N instead of 25"
     )
     sending.add_argument(
         "--cafile",
@@ -152,7 +134,7 @@ def add_parser(sub: Any) -> None:
         help="trust these CA certificates for HTTPS and SMTP (default: SMTP_RTLS_CAFILE)",
     )
     sending.add_argument(
-        "--timeout", type=_seconds, metavar="SECONDS", help="cap every wait for a server"
+        "--timeout", type=positive_seconds, metavar="SECONDS", help="cap every wait for a server"
     )
     sending.add_argument(
         "--hostname", metavar="NAME", help="the EHLO name for mail (default: the FQDN)"

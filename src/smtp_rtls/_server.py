@@ -502,12 +502,7 @@ class ServerConnection:
             refusal = check_mail(event, self._offered_keys(), self.config)
         elif kind is RcptTo:
             assert isinstance(event, RcptTo)
-            if event.notify is None and event.orcpt is None and not event.extra:
-                # no parameter to refuse: only the recipient limit applies
-                if len(self._rcpts) >= self.config.max_recipients:
-                    refusal = check_rcpt(event, frozenset(), self.config, len(self._rcpts))
-            else:
-                refusal = check_rcpt(event, self._offered_keys(), self.config, len(self._rcpts))
+            refusal = check_rcpt(event, self._offered_keys(), self.config, len(self._rcpts))
         elif kind is Data:
             refusal = check_data(self._state, self._mail, lmtp=self.config.lmtp)
             if refusal is not None and refusal.code == 503 and self._state is _RCPT:

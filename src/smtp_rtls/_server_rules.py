@@ -79,12 +79,14 @@ def check_mail(mail: MailFrom, keys: Set[str], config: ServerConfig) -> Reply | 
 
 def check_rcpt(rcpt: RcptTo, keys: Set[str], config: ServerConfig, accepted: int) -> Reply | None:
     """Refuse RCPT parameters not in force, or a recipient over the limit."""
-    param = unoffered(rcpt, RCPT_PARAMETERS, keys)
-    if param is not None:
-        return _unsupported(param.keyword)
-    for keyword, _ in rcpt.extra:
-        if not keys or keyword.upper() not in config.extra_rcpt_parameters:
-            return _unsupported(keyword)
+    # The usual RCPT has no parameter at all: nothing to look up.
+    if rcpt.notify is not None or rcpt.orcpt is not None or rcpt.extra:
+        param = unoffered(rcpt, RCPT_PARAMETERS, keys)
+        if param is not None:
+            return _unsupported(param.keyword)
+        for keyword, _ in rcpt.extra:
+            if not keys or keyword.upper() not in config.extra_rcpt_parameters:
+                return _unsupported(keyword)
     if accepted >= config.max_recipients:
         # RFC 5321 §4.5.3.1.10: too many recipients is 452
         return Reply(452, "Too many recipients", "4.5.3")

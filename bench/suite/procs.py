@@ -42,8 +42,10 @@ class ServerProcess:
         tls: tuple[str, str] | None = None,
         cpu: int | None = None,
         uvloop: bool = False,
+        maildir: str | None = None,
     ) -> None:
         self.kind = kind
+        self.maildir = maildir
         self.tls = tls
         self.cpu = cpu
         self.uvloop = uvloop
@@ -69,6 +71,8 @@ class ServerProcess:
             cmd += ["--tls", *self.tls]
         if self.uvloop:
             cmd.append("--uvloop")
+        if self.maildir:
+            cmd += ["--maildir", self.maildir]
         if self.cpu is not None and shutil.which("taskset"):
             cmd = ["taskset", "-c", str(self.cpu), *cmd]
         return cmd

@@ -6,6 +6,9 @@ KIND is ``raw`` (the raw responder), ``asyncio``, ``uvloop``, ``trio``,
 ``threads`` (our three adapters' ``serve()`` with the library's counting
 :class:`~smtp_rtls.handlers.Sink`) or ``aiosmtpd``.  PORT 0 picks a free one.
 With ``--tls`` STARTTLS is offered with that certificate chain and key.
+With ``--maildir DIR`` the messages are stored in that Maildir instead
+(ours: :class:`~smtp_rtls.handlers.Maildir`; aiosmtpd: its ``Mailbox``), for
+``bench/memory.py``.
 ``--uvloop`` runs the raw responder on uvloop (the client benchmarks' sink).
 
 The control channel is standard input and output, so that the parent needs
@@ -132,7 +135,20 @@ def start_control(
     threading.Thread(target=control, args=(count, anomalies, stop), daemon=True).start()
 
 
-async def _asyncio_main(kind: str, port: int, tls: ssl.SSLContext | None, log: AnomalyLog) -> None:
+def _our_handler(maildir: str | None) -> tuple[Any, Callable[[], int]]:
+    """Our counting sink, or a Maildir store; and how to count its messages."""
+    from smtp_rtls.handlers import Maildir, Sink
+
+    if maildir is None:
+        sink = Sink()
+        return sink, lambda: sink.messages
+    store = Maildir(maildir)
+    return store, lambda: len(store.delivered)
+
+
+async def _asyncio_main(
+    kind: str, port: int, tls: ssl.SSLContext | None, log: AnomalyLog, maildir: str | None = None
+) -> None:
     """raw, asyncio, uvloop or aiosmtpd: serve on the running loop until stopped."""
     loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
@@ -151,9 +167,19 @@ async def _asyncio_main(kind: str, port: int, tls: ssl.SSLContext | None, log: A
     elif kind == "aiosmtpd":
         from aiosmtpd.smtp import SMTP
 
-        handler = AiosmtpdCounter()
+        handler: AiosmtpdCounter | AiosmtpdMaildir = (
+            AiosmtpdCounter() if maildir is None else AiosmtpdMaildir(maildir)
+        )
         asrv = await loop.create_server(
-            lambda: SMTP(handler, hostname=SERVER_NAME, tls_context=tls, require_starttls=False),
+            lambda: SMTP(
+                handler,
+                hostname=SERVER_NAME,
+                tls_context=tls,
+                require_starttls=False,
+                # ours take 64 MiB by default; aiosmtpd's 32 MiB would refuse
+                # bench/memory.py's 50 MiB message
+                data_size_limit=64 * 1024 * 1024,
+            ),
             HOST,
             port,
         )
@@ -165,14 +191,12 @@ async def _asyncio_main(kind: str, port: int, tls: ssl.SSLContext | None, log: A
             await asyncio.wait_for(asrv.wait_closed(), STOP_DEADLINE)
 
     else:  # asyncio and uvloop: our adapter
-        from smtp_rtls.handlers import Sink
         from smtp_rtls.io import asyncio as ours
 
-        sink = Sink()
+        handler_, count = _our_handler(maildir)
         osrv = await ours.serve(
-            sink, HOST, port, hostname=SERVER_NAME, tls=tls, max_connections=MAX_CONNECTIONS
+            handler_, HOST, port, hostname=SERVER_NAME, tls=tls, max_connections=MAX_CONNECTIONS
         )
-        count = lambda: sink.messages  # noqa: E731
         real_port = osrv.port
 
         async def closer() -> None:
@@ -200,20 +224,37 @@ class AiosmtpdCounter:
         return "250 2.0.0 OK"
 
 
-def _trio_main(port: int, tls: ssl.SSLContext | None, log: AnomalyLog) -> None:
+class AiosmtpdMaildir:
+    """aiosmtpd's own Maildir handler (``Mailbox``), counted."""
+
+    def __init__(self, path: str) -> None:
+        from aiosmtpd.handlers import Mailbox
+
+        self.mailbox = Mailbox(path)
+        self.messages = 0
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        """Store through ``Mailbox``, count."""
+        reply: str = await self.mailbox.handle_DATA(server, session, envelope)
+        self.messages += 1
+        return reply
+
+
+def _trio_main(
+    port: int, tls: ssl.SSLContext | None, log: AnomalyLog, maildir: str | None = None
+) -> None:
     """Our trio adapter, until end of input."""
     import trio
 
-    from smtp_rtls.handlers import Sink
     from smtp_rtls.io import trio as ours
 
-    sink = Sink()
+    handler, count = _our_handler(maildir)
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             server = await nursery.start(
                 lambda task_status: ours.serve(
-                    sink,
+                    handler,
                     HOST,
                     port,
                     hostname=SERVER_NAME,
@@ -228,22 +269,23 @@ def _trio_main(port: int, tls: ssl.SSLContext | None, log: AnomalyLog) -> None:
             def stop() -> None:
                 trio.from_thread.run(server.shutdown, STOP_DEADLINE, trio_token=token)
 
-            start_control(lambda: sink.messages, log, stop)
+            start_control(count, log, stop)
 
     trio.run(main)
 
 
-def _threads_main(port: int, tls: ssl.SSLContext | None, log: AnomalyLog) -> None:
+def _threads_main(
+    port: int, tls: ssl.SSLContext | None, log: AnomalyLog, maildir: str | None = None
+) -> None:
     """Our blocking adapter (a thread per connection), until end of input."""
-    from smtp_rtls.handlers import Sink
     from smtp_rtls.io import sync as ours
 
-    sink = Sink()
+    handler, count = _our_handler(maildir)
     with ours.serve(
-        sink, HOST, port, hostname=SERVER_NAME, tls=tls, max_connections=MAX_CONNECTIONS
+        handler, HOST, port, hostname=SERVER_NAME, tls=tls, max_connections=MAX_CONNECTIONS
     ) as server:
         ready(server.port)
-        control(lambda: sink.messages, log, lambda: server.shutdown(STOP_DEADLINE))
+        control(count, log, lambda: server.shutdown(STOP_DEADLINE))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,7 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("port", type=int)
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     parser.add_argument("--uvloop", action="store_true", help="the raw responder on uvloop")
+    parser.add_argument("--maildir", metavar="DIR", help="store into this Maildir (not raw)")
     args = parser.parse_args(argv)
+    if args.maildir and args.kind == "raw":
+        parser.error("the raw responder stores nothing: --maildir needs another KIND")
     tls = None
     if args.tls:
         from smtp_rtls.io.tls import server_context
@@ -261,17 +306,17 @@ def main(argv: list[str] | None = None) -> int:
         tls = server_context(args.tls[0], args.tls[1])
     log = install_anomaly_log()
     if args.kind == "trio":
-        _trio_main(args.port, tls, log)
+        _trio_main(args.port, tls, log, args.maildir)
     elif args.kind == "threads":
-        _threads_main(args.port, tls, log)
+        _threads_main(args.port, tls, log, args.maildir)
     elif args.kind == "uvloop" or (args.kind == "raw" and args.uvloop):
         import uvloop
 
         kind = "asyncio" if args.kind == "uvloop" else "raw"
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(_asyncio_main(kind, args.port, tls, log))
+            runner.run(_asyncio_main(kind, args.port, tls, log, args.maildir))
     else:
-        asyncio.run(_asyncio_main(args.kind, args.port, tls, log))
+        asyncio.run(_asyncio_main(args.kind, args.port, tls, log, args.maildir))
     log.summary()
     return 0
 

@@ -73,3 +73,41 @@ def _outcome(parse: object, arg: str, utf8: bool) -> object:
 @example("TO:<alice@example.org>", False)
 def test_rcpt_without_parameters_parses_as_the_general_path_does(arg: str, utf8: bool) -> None:
     assert _outcome(_rcpt_to, arg, utf8) == _outcome(_rcpt_to_general, arg, utf8)
+
+
+# Reply lines near the usual shape: a code, a separator, maybe an enhanced
+# status, text with the characters that send a line down the general path.
+_REPLY_PIECES = [
+    "250", "354", "550", "199", "560", "25", "2500", " ", "-", "\t", "\x00", "\x7f",
+    "2.1.0", "5.7.30", "4.0.0", "2.1000.0", "5.1.1.1", "Ok", "é", "x", "\r", "٣",
+]  # fmt: skip
+_reply_lines = st.one_of(
+    st.tuples(
+        st.sampled_from(["250", "354", "550", "421", "199", "2x0"]),
+        st.sampled_from([" ", "", "-", "\t"]),
+        st.sampled_from(["", "2.1.0", "5.7.30", "4.4.1", "2.1.0 ", "5.7.1x", "٢.0.0"]),
+        st.lists(st.sampled_from(_REPLY_PIECES), max_size=6).map("".join),
+    ).map("".join),
+    st.lists(st.sampled_from(_REPLY_PIECES), max_size=10).map("".join),
+).map(lambda s: s.encode("utf-8", "surrogateescape"))
+
+
+def _reply_outcome(build: object, raw: bytes) -> object:
+    try:
+        reply = build(raw)  # type: ignore[operator]
+    except Exception as exc:  # the type and the text are compared
+        return (type(exc), str(exc))
+    return (reply, reply.code, reply.lines, reply.enhanced, reply.command, reply.format())
+
+
+@settings(max_examples=2000)
+@given(st.one_of(_reply_lines, st.binary(max_size=20), st.just(b"250 " + b"x" * 506)))
+@example(b"250 " + b"x" * 507)
+@example(b"250 2.1.0")
+@example(b"550 2.7.1 wrong class")
+def test_a_one_line_reply_parses_as_the_general_path_does_rfc5321_4_2(raw: bytes) -> None:
+    from smtp_rtls._reply import Reply
+
+    assert _reply_outcome(Reply.from_line, raw) == _reply_outcome(
+        lambda r: Reply.from_lines([r]), raw
+    )

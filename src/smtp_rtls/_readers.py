@@ -191,6 +191,9 @@ class ReplyReader:
             if line is None:
                 return None
             if not self._lines:
+                if line[3:4] != b"-":
+                    # a one-line reply, the usual case: checked once, there
+                    return Reply.from_line(line)
                 code, is_last, _ = parse_reply_line(line)
                 self._code = code
             else:

@@ -246,6 +246,45 @@ class Reply:
         return cls.from_lines(raw_lines)
 
     @classmethod
+    def from_line(cls, raw: bytes) -> Reply:
+        """:meth:`from_lines` for a one-line reply, each check done once.
+
+        The usual reply (``250 2.1.0 Ok``: ASCII, printable, not too long)
+        is checked here in one pass and built without the constructor's
+        checks, which that pass already made; anything else takes
+        :meth:`from_lines`, with the same result and the same errors.
+        """
+        # RFC 5321 §4.5.3.1.5 (the line limit), §4.2 (Reply-code [ SP
+        # textstring ]: the code's digits, a space or nothing after them)
+        if len(raw) + 2 > MAX_REPLY_LINE or raw[3:4] not in (b" ", b"") or not raw.isascii():
+            return cls.from_lines((raw,))
+        text = raw[4:].decode("ascii")
+        # isprintable(): no control character, not even HT (which from_lines allows)
+        if not text.isprintable() or not _CODE_RE.fullmatch(raw, 0, 3):
+            return cls.from_lines((raw,))
+        code = int(raw[:3])
+        enhanced = None
+        m = _ENHANCED_RE.match(text)
+        if m is not None:
+            # RFC 2034 §4, as from_lines reads it: the status, of the
+            # code's class, then a space or the end of the line
+            token = m[0]
+            ends = len(text) == len(token) or text[len(token)] == " "
+            if ends and int(token[0]) == code // 100:
+                enhanced = _to_enhanced(token)
+                text = text[len(token) + 1 :]
+        reply = object.__new__(cls)
+        # every rule of __attrs_post_init__ holds: the code matched
+        # [2-5][0-5][0-9], the enhanced class is the code's, the line is
+        # printable ASCII within MAX_REPLY_LINE
+        object.__setattr__(reply, "code", code)
+        object.__setattr__(reply, "lines", (text,))
+        object.__setattr__(reply, "enhanced", enhanced)
+        object.__setattr__(reply, "command", None)
+        object.__setattr__(reply, "_wire", None)
+        return reply
+
+    @classmethod
     def from_lines(cls, raw_lines: Sequence[bytes]) -> Reply:
         """Build a reply from its wire lines, without their CRLF."""
         if not raw_lines:

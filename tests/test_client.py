@@ -877,3 +877,24 @@ def test_a_positive_reply_to_a_command_out_of_sequence_is_a_remote_error() -> No
     conn.receive_data(b"250 2.1.5 ok\r\n")
     with pytest.raises(RemoteProtocolError):
         conn.next_event()
+
+
+def test_awaiting_names_the_oldest_command_without_a_reply_rfc2920_3_1() -> None:
+    from smtp_rtls import Address
+
+    conn = ClientConnection("client.example.org")
+    assert conn.awaiting == "GREETING"
+    conn.receive_data(b"220 mx.example.org ESMTP\r\n")
+    assert conn.next_event() == Reply(220, "mx.example.org ESMTP")
+    assert conn.awaiting is None
+    conn.send(Ehlo("client.example.org"))
+    assert conn.awaiting == "EHLO"
+    conn.receive_data(b"250-mx.example.org\r\n250 PIPELINING\r\n")
+    conn.next_event()
+    conn.send(MailFrom(Address.parse("a@example.org")))
+    conn.send(RcptTo(Address.parse("b@example.org")))
+    assert conn.awaiting == "MAIL"
+    assert conn.pending == ("MAIL", "RCPT")
+    conn.receive_data(b"250 Ok\r\n")
+    conn.next_event()
+    assert conn.awaiting == "RCPT"

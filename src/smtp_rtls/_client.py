@@ -136,6 +136,8 @@ class ClientConnection:
         self._error: RemoteProtocolError | None = None
         self._quit_sent = False
         self._caps: Capabilities | None = None
+        # "PIPELINING" in self._caps, decided once per EHLO: every send asks.
+        self._pipelining = False
         self._hello: str | None = None  # "EHLO" / "LHLO" / "HELO" once accepted
         self._tls: TLSInfo | None = None
         self._authenticated = False
@@ -177,6 +179,12 @@ class ClientConnection:
         return tuple(p.verb for p in self._pending)
 
     @property
+    def awaiting(self) -> str | None:
+        """The verb of the oldest command awaiting a reply (``pending[0]``
+        without building the tuple), or None."""
+        return self._pending[0].verb if self._pending else None
+
+    @property
     def transaction(self) -> ClientTransaction | None:
         """The mail transaction in progress (as sent so far), if any."""
         return self._transaction
@@ -184,7 +192,7 @@ class ClientConnection:
     @property
     def pipelining(self) -> bool:
         """True when the server offered PIPELINING (RFC 2920)."""
-        return self._caps is not None and "PIPELINING" in self._caps
+        return self._pipelining
 
     @property
     def closed(self) -> bool:
@@ -317,6 +325,7 @@ class ClientConnection:
 
     def _accept_hello(self, verb: str, caps: Capabilities) -> None:
         self._caps = caps
+        self._pipelining = "PIPELINING" in caps
         self._hello = verb
         # RFC 5321 §4.1.4: an accepted EHLO/HELO resets the transaction.
         self._transaction = None
@@ -411,7 +420,7 @@ class ClientConnection:
                 raise LocalProtocolError("a 334 challenge is waiting for an AuthResponse")
             raise LocalProtocolError("AuthResponse only answers a 334 challenge")
         if self._pending:
-            if not self.pipelining:
+            if not self._pipelining:
                 raise LocalProtocolError(
                     f"{self._pending[0].verb} has no reply yet and the server did not"
                     " offer PIPELINING"
@@ -547,6 +556,7 @@ class ClientConnection:
         self._tls = info
         self._state = next_state(self._table, self._state, "TLS", 200)
         self._caps = None
+        self._pipelining = False
         self._hello = None
         self._transaction = None
         self._authenticated = False

@@ -329,6 +329,15 @@ class Client:
         self.timeouts = timeouts
         #: The greeting (or, after STARTTLS, unchanged).
         self.greeting: Reply | None = None
+        # The socket's timeout as last set: settimeout() is a system call
+        # (fcntl) even when the value does not change, and most waits repeat
+        # the one before.
+        self._timeout: float | None = None
+
+    def _set_timeout(self, timeout: float) -> None:
+        if timeout != self._timeout:
+            self.sock.settimeout(timeout)
+            self._timeout = timeout
 
     def __enter__(self) -> Client:
         return self
@@ -350,14 +359,14 @@ class Client:
                 return stop.value  # type: ignore[no-any-return]
             if isinstance(request, ClientWrite):
                 try:
-                    self.sock.settimeout(request.timeout)
+                    self._set_timeout(request.timeout)
                     self.sock.sendall(request.data)
                     result = None
                 except OSError as exc:
                     result = Broken(str(exc) or type(exc).__name__)
             elif isinstance(request, ClientRead):
                 try:
-                    self.sock.settimeout(request.timeout)
+                    self._set_timeout(request.timeout)
                     result = self.sock.recv(request.max_bytes)
                 except OSError as exc:
                     result = Broken(str(exc) or type(exc).__name__)
@@ -380,7 +389,7 @@ class Client:
 
     def _handshake(self, context: ssl.SSLContext | None, *, ehlo: bool) -> TLSInfo:
         context = context if context is not None else ssl.create_default_context()
-        self.sock.settimeout(self.timeouts.get("TLS", 300.0))
+        self._set_timeout(self.timeouts.get("TLS", 300.0))
         self.sock = context.wrap_socket(self.sock, server_hostname=self.server_hostname)
         verified = self.server_hostname if context.check_hostname else None
         info = tls_info(self.sock, verified)

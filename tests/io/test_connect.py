@@ -280,3 +280,32 @@ def test_blocking_sockets_send_small_writes_at_once() -> None:
             assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         finally:
             client.quit()
+
+
+@pytest.mark.parametrize("kind", ["sync", "asyncio", "trio"])
+def test_a_silent_server_ends_connect_after_the_timeout_rfc5321_4_5_3_2(kind: str) -> None:
+    """The greeting never comes: connect() gives up after ``timeout``, with
+    ConnectionError, on every adapter (a wait without a bound would hang the
+    caller forever)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    try:
+        started = time.monotonic()
+        with pytest.raises(ConnectionError):
+            if kind == "sync":
+                sync.connect("127.0.0.1", port, local_hostname="c.example", timeout=0.3)
+            elif kind == "asyncio":
+                asyncio.run(
+                    aio.connect("127.0.0.1", port, local_hostname="c.example", timeout=0.3)
+                )
+            else:
+                trio.run(
+                    lambda: trio_io.connect(
+                        "127.0.0.1", port, local_hostname="c.example", timeout=0.3
+                    )
+                )
+        # a safety bound, not a speed claim: the wait ended by the timeout,
+        # not by the listener going away (it is still open)
+        assert time.monotonic() - started < 10
+    finally:
+        listener.close()

@@ -473,12 +473,16 @@ class Client(AsyncClientBase):
         self.reader = reader
         self.writer = writer
 
+    # asyncio.timeout(), not wait_for(): wait_for wraps the coroutine in a
+    # Task of its own, about as costly as the rest of a command's work.
     async def _write(self, data: bytes, timeout: float) -> None:
         self.writer.write(data)
-        await asyncio.wait_for(self.writer.drain(), timeout)
+        async with asyncio.timeout(timeout):
+            await self.writer.drain()
 
     async def _read(self, max_bytes: int, timeout: float) -> bytes:
-        return await asyncio.wait_for(self.reader.read(max_bytes), timeout)
+        async with asyncio.timeout(timeout):
+            return await self.reader.read(max_bytes)
 
     async def _handshake(self, context: ssl.SSLContext | None, *, ehlo: bool) -> TLSInfo:
         context = context if context is not None else ssl.create_default_context()

@@ -164,7 +164,9 @@ class ServerConnection:
     @property
     def pending(self) -> Event | None:
         """The event the application owes a reply to, if any."""
-        return self._pending
+        # Not before the application has read it: an EndOfMessage queued
+        # behind the content's last MessageData is owed only once returned.
+        return self._pending if not self._ready else None
 
     # -- input -------------------------------------------------------------------
 
@@ -251,7 +253,10 @@ class ServerConnection:
         if type(reply) is not Reply and not isinstance(reply, Reply):
             raise TypeError(f"a server sends Reply objects, not {type(reply).__name__}")
         verb = self._pending_verb
-        if verb is None:
+        if verb is None or self._ready:
+            # RFC 5321 §4.1.1.4: the reply to the end of data comes after the
+            # whole content; with the end queued behind content not read yet,
+            # a reply now would accept a message the application never saw end.
             raise LocalProtocolError("no reply is owed now (next_event() did not return PAUSED)")
         code = reply.code
         if verb == "GREETING" and code != 220 and code != 554:

@@ -170,6 +170,10 @@ def _is_null(path: str) -> bool:
 
 
 def _address_field(value: str, default_type: str = "rfc822") -> str:
+    # Checked before any strip: the human-readable part quotes the address as
+    # given, and a CR or LF around it would be a bare line end there
+    # (RFC 5322 §2.3), or a line of its own (a MIME boundary, RFC 2046 §5.1.1).
+    _field_text(value, "address")
     addr_type, sep, address = value.partition(";")
     if not sep:
         addr_type, address = default_type, value

@@ -8,6 +8,7 @@
 #            instance is neither configured nor started; the lab runs its own instances)
 #   patchelf: postfix311-fetch.sh relocates Postfix 3.11 unpacked from Debian sid
 #   graphviz: dot, which draws the session state diagrams of the docs (sphinx-build)
+#   valgrind: callgrind counts the instructions of tests/test_linearity.py (cost linear in input)
 #   swaks, libnet-ssleay-perl: an independent SMTP client (STARTTLS, AUTH, pipelining)
 #            for the interop tests (Net::SSLeay gives swaks its TLS)
 # Add packages to LAB_PACKAGES (one list, so other lab parts can grow it).
@@ -16,7 +17,7 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-LAB_PACKAGES="${LAB_PACKAGES:-nsd unbound ldnsutils bind9-dnsutils openssl iproute2 curl postfix patchelf graphviz swaks libnet-ssleay-perl}"
+LAB_PACKAGES="${LAB_PACKAGES:-nsd unbound ldnsutils bind9-dnsutils openssl iproute2 curl postfix patchelf graphviz swaks libnet-ssleay-perl valgrind}"
 
 missing=""
 for p in $LAB_PACKAGES; do

@@ -1,0 +1,1 @@
+"""Cost linear in the input (issue 11): shapes, callgrind worker, dump parser."""

@@ -263,7 +263,8 @@ def test_utf8_mail_from_needs_the_smtputf8_parameter_rfc6531_3_4() -> None:
 def test_utf8_rcpt_only_in_an_smtputf8_transaction_rfc6531_3_4() -> None:
     with pytest.raises(CommandSyntaxError) as info:
         parse_command("RCPT TO:<用户@例子.广告>")
-    assert info.value.reply.code in (500, 553)
+    # RFC 6531 §3.5: 553 5.6.7, as for MAIL (550 5.6.7)
+    assert (info.value.reply.code, str(info.value.reply.enhanced)) == (553, "5.6.7")
     event = parse_command("RCPT TO:<用户@例子.广告>", utf8=True)
     assert event == RcptTo(Address("用户", "例子.广告"))
 

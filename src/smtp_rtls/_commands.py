@@ -299,10 +299,11 @@ def _no_argument(verb: str, arg: str, event: Event) -> Event:
 
 
 def _utf8_allowed(verb: str, utf8: bool, smtputf8: bool) -> bool:
-    if verb == "MAIL":
-        return True  # the address decides, with its own reply (RFC 6531 §3.5)
-    if verb == "RCPT":
-        return utf8
+    if verb == "MAIL" or verb == "RCPT":
+        # The address decides, with its own reply: RFC 6531 §3.5 answers a
+        # non-ASCII address outside an SMTPUTF8 transaction with 550 (MAIL)
+        # or 553 (RCPT), 5.6.7, not with 500.
+        return True
     # RFC 6531 §3.7.4.2: with SMTPUTF8 offered, VRFY and EXPN take a string
     # that "may include Non-ASCII characters".
     return smtputf8 and verb in ("VRFY", "EXPN")

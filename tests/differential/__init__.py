@@ -1,0 +1,1 @@
+"""Differential tests: smtp_rtls's parsers against aiosmtpd's and smtplib's."""

@@ -10,6 +10,7 @@ import attrs
 from ._capabilities import Capabilities
 from ._errors import LocalProtocolError
 from ._params import MAIL_PARAMETERS, RCPT_PARAMETERS
+from ._reply import Reply
 
 __all__ = ["ServerConfig"]
 
@@ -228,6 +229,10 @@ class ServerConfig:
             raise LocalProtocolError("require_starttls needs starttls=True")
         # The extension lines are validated once, here, not on every EHLO.
         Capabilities("localhost", "", self.extra_extensions)
+        # RFC 5321 §4.1.1, §2.3.8: no CR, LF or NUL may reach the wire in a
+        # text or name given here; refused now, not when a session sends it.
+        Capabilities("localhost", "", [("AUTH", tuple(m.upper() for m in self.auth_mechanisms))])
+        Reply(214, self.help_text)
         # RFC 8689 §2, RFC 3207 §4.2: what the core offers, and when, is
         # decided in offered() only; the extra_* options cannot override it.
         _refuse_managed(

@@ -46,6 +46,7 @@ from .._config import ServerConfig
 from .._errors import ProtocolError
 from .._events import Auth, AuthResponse, Ehlo, Expn, Helo, MailFrom, RcptTo, Vrfy
 from .._reply import Reply
+from .._server import ServerConnection
 from ..handlers import FileSpool, Maildir, PasswordAuth, Relay, Sink
 from ..io.tls import server_context
 from ..policy.tags import TLSTag
@@ -237,6 +238,12 @@ def _prepare(args: argparse.Namespace) -> _Setup:
     if args.tlsrpt_dir and not args.relay:
         raise CommandError("--tlsrpt-dir needs --relay (only the relay delivers onward)")
     hostname = args.hostname or socket.getfqdn()
+    try:
+        # RFC 5321 §4.1.1.1, §2.3.8: it goes into every greeting and EHLO
+        # reply; refused before a certificate is made for it or a port opened
+        ServerConnection(hostname)
+    except ProtocolError as exc:
+        raise CommandError(f"--hostname {hostname!r}: {exc}") from None
     state_dir = Path(args.state_dir)
     tls = _tls_context(args, state_dir, hostname)
     passwords = _read_passwords(args.auth_file) if args.auth_file else None

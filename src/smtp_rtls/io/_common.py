@@ -17,6 +17,7 @@ from .._config import ServerConfig
 from .._errors import ProtocolError
 from .._events import Ehlo, Event, MailFrom, Quit, RcptTo
 from .._reply import Reply
+from .._server import ServerConnection
 from .._state import State
 from .._tls import TLSInfo
 from ..session import client as client_ops
@@ -67,9 +68,14 @@ def serve_settings(
         raise ValueError("config offers STARTTLS but no tls context was given")
     if max_connections < 1:
         raise ValueError("max_connections must be at least 1")
+    hostname = hostname or socket.getfqdn()
+    # RFC 5321 §4.1.1.1, §2.3.8: a hostname with CR, LF or a space would
+    # break the greeting and the EHLO reply of every session; refused here
+    # (LocalProtocolError) before listening, not once per connection.
+    ServerConnection(hostname, config)
     return ServeSettings(
         handler,
-        hostname or socket.getfqdn(),
+        hostname,
         config,
         tls,
         implicit_tls,
@@ -148,7 +154,11 @@ class AsyncClientBase:
                 else:  # pragma: no cover - the client operations ask for nothing else
                     raise TypeError(f"unknown request {request!r}")
             except self._failures as exc:
-                result = Broken(str(exc) or type(exc).__name__)
+                # trio's BrokenResourceError says nothing itself: its cause
+                # (a bad record MAC, a reset) is what the caller needs to see
+                cause = exc.__cause__
+                why = str(exc) or type(exc).__name__
+                result = Broken(f"{why}: {type(cause).__name__}: {cause}" if cause else why)
 
     #: What a failed write or read raises in this adapter.
     _failures: tuple[type[BaseException], ...] = (OSError, TimeoutError)

@@ -378,6 +378,9 @@ class Delivery:
         if not self.domain or domains != {self.domain}:
             raise ValueError(f"every recipient must be in {self.domain!r}, not {sorted(domains)}")
         self._source = content
+        # RFC 5321 §4.1.1.1, §2.3.8: the EHLO argument, checked before any
+        # connection (LocalProtocolError), not after a host's greeting
+        Ehlo(local_hostname)
         self.local_hostname = local_hostname
         if requiretls is None:
             requiretls = self.mail_from.requiretls

@@ -162,6 +162,7 @@ class _SessionProtocol(asyncio.Protocol):
         self._peer_gone = False
         self._write_paused = False
         self._reading_paused = False
+        self._write_blocked = False  # the session waits for the peer to read
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._expires = 0.0
@@ -234,12 +235,20 @@ class _SessionProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._peer_gone = True
+        # nothing held back can be answered now: the session reads the end
+        self._pending.clear()
+        self._write_paused = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self._read is not None:
             self._read = None
             self._advance(b"")
+        elif self._write_blocked:
+            # the write is over (nothing more reaches the peer); the next
+            # read gives the session the end of the connection
+            self._write_blocked = False
+            self._advance(None)
         # Otherwise a task (a handler call, the handshake, the abort calls)
         # is running, and the session ends after it; or it has ended.
 
@@ -251,8 +260,16 @@ class _SessionProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        if self._read is not None:
-            self._resume_reading()
+        if self._write_blocked:
+            self._write_blocked = False
+            self._advance(None)
+        elif self._read is not None:
+            if self._pending:
+                # input held back while the peer did not read (see _advance)
+                self._read = None
+                self._advance(self._take())
+            else:
+                self._resume_reading()
 
     def _pause_reading(self) -> None:
         if not self._reading_paused and self._transport is not None:
@@ -281,10 +298,16 @@ class _SessionProtocol(asyncio.Protocol):
                         transport.write(request.data)
                     self._last_write = time.monotonic()
                     result = None
+                    if self._write_paused and not transport.is_closing():
+                        # The peer does not read its replies: go on when it
+                        # has (resume_writing), so that they never pile up
+                        # here; give up after the read timeout.
+                        self._wait_write()
+                        return
                 elif kind is Read:
-                    if self._pending:
+                    if self._pending and not self._write_paused:
                         result = self._take()
-                    elif self._peer_gone:
+                    elif self._peer_gone and not self._pending:
                         result = b""
                     else:
                         self._wait_read(request)
@@ -333,14 +356,21 @@ class _SessionProtocol(asyncio.Protocol):
         if not self._write_paused:
             self._resume_reading()
 
+    def _wait_write(self) -> None:
+        self._write_blocked = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._expires = self._loop.time() + (self._settings.read_timeout or 300.0)
+        self._timer = self._loop.call_at(self._expires, self._check_timer)
+
     def _check_timer(self) -> None:
         self._timer = None
-        if self._read is None:
+        if self._read is None and not self._write_blocked:
             return  # not waiting for the peer now; the next read re-arms
         if self._loop.time() < self._expires:
             self._timer = self._loop.call_at(self._expires, self._check_timer)
             return
-        self._give_up(TimeoutError("the peer sent nothing in time"))
+        self._give_up(TimeoutError("the peer sent or read nothing in time"))
 
     def _await(self, awaitable: Coroutine[Any, Any, Any]) -> None:
         # Something that must wait (a handler's coroutine, the handshake):
@@ -393,6 +423,7 @@ class _SessionProtocol(asyncio.Protocol):
         if self._steps is None or self._session is None:
             return
         self._read = None
+        self._write_blocked = False
         self._steps.close()
         calls = self._session.abort_calls()
         self._steps = None
@@ -421,7 +452,14 @@ class _SessionProtocol(asyncio.Protocol):
             self._timer = None
         transport = self._transport
         if transport is not None and not transport.is_closing():
-            transport.close()
+            if transport.get_write_buffer_size():
+                # Replies the peer has not read (RFC 2920 §3.1 lets it
+                # pipeline, not stall us): a graceful close would keep them,
+                # and the socket, until it reads, maybe never, and outside
+                # max_connections once the session is over.  Drop them.
+                transport.abort()
+            else:
+                transport.close()
         self._done()
 
     def _done(self) -> None:

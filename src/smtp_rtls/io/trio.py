@@ -220,7 +220,12 @@ async def run_session(
                 with trio.fail_after(wait):
                     result = await current.receive_some(READ_SIZE)
             elif isinstance(request, Write):
-                await current.send_all(request.data)
+                # A peer that never reads its replies would hold the session
+                # here for ever (RFC 2920 §3.1 lets it pipeline, not stall
+                # us): a write gets the read timeout, as the blocking
+                # adapter's socket timeout gives it.
+                with trio.fail_after(read_timeout or 300.0):
+                    await current.send_all(request.data)
                 last_write = trio.current_time()
                 result = None
             elif isinstance(request, Call):

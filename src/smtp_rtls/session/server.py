@@ -76,6 +76,12 @@ logger = logging.getLogger(__name__)
 #: How much of a message's start the session holds to find the end of its
 #: header section, where a ``TLS-Required`` field must be (RFC 8689 §4.1).
 MAX_HEADER_SECTION = 256 * 1024
+#: The replies held for one write at most: a pipelined group's replies go
+#: out together (RFC 2920 §3.2) up to this many octets, then as they come,
+#: so that a peer that sends commands and never reads the replies makes
+#: the write wait (and the session stop reading) instead of the replies
+#: piling up; an EHLO reply is some 17 times its command.
+MAX_PENDING_REPLIES = 64 * 1024
 
 
 # -- the requests an adapter fulfils ------------------------------------------------
@@ -355,6 +361,8 @@ class ServerSession:
             greeting = Reply(554, "No service", "5.3.0")
         self._out += conn.send(greeting)
         while True:
+            if len(self._out) > MAX_PENDING_REPLIES:
+                yield from self._flush()
             try:
                 event = conn.next_event()
             except RemoteProtocolError as exc:

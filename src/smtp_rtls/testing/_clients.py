@@ -13,6 +13,7 @@ import attrs
 from .. import ProtocolError, Reply, TLSInfo
 from ..io.tls import tls_info
 from . import END_OF_DATA_LOOKALIKES
+from ._servers import DEFAULT_MAX_RECORD, _keep, _RecordFull
 
 __all__ = [
     "ClientRecord",
@@ -47,6 +48,10 @@ class ClientRecord:
     error: str | None = None
     #: Seconds from the connection to its end.
     duration: float = 0.0
+    #: The recording limit was reached: the record keeps exactly the first
+    #: ``max_record`` octets, and the client closed the connection then
+    #: (see :class:`ScriptedClient`).
+    truncated: bool = False
 
     @property
     def received(self) -> bytes:
@@ -78,6 +83,12 @@ class ScriptedClient:
     verification, since the scripts test what the server does, not who it
     is).  The base class's script is :meth:`script`; it must not be used
     on its own.
+
+    ``max_record`` bounds the octets recorded (``DEFAULT_MAX_RECORD``, 16
+    MiB, by default; ``None``: no bound), and so what a reply being read
+    may hold: a server that sends more is cut off.  The record keeps
+    exactly the first ``max_record`` octets, its ``truncated`` is set, its
+    ``error`` says so, and the client closes the connection.
     """
 
     #: The misbehaviour's name (the key in :data:`CLIENTS`).
@@ -89,7 +100,12 @@ class ScriptedClient:
         timeout: float = 10.0,
         tls_context: ssl.SSLContext | None = None,
         ehlo: str = "client.test.example",
+        max_record: int | None = DEFAULT_MAX_RECORD,
     ) -> None:
+        if max_record is not None and max_record < 1:
+            raise ValueError("max_record must be a positive number of octets, or None")
+        #: The octets the record keeps at most (None: no bound).
+        self.max_record = max_record
         self.timeout = timeout
         self.tls_context = tls_context
         #: The name the client gives in EHLO.
@@ -109,6 +125,8 @@ class ScriptedClient:
             self.script()
         except _Closed:
             record.closed_by_server = True
+        except _RecordFull as exc:
+            record.error = str(exc)
         except (OSError, ssl.SSLError) as exc:
             record.error = f"{type(exc).__name__}: {exc}"
         finally:
@@ -137,7 +155,7 @@ class ScriptedClient:
         assert self._sock is not None
         data = self._sock.recv(_READ)
         record = self._record
-        (record.encrypted if record.tls else record.plaintext).extend(data)
+        _keep(record, data, self.max_record)
         if not data:
             raise _Closed
         return data

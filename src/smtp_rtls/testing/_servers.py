@@ -35,6 +35,7 @@ from ..io.tls import tls_info
 from ._pki import CERTIFICATE_KINDS, LoopbackCA
 
 __all__ = [
+    "DEFAULT_MAX_RECORD",
     "BadCertificateServer",
     "CloseMidDataServer",
     "InjectAfterStartTLSServer",
@@ -49,6 +50,12 @@ __all__ = [
 ]
 
 _READ = 65536
+
+#: The octets a peer records per connection by default (16 MiB): what it
+#: received, plaintext and decrypted together.  A record holds at most
+#: ``max_record // 128`` events too (131,072 by default), since a flood of
+#: short commands costs far more as events than as octets.
+DEFAULT_MAX_RECORD = 16 * 1024 * 1024
 
 
 @attrs.define
@@ -72,6 +79,10 @@ class ServerSessionRecord:
     messages: list[bytes] = attrs.Factory(list)
     #: Why the session ended, when it was not the client's QUIT or close.
     error: str | None = None
+    #: The recording limit was reached: the record keeps the first octets
+    #: (exactly ``max_record`` of them) and events, and the server closed
+    #: the connection then (see :class:`ScriptedServer`).
+    truncated: bool = False
 
     @property
     def received(self) -> bytes:
@@ -88,6 +99,10 @@ class _Closed(Exception):
     """The script ends the connection now."""
 
 
+class _RecordFull(Exception):
+    """A peer's recording limit was reached: it ends the connection now."""
+
+
 class ScriptedServer:
     """An SMTP server on ``host`` (127.0.0.1), a free port, that accepts
     everything, over STARTTLS with a valid certificate of ``ca``: the base of
@@ -99,6 +114,14 @@ class ScriptedServer:
     client.  The constructor starts it; :meth:`stop` (or the end of a
     ``with`` block) stops it and joins its threads.  Read the records after
     stopping, or once the client is done.
+
+    ``max_record`` bounds what each connection's record keeps
+    (``DEFAULT_MAX_RECORD``, 16 MiB, by default; ``None``: no bound): the
+    octets received, and ``max_record // 128`` events.  A client that sends
+    more is cut off: the record keeps exactly the first ``max_record``
+    octets, its ``truncated`` is set and its ``error`` says which limit was
+    reached, and the server closes that connection, so that a test sees a
+    failure rather than a peer that grows without end.
 
     A subclass changes one thing by overriding one hook: :meth:`tls_context`,
     :meth:`decide`, :meth:`rewrite`, :meth:`write`, :meth:`on_content` or
@@ -116,7 +139,12 @@ class ScriptedServer:
         config: ServerConfig | None = None,
         host: str = "127.0.0.1",
         timeout: float = 10.0,
+        max_record: int | None = DEFAULT_MAX_RECORD,
     ) -> None:
+        if max_record is not None and max_record < 1:
+            raise ValueError("max_record must be a positive number of octets, or None")
+        #: The octets each connection's record keeps at most (None: no bound).
+        self.max_record = max_record
         self._own_ca = ca is None
         #: The names the server's certificates carry: ``hostname`` and the
         #: loopback names (``localhost``, ``127.0.0.1``, ``::1``).
@@ -271,7 +299,7 @@ class ScriptedServer:
         sock.settimeout(self.timeout)
         try:
             self.session(holder, record)
-        except _Closed as exc:
+        except (_Closed, _RecordFull) as exc:
             record.error = str(exc) or None
         except (OSError, ssl.SSLError, ProtocolError) as exc:
             record.error = f"{type(exc).__name__}: {exc}"
@@ -283,7 +311,7 @@ class ScriptedServer:
 
     def _read(self, sock: socket.socket, record: ServerSessionRecord) -> bytes:
         data = sock.recv(_READ)
-        (record.encrypted if record.tls else record.plaintext).extend(data)
+        _keep(record, data, self.max_record)
         return data
 
     def _linger(self, sock: socket.socket, record: ServerSessionRecord) -> None:
@@ -337,6 +365,11 @@ class ScriptedServer:
                 return
             else:
                 assert isinstance(event, Event)
+                if self.max_record is not None and len(record.events) >= self.max_record // 128:
+                    record.truncated = True
+                    raise _RecordFull(
+                        f"recording limit of {self.max_record // 128} events reached"
+                    )
                 record.events.append(event)
                 if isinstance(event, MailFrom):
                     start = len(record.content)
@@ -346,6 +379,20 @@ class ScriptedServer:
                 out = conn.data_to_send()
                 if out:
                     self.write(sock, out)
+
+
+def _keep(record: ServerSessionRecord | Any, data: bytes, limit: int | None) -> None:
+    """Add ``data`` to ``record`` (its ``encrypted`` octets once TLS is up,
+    else its ``plaintext``), up to ``limit`` octets in all: past it, keep
+    what fits, mark the record ``truncated`` and end the connection."""
+    target = record.encrypted if record.tls else record.plaintext
+    if limit is not None:
+        room = limit - len(record.plaintext) - len(record.encrypted)
+        if len(data) > room:
+            target += data[: max(room, 0)]
+            record.truncated = True
+            raise _RecordFull(f"recording limit of {limit} octets reached")
+    target += data
 
 
 def _edit_offer(out: bytes, *, remove: str = "", add: str = "") -> bytes:

@@ -64,6 +64,7 @@ from ._clients import (
 from ._pki import CERTIFICATE_KINDS as _KINDS
 from ._pki import LoopbackCA
 from ._servers import (
+    DEFAULT_MAX_RECORD,
     BadCertificateServer,
     CloseMidDataServer,
     InjectAfterStartTLSServer,
@@ -80,6 +81,7 @@ from ._servers import (
 __all__ = [
     "CERTIFICATE_KINDS",
     "CLIENTS",
+    "DEFAULT_MAX_RECORD",
     "SERVERS",
     "BadCertificateServer",
     "ClientRecord",

@@ -61,6 +61,7 @@ def test_the_page_has_its_examples() -> None:
         "test_client.py",
         "test_downgrades.py",
         "test_server_attacks.py",
+        "test_man_in_the_middle.py",
     }
 
 
@@ -71,7 +72,7 @@ def test_every_example_of_the_testing_page_passes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     summary = result.stdout.strip().splitlines()[-1]
     # 2 + 2 + 1 + (8 + 2) + (16 + 1)
-    assert re.match(r"32 passed in ", summary), result.stdout
+    assert re.match(r"33 passed in ", summary), result.stdout
 
 
 def test_the_plugin_is_registered_by_its_entry_point() -> None:

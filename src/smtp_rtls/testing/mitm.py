@@ -63,7 +63,7 @@ from types import TracebackType
 
 import attrs
 
-__all__ = ["MODES", "MitmProxy", "ProxiedConnection"]
+__all__ = ["MODES", "STOP_GRACE", "MitmProxy", "ProxiedConnection"]
 
 #: The attacks :class:`MitmProxy` knows, by name (see the module's table).
 MODES: tuple[str, ...] = (
@@ -83,6 +83,11 @@ _MAX_LINE = 65536
 _HEADER = 5
 _APPLICATION_DATA = 23
 _BDAT = re.compile(rb"BDAT\s+(\d{1,18})", re.IGNORECASE)
+
+
+#: How long :meth:`MitmProxy.stop` lets connections that are ending finish
+#: on their own (seconds, for all of them together).
+STOP_GRACE = 1.0
 
 
 @attrs.define
@@ -196,7 +201,18 @@ class MitmProxy:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop listening, cut every connection and join every thread (each
-        within ``timeout`` seconds; RuntimeError if one does not end)."""
+        within ``timeout`` seconds; RuntimeError if one does not end).
+
+        A connection whose two sides have both closed is let finish first
+        (for up to :data:`STOP_GRACE` seconds in all), so that its record is
+        whole: its last octets relayed and ``error`` None, not "the proxy
+        stopped" because the stop came a moment before the client's end.
+        """
+        with self._lock:
+            threads = list(self._threads)
+        grace_ends = time.monotonic() + min(timeout, STOP_GRACE)
+        for thread in threads:
+            thread.join(max(0.0, grace_ends - time.monotonic()))
         self._stopping.set()
         self._accept.join(timeout)
         self._listener.close()

@@ -30,7 +30,15 @@ from ._events import (
     StartTLS,
     Vrfy,
 )
-from ._params import ParamError, format_params, parse_params, xtext_decode, xtext_encode
+from ._params import (
+    _PARAMS_RE,
+    MAIL_PARAMETERS,
+    ParamError,
+    format_params,
+    parse_params,
+    xtext_decode,
+    xtext_encode,
+)
 from ._reply import Reply
 
 __all__ = [
@@ -290,6 +298,100 @@ def _rcpt_to_general(arg: str, *, utf8: bool) -> RcptTo:
         return RcptTo(forward_path, extra=extra, **kw)  # type: ignore[arg-type]
     except LocalProtocolError as exc:
         raise _reject(501, "5.5.4", str(exc)) from None
+
+
+# -- the server's lane: the usual MAIL and RCPT, parsed and checked at once --------
+
+
+def mail_lane_keys(keys: frozenset[str]) -> dict[str, tuple[str, object]]:
+    """What :func:`parse_mail_lane` may accept after an EHLO offering ``keys``.
+
+    The typed MAIL parameters whose extension is offered (RFC 5321
+    §4.1.1.11), as the upper-cased words they are written as, each with the
+    MailFrom field and value it sets (``"BODY=8BITMIME"``, RFC 6152 §2;
+    ``"REQUIRETLS"``, RFC 8689 §2), and ``"SIZE="`` for SIZE's numbers.
+    ENVID and AUTH are left to the general parser.
+    """
+    words: dict[str, tuple[str, object]] = {}
+    for param in MAIL_PARAMETERS:
+        if param.extension not in keys or param.keyword in ("ENVID", "AUTH"):
+            continue
+        if param.keyword == "SIZE":
+            words["SIZE="] = ("size", None)
+        elif param.values:
+            for value in param.values:
+                words[f"{param.keyword}={value}"] = (param.field, value)
+        elif param.keyword == "RET":
+            for value in ("FULL", "HDRS"):
+                words[f"RET={value}"] = ("ret", value)
+        else:
+            words[param.keyword] = (param.field, True)  # SMTPUTF8, REQUIRETLS
+    return words
+
+
+def parse_mail_lane(
+    arg: str, allowed: dict[str, tuple[str, object]], size_limit: int
+) -> MailFrom | None:
+    """The usual MAIL argument (``FROM:<a@b> SIZE=n BODY=8BITMIME``), parsed
+    and checked in one pass: the :class:`MailFrom` the general parser would
+    make and the server's rules would accept, or None for everything else.
+
+    ``allowed`` is :func:`mail_lane_keys` of the offer in force and
+    ``size_limit`` the server's maximum message size (0: none).  None never
+    means refused: the general parser and :func:`check_mail` then decide,
+    with their replies; tests/test_fast_paths.py checks that both agree.
+    """
+    if not arg.startswith("FROM:<") or not arg.isascii():
+        return None
+    end = arg.find(">", 6)
+    path = arg[5 : end + 1]
+    if end < 0 or '"' in path or "[" in path:
+        return None
+    fields: dict[str, object] = {}
+    if end + 1 < len(arg):
+        if arg[end + 1] != " ":
+            return None
+        tail = arg[end + 2 :]
+        if _PARAMS_RE.fullmatch(tail) is None:
+            return None
+        for word in tail.upper().split(" "):
+            hit = allowed.get(word)
+            if hit is None:
+                digits = word[5:]
+                # RFC 1870 §3: size-value = 1*20DIGIT
+                if word[:5] != "SIZE=" or "SIZE=" not in allowed:
+                    return None
+                if not digits.isdigit() or len(digits) > 20:
+                    return None
+                size = int(digits)
+                if size_limit and size > size_limit:
+                    return None  # RFC 1870 §6.1: the general path's 552
+                hit = ("size", size)
+            field, value = hit
+            if field in fields:
+                return None  # a keyword given twice: the general parser's 501
+            fields[field] = value
+    try:
+        reverse_path = Address.parse(path, utf8="smtputf8" in fields, null=True, postmaster=False)
+    except AddressError:
+        return None
+    return MailFrom._parsed(reverse_path, [], fields)
+
+
+def parse_rcpt_lane(arg: str, *, utf8: bool) -> RcptTo | None:
+    """The usual RCPT argument (``TO:<a@b>``, no parameter): the
+    :class:`RcptTo` the general parser would make, or None for anything
+    else (the general parser then decides, with its reply)."""
+    if not arg.startswith("TO:<") or arg.find(">", 4) != len(arg) - 1:
+        return None
+    path = arg[3:]
+    if '"' in path or "[" in path:
+        return None
+    try:
+        forward = Address.parse(path, utf8=utf8, null=False, postmaster=True)
+    except AddressError:
+        return None
+    return RcptTo._parsed(forward, [])
 
 
 def _no_argument(verb: str, arg: str, event: Event) -> Event:

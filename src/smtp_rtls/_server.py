@@ -22,7 +22,14 @@ from collections import deque
 import attrs
 
 from ._capabilities import Capabilities
-from ._commands import CommandSyntaxError, parse_bdat_size, parse_split_command
+from ._commands import (
+    CommandSyntaxError,
+    mail_lane_keys,
+    parse_bdat_size,
+    parse_mail_lane,
+    parse_rcpt_lane,
+    parse_split_command,
+)
 from ._config import ServerConfig
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
@@ -109,6 +116,12 @@ class ServerConnection:
         self._offer = profile.offers[False]
         self._line_max = profile.line_max
         self._normalise = profile.normalise
+        self._targets = profile.targets
+        # The lanes (see _LANES) serve only sessions where no gate stands
+        # before the usual commands: RFC 3207 §4's "530 Must issue a
+        # STARTTLS command first" is the general path's.
+        self._lanes_open = not self.config.require_starttls
+        self._lanes = _LANES
         self._receive_buffer = LineBuffer(self._line_max, lf_ends_line=self._normalise)
         self._out = bytearray()
         self._ready: deque[Event] = deque()
@@ -259,12 +272,9 @@ class ServerConnection:
             # a reply now would accept a message the application never saw end.
             raise LocalProtocolError("no reply is owed now (next_event() did not return PAUSED)")
         code = reply.code
-        if verb == "GREETING" and code != 220 and code != 554:
-            raise LocalProtocolError("the greeting is 220 or 554 (RFC 5321 §3.1)")
-        try:
-            target = next_state(self._table, self._state, verb, code)
-        except LocalProtocolError as exc:
-            raise LocalProtocolError(f"{exc} (RFC 5321 §4.2, §4.3.2)") from None
+        target = self._targets.get((self._state, verb, code))
+        if target is None:
+            target = self._checked_target(verb, code)
         pending = self._pending
         positive = 200 <= code < 300
         if positive and verb in _HELLO_VERBS:
@@ -309,6 +319,7 @@ class ServerConnection:
             self._starttls_injection()
         self._tls = info
         self._offer = self._profile.offers[True]
+        self._lanes_open = True
         self._reset_session()
         self._enter(next_state(self._table, self._state, "TLS", 200 if acceptable else 500))
 
@@ -356,10 +367,25 @@ class ServerConnection:
         # sensible answer is to close the connection.
         self._fail("plaintext data after STARTTLS (command injection refused, RFC 3207 §4)")
 
+    def _checked_target(self, verb: str, code: int) -> State:
+        # The state a reply leads to, once the reply was found legal for
+        # the verb in this state; remembered for the profile, so that each
+        # (state, verb, code) is checked once per configuration.
+        if verb == "GREETING" and code != 220 and code != 554:
+            raise LocalProtocolError("the greeting is 220 or 554 (RFC 5321 §3.1)")
+        try:
+            target = next_state(self._table, self._state, verb, code)
+        except LocalProtocolError as exc:
+            raise LocalProtocolError(f"{exc} (RFC 5321 §4.2, §4.3.2)") from None
+        self._targets[(self._state, verb, code)] = target
+        return target
+
     def _answer(self, verb: str, reply: Reply) -> None:
         """A reply the connection makes itself; the table moves the state."""
         self._out += reply.format()
-        self._enter(next_state(self._table, self._state, verb, reply.code))
+        code = reply.code
+        target = self._targets.get((self._state, verb, code))
+        self._enter(target if target is not None else self._checked_target(verb, code))
 
     def _reject(self, verb: str, reply: Reply, command: str | None = None) -> CommandRejected:
         command = command if command is not None else verb
@@ -458,6 +484,12 @@ class ServerConnection:
 
     def _command(self, got: CommandLine) -> NextEvent:
         verb, line, length, arg = got
+        if self._lanes_open:
+            lane = self._lanes.get(verb)
+            if lane is not None:
+                event = lane(self, arg, line, length)
+                if event is not None:
+                    return event
         if verb == "BDAT":
             return self._bdat(line)
         state = self._state
@@ -688,6 +720,7 @@ class _Offer:
         "_tails",
         "capabilities",
         "keys",
+        "lane_keys",
         "limits",
         "mail_limit",
         "rcpt_limit",
@@ -698,6 +731,7 @@ class _Offer:
         lines = config.offered(tls=tls)
         self.capabilities = Capabilities(hostname, "", lines)
         self.keys = frozenset(k.upper() for k, _ in lines)
+        self.lane_keys = mail_lane_keys(self.keys)
         self.smtputf8 = "SMTPUTF8" in self.keys
         self.mail_limit = config.mail_line_limit(lines)
         self.rcpt_limit = config.rcpt_line_limit(lines)
@@ -739,7 +773,7 @@ class _Profile:
     and hostname: the table, both offers, the replies the connection makes
     itself.  Built once and shared by every connection with the same two."""
 
-    __slots__ = ("config", "line_max", "normalise", "offers", "quit", "table")
+    __slots__ = ("config", "line_max", "normalise", "offers", "quit", "table", "targets")
 
     def __init__(self, config: ServerConfig, hostname: str) -> None:
         self.config = config
@@ -753,6 +787,9 @@ class _Profile:
         self.normalise = config.bare_line_endings == "normalise"
         self.quit = Reply(221, f"{hostname} closing connection", "2.0.0")
         self.quit.format()
+        # (state, verb, reply code) -> the state after that reply, for the
+        # combinations found legal so far (see _checked_target).
+        self.targets: dict[tuple[State, str, int], State] = {}
 
 
 # Profiles by (id(config), hostname); the entry keeps its config alive, so
@@ -771,3 +808,98 @@ def _profile(config: ServerConfig, hostname: str) -> _Profile:
             _PROFILES.clear()
         _PROFILES[key] = profile
     return profile
+
+
+# -- the lanes: the usual commands of a transaction in one step ---------------------
+#
+# Each lane takes (connection, argument, line, length) for one verb and
+# returns the event the general path (_command, parse_split_command,
+# _dispatch and the rules) would return for the usual shape of that
+# command in the usual state, having made the same checks, or None for
+# anything else, which the general path then decides with its reply.  So a
+# lane never refuses: it only saves the general path's steps where nothing
+# is refused.  tests/test_fast_paths.py runs sessions through both and
+# compares every event and every octet.
+
+_DATA_EVENT = Data()
+_NO_PARAMETERS: dict[str, tuple[str, object]] = {}
+_RSET_EVENT = Rset()
+_QUIT_EVENT = Quit()
+
+
+def _lane_mail(conn: ServerConnection, arg: str, line: str, length: int) -> Event | None:
+    offer = conn._offer
+    if (
+        length > offer.mail_limit
+        or "MAIL" not in conn._row
+        or not line.isascii()  # RFC 6531 §3.5: the general path decides
+    ):
+        return None
+    # HELO opens no service extension (RFC 5321 §4.1.1.1): no parameter
+    allowed = offer.lane_keys if conn._extended else _NO_PARAMETERS
+    event = parse_mail_lane(arg, allowed, conn.config.max_message_size)
+    if event is None:
+        return None
+    conn._pending = event
+    conn._pending_verb = "MAIL"
+    conn._owed = 1
+    return event
+
+
+def _lane_rcpt(conn: ServerConnection, arg: str, line: str, length: int) -> Event | None:
+    mail = conn._mail
+    if (
+        length > conn._offer.rcpt_limit
+        or "RCPT" not in conn._row
+        or not line.isascii()
+        or mail is None
+        # RFC 5321 §4.5.3.1.10: the 452 is the general path's
+        or len(conn._rcpts) >= conn.config.max_recipients
+    ):
+        return None
+    event = parse_rcpt_lane(arg, utf8=mail.smtputf8)
+    if event is None:
+        return None
+    conn._pending = event
+    conn._pending_verb = "RCPT"
+    conn._owed = 1
+    return event
+
+
+def _lane_data(conn: ServerConnection, arg: str, line: str, length: int) -> Event | None:
+    mail = conn._mail
+    if (
+        arg
+        or conn._state is not _RCPT  # RFC 5321 §3.3: no recipient yet: 554
+        or mail is None
+        or mail.body == "BINARYMIME"  # RFC 3030 §3: 503
+        or length > conn.config.max_command_line
+    ):
+        return None
+    conn._pending = _DATA_EVENT
+    conn._pending_verb = "DATA"
+    conn._owed = 1
+    return _DATA_EVENT
+
+
+def _lane_rset(conn: ServerConnection, arg: str, line: str, length: int) -> Event | None:
+    if arg or length > conn.config.max_command_line or "RSET" not in conn._row:
+        return None
+    conn._answer("RSET", _OK)
+    return _RSET_EVENT
+
+
+def _lane_quit(conn: ServerConnection, arg: str, line: str, length: int) -> Event | None:
+    if arg or length > conn.config.max_command_line or "QUIT" not in conn._row:
+        return None
+    conn._answer("QUIT", conn._profile.quit)
+    return _QUIT_EVENT
+
+
+_LANES = {
+    "MAIL": _lane_mail,
+    "RCPT": _lane_rcpt,
+    "DATA": _lane_data,
+    "RSET": _lane_rset,
+    "QUIT": _lane_quit,
+}

@@ -1,7 +1,7 @@
 """The server's lanes decide exactly as its general path.
 
-``ServerConnection`` reads the usual MAIL, RCPT, DATA, RSET and QUIT of a
-transaction through a lane (``_server._LANES``): one step that makes the
+``ServerConnection`` reads the usual EHLO (HELO, LHLO), MAIL, RCPT, DATA, RSET
+and QUIT of a session through a lane (``_server._LANES``): one step that makes the
 general path's checks and returns the same event, or hands the command to
 the general path.  These tests run every input through a connection with
 its lanes and one without, and require the same events, the same octets
@@ -66,6 +66,13 @@ LANE_FRAGMENTS = [
     b"QUIT x\r\n",
     b"EHLO client.example\r\n",
     b"HELO client.example\r\n",
+    b"LHLO client.example\r\n",
+    b"ehlo [127.0.0.1]\r\n",
+    b"EHLO\r\n",
+    b"EHLO \r\n",
+    b"EHLO a b\r\n",
+    b"HELO \xc3\xa9.example\r\n",
+    b"EHLO " + b"x" * 600 + b"\r\n",
     b"STARTTLS\r\n",
     b"hello\r\n.\r\n",
 ]
@@ -151,7 +158,7 @@ def test_the_usual_transaction_takes_the_lanes() -> None:
         b"RCPT TO:<c@d.example>\r\nDATA\r\nhello\r\n.\r\nMAIL FROM:<a@b.example>\r\n"
         b"RSET\r\nQUIT\r\n"
     )
-    assert taken == ["MAIL", "RCPT", "DATA", "MAIL", "RSET", "QUIT"]
+    assert taken == ["EHLO", "MAIL", "RCPT", "DATA", "MAIL", "RSET", "QUIT"]
     assert session.closed or session.events[-1].__class__.__name__ == "Quit"
 
 

@@ -18,6 +18,7 @@ are ``_server_rules``, and every reply goes out through one method.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 import attrs
 
@@ -69,6 +70,19 @@ from ._tls import TLSInfo
 __all__ = ["ServerConnection"]
 
 NextEvent = Event | type[NEED_DATA] | type[PAUSED]
+
+# For events made of parts checked already (MessageData holds bytes the
+# readers cut; an Envelope, accepted commands): attrs' __init__ would check
+# them again.
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _message_data(data: bytes) -> MessageData:
+    event = _new(MessageData)
+    _set(event, "data", data)
+    return event
+
 
 # The states as module constants: an enum member looked up on its class
 # (``State.DATA``) costs about 70 ns, and the hot paths look up several
@@ -673,10 +687,10 @@ class ServerConnection:
                 if data:
                     if end is not PAUSED:
                         self._ready.append(end)  # type: ignore[arg-type]
-                    return MessageData(data)
+                    return _message_data(data)
                 return end
             if data:
-                return MessageData(data)
+                return _message_data(data)
 
     def _end_of_data(self) -> NextEvent:
         content = self._content
@@ -704,7 +718,15 @@ class ServerConnection:
         return PAUSED
 
     def _end_of_message(self, verb: str) -> EndOfMessage:
-        eom = EndOfMessage(self.envelope)
+        # The envelope's parts were checked as they were accepted.
+        mail = self._mail
+        envelope: Envelope | None = None
+        if mail is not None:
+            envelope = _new(Envelope)
+            _set(envelope, "mail_from", mail)
+            _set(envelope, "recipients", tuple(self._rcpts))
+        eom = _new(EndOfMessage)
+        _set(eom, "envelope", envelope)
         self._decision(verb, eom)
         # RFC 2033 §4.2: LMTP answers the end of data once per recipient
         self._owed = len(self._rcpts) if self.config.lmtp else 1
@@ -896,7 +918,35 @@ def _lane_quit(conn: ServerConnection, arg: str, line: str, length: int) -> Even
     return _QUIT_EVENT
 
 
-_LANES = {
+def _hello_lane(verb: str, kind: type[Ehlo] | type[Helo]) -> Lane:
+    def lane(conn: ServerConnection, arg: str, line: str, length: int) -> Event | None:
+        # What Ehlo/Helo's constructor checks (one word, no control
+        # character: read_command_line refused those already) and
+        # parse_split_command's ASCII rule (RFC 6531 §3.7.1 leaves EHLO ASCII).
+        if (
+            not arg
+            or " " in arg
+            or not line.isascii()
+            or length > conn.config.max_command_line
+            or verb not in conn._row  # the other protocol's greeting: 500
+        ):
+            return None
+        event = _new(kind)
+        _set(event, "domain", arg)
+        conn._pending = event
+        conn._pending_verb = verb
+        conn._owed = 1
+        return event
+
+    return lane
+
+
+Lane = Callable[[ServerConnection, str, str, int], Event | None]
+
+_LANES: dict[str, Lane] = {
+    "EHLO": _hello_lane("EHLO", Ehlo),
+    "LHLO": _hello_lane("LHLO", Ehlo),
+    "HELO": _hello_lane("HELO", Helo),
     "MAIL": _lane_mail,
     "RCPT": _lane_rcpt,
     "DATA": _lane_data,

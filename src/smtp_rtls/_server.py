@@ -97,6 +97,8 @@ _REFUSED = State.REFUSED
 _STARTTLS = State.STARTTLS
 _TLS_REFUSED = State.TLS_REFUSED
 
+# The states where the next input is a command line (see next_event).
+_COMMAND_STATES = frozenset(State) - {_STARTTLS, _DATA, _BDAT, _AUTH, _CLOSED}
 # RFC 3207 §4: with STARTTLS required, only these may precede it.
 _BEFORE_TLS_OK = frozenset({"EHLO", "HELO", "LHLO", "STARTTLS", "NOOP", "QUIT"})
 _HELLO_VERBS = frozenset({"EHLO", "HELO", "LHLO"})
@@ -136,6 +138,7 @@ class ServerConnection:
         # STARTTLS command first" is the general path's.
         self._lanes_open = not self.config.require_starttls
         self._lanes = _LANES
+        self._max_backlog = self.config.max_backlog
         self._receive_buffer = LineBuffer(self._line_max, lf_ends_line=self._normalise)
         self._out = bytearray()
         self._ready: deque[Event] = deque()
@@ -216,7 +219,7 @@ class ServerConnection:
             # (CVE-2011-0411): they are never parsed (see _starttls_injection).
             self._starttls_injection()
             return
-        if len(self._receive_buffer) + len(data) > self.config.max_backlog:
+        if len(self._receive_buffer) + len(data) > self._max_backlog:
             self._fail(
                 f"more than {self.config.max_backlog} octets of unprocessed input",
                 Reply(421, "Too much unprocessed input, closing connection", "4.7.0"),
@@ -240,7 +243,9 @@ class ServerConnection:
         if state is _CLOSED:
             return ConnectionClosed()
         try:
-            if state is _STARTTLS:
+            if state in _COMMAND_STATES and self._discard is None:
+                event = self._read_command()
+            elif state is _STARTTLS:
                 event = self._read_nothing()
             elif self._discard is not None:
                 event = self._read_discard()
@@ -295,13 +300,17 @@ class ServerConnection:
             assert isinstance(pending, Ehlo | Helo)
             wire = self._hello_reply(pending, reply)
         else:
-            wire = reply.format()
+            wire = reply._wire or reply.format()
         self._owed -= 1
         if self._owed <= 0:
             self._pending = None
             self._pending_verb = None
             if positive or code == 354:
-                self._after_reply(verb, pending)
+                if verb == "RCPT":
+                    self._errors = 0
+                    self._rcpts.append(pending)  # type: ignore[arg-type]
+                else:
+                    self._after_reply(verb, pending)
             self._enter(target)
         if self._out:
             self._out += wire

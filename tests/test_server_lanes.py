@@ -18,6 +18,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from smtp_rtls import ServerConfig
+from smtp_rtls._commands import mail_lane_keys, parse_mail_lane, parse_split_command
+from smtp_rtls._server_rules import check_mail
 from test_server_fuzz import CONFIGS, FRAGMENTS, Session, _by_content, _split
 
 # Near misses of the lanes' shapes: every branch where a lane must give up.
@@ -167,3 +169,41 @@ def test_the_recipient_limit_is_the_general_path_s_rfc5321_4_5_3_1_10() -> None:
     rcpts = b"".join(b"RCPT TO:<c%d@d.example>\r\n" % i for i in range(102))
     session = _same(config, b"EHLO c.example\r\nMAIL FROM:<a@b.example>\r\n" + rcpts, [])
     assert b"452 4.5.3" in session.out
+
+
+_MAIL_HEADS = [
+    "FROM:<a@b.example>", "FROM:<>", "FROM:<Postmaster>", "FROM: <a@b.example>",
+    "from:<a@b.example>", "FROM:<a@b.example", 'FROM:<"a b"@b.example>', "FROM:<a@[1.2.3.4]>",
+    "FROM:<é@b.example>", "FROM:<a@b.example>x", "FROM:<a>",
+]  # fmt: skip
+_MAIL_PARAMS = [
+    "SIZE=", "SIZE=10", "size=0010", "SIZE=99999999999999999999", "SIZE=999999999999999999999",
+    "SIZE=1x", "SIZE=\u00b2", "BODY=7BIT", "body=8bitmime", "BODY=BINARYMIME", "BODY=",
+    "BODY=8BITMIMEX", "SMTPUTF8", "SMTPUTF8=", "REQUIRETLS", "requiretls", "REQUIRETLS=YES",
+    "RET=FULL", "RET=hdrs", "RET", "RET=X", "ENVID=x", "AUTH=<>", "X=1", "=", "ſIZE=1", "",
+]  # fmt: skip
+_mail_args = st.builds(
+    lambda head, params, sep: head + "".join(sep + p for p in params),
+    st.sampled_from(_MAIL_HEADS),
+    st.lists(st.sampled_from(_MAIL_PARAMS), max_size=4),
+    st.sampled_from([" ", " ", " ", "  ", ""]),
+)
+_OFFERED = ["SIZE", "8BITMIME", "BINARYMIME", "SMTPUTF8", "REQUIRETLS", "DSN", "AUTH", "CHUNKING"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    _mail_args,
+    st.frozensets(st.sampled_from(_OFFERED)),
+    st.sampled_from([0, 5, 10, 64 * 1024 * 1024]),
+)
+def test_the_mail_lane_accepts_only_what_the_general_path_accepts_rfc5321_4_1_1_2(
+    arg: str, offered: frozenset[str], limit: int
+) -> None:
+    config = ServerConfig(max_message_size=limit)
+    event = parse_mail_lane(arg, mail_lane_keys(offered), limit)
+    if event is None:
+        return  # the general path decides alone
+    general = parse_split_command("MAIL", arg, "MAIL " + arg, smtputf8="SMTPUTF8" in offered)
+    assert general == event
+    assert check_mail(general, offered, config) is None

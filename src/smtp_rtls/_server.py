@@ -748,6 +748,7 @@ class _Offer:
     or MAIL."""
 
     __slots__ = (
+        "_replies",
         "_tails",
         "capabilities",
         "keys",
@@ -776,10 +777,22 @@ class _Offer:
         # by Reply) once per reply code: only the first line, which carries
         # the application's greeting text, changes from one EHLO to the next.
         self._tails: dict[int, bytes] = {}
+        # Whole EHLO replies by (code, greeting text): an application
+        # usually greets every client alike, so most connections find theirs.
+        self._replies: dict[tuple[int, str], bytes] = {}
 
     def hello_reply(self, reply: Reply) -> bytes:
         """The EHLO reply's bytes: the application's greeting text, then the offer."""
         greeting = reply.lines[0]
+        key = (reply.code, greeting)
+        wire = self._replies.get(key)
+        if wire is None:
+            if len(self._replies) >= _MAX_HELLO_REPLIES:
+                self._replies.clear()
+            wire = self._replies[key] = self._hello_reply(reply, greeting)
+        return wire
+
+    def _hello_reply(self, reply: Reply, greeting: str) -> bytes:
         domain = self.capabilities.domain
         first = f"{domain} {greeting}" if greeting else domain
         code = reply.code
@@ -797,6 +810,9 @@ class _Offer:
                 f"reply line longer than {MAX_REPLY_LINE} octets (RFC 5321 §4.5.3.1.5)"
             )
         return b"%d%s%s\r\n%s" % (code, b"-" if tail else b" ", head, tail)
+
+
+_MAX_HELLO_REPLIES = 256
 
 
 class _Profile:

@@ -72,10 +72,17 @@ __all__ = ["ServerConnection"]
 NextEvent = Event | type[NEED_DATA] | type[PAUSED]
 
 # For events made of parts checked already (MessageData holds bytes the
-# readers cut; an Envelope, accepted commands): attrs' __init__ would check
-# them again.
+# readers cut; an Envelope, the accepted commands): attrs' __init__ would
+# check them again.
 _new = object.__new__
 _set = object.__setattr__
+
+
+def _envelope(mail: MailFrom, rcpts: list[RcptTo]) -> Envelope:
+    envelope = _new(Envelope)
+    _set(envelope, "mail_from", mail)
+    _set(envelope, "recipients", tuple(rcpts))
+    return envelope
 
 
 def _message_data(data: bytes) -> MessageData:
@@ -187,9 +194,10 @@ class ServerConnection:
     @property
     def envelope(self) -> Envelope | None:
         """The open transaction: the accepted MAIL and RCPTs so far."""
-        if self._mail is None:
+        mail = self._mail
+        if mail is None:
             return None
-        return Envelope(self._mail, tuple(self._rcpts))
+        return _envelope(mail, self._rcpts)
 
     @property
     def pending(self) -> Event | None:
@@ -727,13 +735,8 @@ class ServerConnection:
         return PAUSED
 
     def _end_of_message(self, verb: str) -> EndOfMessage:
-        # The envelope's parts were checked as they were accepted.
         mail = self._mail
-        envelope: Envelope | None = None
-        if mail is not None:
-            envelope = _new(Envelope)
-            _set(envelope, "mail_from", mail)
-            _set(envelope, "recipients", tuple(self._rcpts))
+        envelope = _envelope(mail, self._rcpts) if mail is not None else None
         eom = _new(EndOfMessage)
         _set(eom, "envelope", envelope)
         self._decision(verb, eom)

@@ -1,7 +1,7 @@
 """Bytes framing: a bounded line buffer and the DATA / BDAT content readers.
 
 Everything here works on whole chunks with C-speed ``bytes`` operations
-(``find``, ``replace``, ``count``); no Python loop runs per line of content.
+(``find``, ``split``, ``translate``); no Python loop runs per line of content.
 Every buffer is bounded: a line longer than its limit is discarded as it
 arrives, and the content readers hold back at most four octets.
 """
@@ -159,8 +159,9 @@ _CR_AT = bytes(1 if i == 0x0D else 0 for i in range(256))
 _WINDOW = 16384
 
 
-def has_bare_line_ending(data: bytes) -> bool:
-    """True when ``data`` holds a CR not followed by LF, or an LF not after CR.
+def has_bare_line_ending(data: bytes, stop: int | None = None) -> bool:
+    """True when ``data[:stop]`` holds a CR not followed by LF, or an LF not
+    after CR (a CR at ``stop - 1`` counts as bare).
 
     Shift-and-compare rather than counting ``b"\r\n"`` (a two-octet search,
     the slowest kind): with an LF right after every CR and nowhere else, the
@@ -168,13 +169,17 @@ def has_bare_line_ending(data: bytes) -> bool:
     string.  Two ``translate`` passes and a ``memcmp`` per window; windows
     (overlapping by one octet) keep the copies small whatever the read size.
     """
-    if b"\r" not in data and b"\n" not in data:
+    size = len(data) if stop is None else stop
+    # memchr: content without any line end costs next to nothing
+    if data.find(b"\r", 0, size) < 0 and data.find(b"\n", 0, size) < 0:
         return False
-    if data[:1] == b"\n" or data[-1:] == b"\r":
+    if data[:1] == b"\n" or data[size - 1] == 0x0D:
         return True
-    size = len(data)
+    if size == len(data) and size <= _WINDOW + 1:
+        cr_at = data.translate(_CR_AT)
+        return not data.translate(_LF_AT).startswith(memoryview(cr_at)[:-1], 1)
     for start in range(0, size - 1, _WINDOW):
-        part = data if size <= _WINDOW + 1 else data[start : start + _WINDOW + 1]
+        part = data[start : min(start + _WINDOW + 1, size)]
         cr_at = part.translate(_CR_AT)
         if not part.translate(_LF_AT).startswith(memoryview(cr_at)[:-1], 1):
             return True
@@ -184,6 +189,52 @@ def has_bare_line_ending(data: bytes) -> bool:
 def normalise_line_endings(data: bytes) -> bytes:
     """Rewrite every bare CR and bare LF of ``data`` as CRLF."""
     return _BARE_RE.sub(b"\r\n", data)
+
+
+def _normalised(data: bytes) -> bytes:
+    """:func:`normalise_line_endings` in three passes of ``replace`` rather
+    than a regular expression's steps at every octet: the CRLF pairs (which
+    cannot overlap) become LF, then every CR left (a bare one) becomes LF,
+    then every LF becomes CRLF."""
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+
+
+# A line that starts with "." as it goes on the wire, after the first line.
+_STUFFED = b"\r\n."
+# A piece of ``split(_STUFFED)`` that starts with CRLF (the end marker) or is
+# empty (the end marker, then another stuffed line) sorts before this: when
+# the least piece does not, no separator begins an end marker.
+_NOT_AFTER = b"\r\x0b"
+
+
+def _split_limit(size: int) -> int:
+    # Each piece costs an object and, in ``join``, a buffer record: about
+    # 120 octets.  One stuffed line per 128 octets on average (text has about
+    # one per thousand) keeps that below the size of the read; past it,
+    # ``replace`` (no object per line) is the cheaper unstuffing.
+    return (size >> 7) + 8
+
+
+def _split_stuffed(data: bytes, limit: int) -> list[bytes]:
+    """``data.split(b"\\r\\n.", limit)``, searching only from the first dot."""
+    first = data.find(b".")  # memchr: base64 and the like have none
+    if first < 0:
+        return [data]
+    at = data.find(_STUFFED, first - 2 if first > 1 else 0)
+    if at < 0:
+        return [data]
+    if at <= len(data) >> 3:
+        return data.split(_STUFFED, limit)
+    # The first one late in the read (the end marker after dot-free
+    # content, say): copying beats searching what memchr skipped.
+    return [data[:at], *data[at + 3 :].split(_STUFFED, limit - 1)]
+
+
+def _joined_pieces(pieces: list[bytes], lead_dot: bool) -> bytes:
+    # split + join rather than replace: one search pass instead of two
+    if lead_dot:
+        pieces[0] = pieces[0][1:]
+    return b"\r\n".join(pieces) if len(pieces) > 1 else pieces[0]
 
 
 class DataReader:
@@ -198,7 +249,9 @@ class DataReader:
     / ".\\r" at a line start) are held back between calls.
 
     ``octets`` counts the content given out so far; ``first_bare`` is the
-    offset in that content of the first bare CR or LF, or ``None``.
+    offset in that content of the first bare CR or LF, or ``None``.  Once
+    ``refused`` is set (the content is refused already, whatever follows),
+    only the end is looked for: nothing more is given out or counted.
     """
 
     def __init__(self) -> None:
@@ -207,6 +260,12 @@ class DataReader:
         self.bare_line_ending = False
         self.first_bare: int | None = None
         self.octets = 0
+        self.refused = False
+
+    # Below this, a read costs more in Python steps than in passes over it,
+    # and the general path has fewer steps (at least 3: shorter reads may
+    # be "." or ".\r" at a line start, which only the general path holds).
+    _whole_min = 4096
 
     def feed(self, data: bytes, *, normalise: bool = False) -> tuple[bytes, bool, bytes]:
         """Consume ``data``; see the class docstring."""
@@ -228,6 +287,12 @@ class DataReader:
             i = head.find(_END)
             if 0 <= i < len(held):
                 return self._emit(head[: i + 2], normalise), True, start + i + 5 - len(held)
+            if self._line_start and held[:1] == b".":
+                # RFC 5321 §4.5.2: a dot that starts a line and is not the
+                # end marker's is dropped; the read goes on mid-line, and
+                # needs no copy to put the dot in front of it.
+                held = held[1:]
+                self._line_start = False
             return self._scan(data, start, held, normalise, line_start_checked=True)
         if not held:
             return self._scan(data, start, b"", normalise, line_start_checked=False)
@@ -252,6 +317,11 @@ class DataReader:
         if not line_start_checked and self._line_start and buf[start : start + 3] == b".\r\n":
             # the end marker right at a line start: the content ends here
             return self._emit(b"", normalise), True, start + 3
+        if not start and not held and len(buf) >= self._whole_min and type(buf) is bytes:
+            # the usual read: a whole received chunk, nothing held before it
+            whole = self._scan_whole(buf, normalise)
+            if whole is not None:
+                return whole
         end = buf.find(_END, start)
         if end >= 0:
             return self._emit(_joined(held, buf, start, end + 2), normalise), True, end + 5
@@ -272,33 +342,120 @@ class DataReader:
             self._held = bytes(buf[size - keep :])
         return self._emit(_joined(held, buf, start, size - keep), normalise), False, size
 
-    def _emit(self, seg: bytes, normalise: bool) -> bytes:
-        if not seg:
-            return seg
-        bare = has_bare_line_ending(seg)
+    def _scan_whole(self, data: bytes, normalise: bool) -> tuple[bytes, bool, int] | None:
+        """:meth:`_scan` of a whole read, or None when the general path must decide.
+
+        One ``split`` both unstuffs and finds the end marker: every "\\r\\n."
+        of ``data`` separates two pieces (two cannot overlap), so
+        "\\r\\n.\\r\\n" is there only where the piece after a separator starts
+        with CRLF, or is empty with another separator after it.  The usual
+        read has it nowhere, or only at its last separator.
+        """
+        if self.refused:
+            return None  # only the end matters: one ``find`` is less work
+        size = len(data)
+        limit = _split_limit(size)
+        pieces = _split_stuffed(data, limit)
+        n = len(pieces)
+        last = pieces[-1]
+        if n > limit:
+            return self._scan_dense(data, normalise, pieces)
+        if n > 1:
+            if n > 2 and min(pieces[1:-1]) < _NOT_AFTER:
+                return None  # an end marker before the last separator
+            if last[:2] == b"\r\n":
+                # the end marker at the last separator: the content ends with
+                # its CRLF, what follows its "." CRLF is the next command
+                pieces[-1] = b""
+                stop = size - len(last) - 1
+                return self._emit(data, normalise, stop, pieces), True, stop + 3
+        keep = 0
+        if n > 1 and not last:
+            keep = 1  # "\r\n." at the end: emit through the CRLF, hold "."
+        elif n > 1 and last == b"\r":
+            keep = 2  # "\r\n.\r": hold ".\r"
+            pieces[-1] = b""
+        elif last[-1] == 0x0D:
+            keep = 1  # a CR that may meet its LF
+            pieces[-1] = last[:-1]
+        stop = size - keep
+        if keep:
+            self._held = data[stop:]
+        return self._emit(data, normalise, stop, pieces), False, size
+
+    def _scan_dense(
+        self, data: bytes, normalise: bool, pieces: list[bytes]
+    ) -> tuple[bytes, bool, int] | None:
+        """:meth:`_scan_whole` once the split stopped at its limit: the pieces
+        so far are kept, the unsplit rest is unstuffed with ``replace``."""
+        rest = pieces.pop()
+        if (
+            len(rest) < 4  # what may be held back would reach into a separator
+            or min(pieces[1:]) < _NOT_AFTER  # each of these has a separator after it
+            or rest[:2] == b"\r\n"
+            or _END in rest
+        ):
+            return None  # the end marker, or short: the general path decides
+        if rest.endswith(b"\r\n.\r"):
+            keep = 2
+        elif rest.endswith((b"\r\n.", b"\r")):
+            keep = 1
+        else:
+            keep = 0
+        if keep:
+            self._held = data[-keep:]
+            rest = rest[:-keep]
+        pieces.append(rest.replace(_STUFFED, b"\r\n"))
+        size = len(data)
+        return self._emit(data, normalise, size - keep, pieces), False, size
+
+    def _emit(
+        self,
+        data: bytes,
+        normalise: bool,
+        stop: int | None = None,
+        pieces: list[bytes] | None = None,
+    ) -> bytes:
+        """Give out ``data[:stop]`` unstuffed; ``pieces`` (with ``stop``) is that
+        content already split at "\\r\\n."; without them, all of ``data``."""
+        if stop is None:
+            stop = len(data)
+        if not stop:
+            return b""
         line_start = self._line_start
+        # Only a real CRLF starts a line, for the end marker and for
+        # unstuffing alike: were a bare LF to count (even one that "normalise"
+        # rewrites), LF "." CRLF across two reads would end the data.
+        self._line_start = data.endswith(b"\r\n", 0, stop)
+        if self.refused:
+            return b""  # read only to find the real end (RFC 5321 §4.1.1.4)
+        if normalise or not self.bare_line_ending:
+            bare = has_bare_line_ending(data, stop)
+        else:
+            bare = False  # one was found before: where the next one falls does not matter
         if bare and not self.bare_line_ending:
             self.bare_line_ending = True
             # where the first one falls in the content given out (after
             # unstuffing): the first fault in content order decides the
             # reply (see ServerConnection), whatever the reads were
-            m = _BARE_RE.search(seg)
+            m = _BARE_RE.search(data, 0, stop)
             assert m is not None
-            before = seg[: m.start()]
+            before = data[: m.start()]
             if line_start and before[:1] == b".":
                 before = before[1:]
             self.first_bare = self.octets + len(before.replace(b"\r\n.", b"\r\n"))
-        # Only a real CRLF starts a line, for the end marker and for
-        # unstuffing alike: were a bare LF to count (even one that "normalise"
-        # rewrites), LF "." CRLF across two reads would end the data.
-        line_start_next = seg.endswith(b"\r\n")
         # RFC 5321 §4.5.2: a line that starts with "." loses that first dot.
-        if line_start and seg[:1] == b".":
-            seg = seg[1:]
-        out = seg.replace(b"\r\n.", b"\r\n")
+        lead_dot = line_start and data[:1] == b"."
+        if pieces is not None:
+            out = _joined_pieces(pieces, lead_dot)
+        elif b"." in data:  # memchr: base64 and the like never pay for a search
+            # ``replace``, not ``split``: the general path's content is often a
+            # copy already; ``replace`` adds one more, the pieces about two.
+            out = (data[1:] if lead_dot else data).replace(_STUFFED, b"\r\n")
+        else:
+            out = data
         if bare and normalise:
-            out = normalise_line_endings(out)
-        self._line_start = line_start_next
+            out = _normalised(out)
         self.octets += len(out)
         return out
 

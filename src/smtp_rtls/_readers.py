@@ -136,6 +136,9 @@ class ContentReader:
         data, start = buf.view()
         if self._data is not None:
             reader = self._data
+            # refused: the rest is read only to find its end, not unstuffed
+            # nor checked (the first fault decided the reply)
+            reader.refused = self.error is not None
             content, done, stop = reader.feed_at(data, start, normalise=self.normalise)
             buf.advance(stop)
             if self.error is None:

@@ -10,6 +10,12 @@ any DATA writer must do on the same chunks: one
 The linked-pair figures run a ClientConnection and a ServerConnection against
 each other in memory, with a server application that accepts everything: they
 measure both halves of the core together, nothing of the network.
+
+The "blocking client, no kernel" figures run ``smtp_rtls.io.sync.Client``
+(``send()``, and ``connect()``'s greeting and EHLO plus ``quit()`` for a
+connection per message) on an in-memory socket that answers like the
+suite's raw responder: the client's own work per message (the core, the
+session operation, the adapter), without system calls or a server.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from smtp_rtls import (
     TLSInfo,
 )
 from smtp_rtls._client import ClientConnection
+from smtp_rtls.io import sync
+from smtp_rtls.session import client as client_ops
 
 # What an application typically hands over at a time (one file read).
 CHUNK = 64 * KiB
@@ -287,6 +295,91 @@ def transactions_per_second(repeats: int, n: int, recipients: int) -> float:
     return n / best_of(repeats, run)
 
 
+# -- the blocking client on an in-memory socket --------------------------------------
+
+_FAKE_EHLO = b"250-bench.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 67108864\r\n"
+
+
+class FakeSocket:
+    """Answers like bench/suite/raw.py: canned replies, the end of the
+    content found with one search over the last octets."""
+
+    def __init__(self) -> None:
+        self.out = [b"220 bench.test ESMTP raw\r\n"]
+        self.in_data = False
+        self.tail = b""
+
+    def settimeout(self, timeout: float | None) -> None:
+        pass
+
+    def sendall(self, data: bytes) -> None:
+        if self.in_data:
+            self.tail = (self.tail + data[-5:])[-5:]
+            if self.tail == b"\r\n.\r\n":
+                self.in_data = False
+                self.out.append(b"250 2.0.0 queued\r\n")
+            return
+        replies = []
+        for line in data.split(b"\r\n")[:-1]:
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                replies.append(_FAKE_EHLO)
+            elif verb == b"DATA":
+                replies.append(b"354 go ahead\r\n")
+                self.in_data = True
+                self.tail = b"\r\n"
+            elif verb == b"QUIT":
+                replies.append(b"221 2.0.0 bye\r\n")
+            else:
+                replies.append(b"250 2.0.0 OK\r\n")
+        self.out.append(b"".join(replies))
+
+    def recv(self, max_bytes: int) -> bytes:
+        return self.out.pop(0)
+
+    def shutdown(self, how: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def fake_client() -> sync.Client:
+    """What sync.connect() does after the TCP connection, on a FakeSocket."""
+    conn = ClientConnection("client.bench.test")
+    timeouts = client_ops.uniform(30.0)
+    client = sync.Client(
+        FakeSocket(),  # type: ignore[arg-type]
+        conn,
+        server_hostname="bench.test",
+        timeouts=timeouts,
+    )
+    client.greeting = client._run(client_ops.greet(conn, timeouts))
+    client.ehlo()
+    return client
+
+
+def client_send_us(repeats: int, n: int, per_message: bool) -> float:
+    """µs of client work per 1 KiB message sent with Client.send()."""
+    body = BLOCK[:KiB] + b"\r\n"
+
+    def run() -> float:
+        start = time.perf_counter()
+        if per_message:
+            for _ in range(n):
+                client = fake_client()
+                assert client.send("sender@bench.test", ["rcpt@bench.test"], body).accepted
+                client.quit()
+        else:
+            client = fake_client()
+            for _ in range(n):
+                assert client.send("sender@bench.test", ["rcpt@bench.test"], body).accepted
+            client.quit()
+        return time.perf_counter() - start
+
+    return best_of(repeats, run) / n * 1e6
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats, 8 MiB not 50")
@@ -326,6 +419,12 @@ def main() -> int:
     print("with 2 KiB of content, QUIT), client and server in one process:")
     print(f"  1 recipient:                 {one:>8,.0f} sessions/s")
     print(f"  100 recipients, pipelined:   {hundred:>8,.0f} sessions/s")
+
+    session = client_send_us(repeats, 2000 * scale, per_message=False)
+    per_connection = client_send_us(repeats, 1000 * scale, per_message=True)
+    print("\nblocking client, no kernel (sync.Client on an in-memory socket), 1 KiB messages:")
+    print(f"  one session:                 {session:>8.1f} µs per message")
+    print(f"  a connection per message:    {per_connection:>8.1f} µs per message")
     return 1 if failed else 0
 
 

@@ -22,10 +22,8 @@ from __future__ import annotations
 
 from collections import deque
 
-import attrs
-
 from ._capabilities import Capabilities
-from ._client_rules import ClientTransaction, SessionView, check_command
+from ._client_rules import RULED_VERBS, ClientTransaction, SessionView, check_command
 from ._commands import format_command, verb_of
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
@@ -64,24 +62,64 @@ DEFAULT_MAX_REPLY_LINES = 100
 # group at once; nothing lets it send without end).
 DEFAULT_MAX_BACKLOG = 256 * 1024
 
+# The capabilities read from positive EHLO replies, by the reply's text:
+# Capabilities is immutable, and a client that opens a connection per
+# message reads the same reply from the same server every time.  Only
+# replies that parsed are kept, and at most _MAX_CAPS of them.
+_CAPS_CACHE: dict[tuple[object, tuple[str, ...]], Capabilities] = {}
+_MAX_CAPS = 64
 
-@attrs.define(slots=True)
+# The formatted command lines, by the identity of their (immutable) event:
+# a client sending message after message, on one connection or on one
+# connection per message, sends the same MAIL, RCPT and DATA events again.
+# id(event) -> (event, lmtp, bytes): the event is kept, so that its id
+# cannot be reused by another object while the entry lives.  Shared by
+# every connection (a lookup checks the event is the very one).
+_FORMATTED: dict[int, tuple[Event, bool, bytes]] = {}
+_MAX_FORMATTED = 256
+# The commands whose lines are kept: never AUTH, whose events carry
+# credentials that must not outlive the application's own references.
+_REMEMBERED = frozenset(["EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT"])
+
+
 class _Pending:
     """A command awaiting its reply (or, for an LMTP end of data, replies)."""
 
-    verb: str
-    event: Event | None = None
-    transaction: ClientTransaction | None = None
-    ends_group: bool = True
-    # LMTP: the end of data gets one reply per accepted recipient (RFC 2033
-    # §4.2); the count is known only when the earlier replies are read.
-    remaining: int | None = 1
-    per_recipient: bool = False  # the replies are per-recipient delivery results
-    table_verb: str = ""  # the verb in the session table ("BDAT LAST" for LAST)
+    # A plain class, not attrs: one is made per command sent, and the
+    # generated __init__ with its post-init hook cost twice this one.
+    __slots__ = (
+        "ends_group",
+        "event",
+        "per_recipient",
+        "remaining",
+        "table_verb",
+        "transaction",
+        "verb",
+    )
 
-    def __attrs_post_init__(self) -> None:
-        if not self.table_verb:
-            self.table_verb = self.verb
+    def __init__(
+        self,
+        verb: str,
+        event: Event | None = None,
+        transaction: ClientTransaction | None = None,
+        ends_group: bool = True,
+        remaining: int | None = 1,
+        per_recipient: bool = False,
+        table_verb: str = "",
+    ) -> None:
+        self.verb = verb
+        self.event = event
+        self.transaction = transaction
+        self.ends_group = ends_group
+        # LMTP: the end of data gets one reply per accepted recipient (RFC
+        # 2033 §4.2); the count is known only when the earlier replies are read.
+        self.remaining = remaining
+        self.per_recipient = per_recipient  # the replies are per-recipient results
+        # the verb in the session table ("BDAT LAST" for LAST)
+        self.table_verb = table_verb or verb
+
+    def __repr__(self) -> str:
+        return f"_Pending({self.verb!r}, remaining={self.remaining!r})"
 
 
 def _injection() -> RemoteProtocolError:
@@ -148,6 +186,9 @@ class ClientConnection:
         self._writer_transaction: ClientTransaction | None = None
         self._lone_dot = False  # 354 with no recipient accepted (RFC 2920 §3.1)
         self._bdat_left = 0
+        # The last SessionView built, reused while its facts hold.
+        self._last_view: SessionView | None = None
+        self._formatted = _FORMATTED
 
     # -- what the application may look at ----------------------------------
 
@@ -283,9 +324,9 @@ class ClientConnection:
             self._pending.popleft()
             self._group_enders -= head.ends_group
             before, self._state = self._state, state
-            handler = getattr(self, "_reply_" + verb.lower(), None)
+            handler = _REPLY_HANDLERS.get(verb)
             if handler is not None:
-                handler(head, reply, before)
+                handler(self, head, reply, before)
         else:
             # LMTP: more replies to come for this end of data; the server is
             # inside the content state the command entered (a BDAT chunk)
@@ -303,10 +344,16 @@ class ClientConnection:
     def _reply_ehlo(self, _head: _Pending, reply: Reply, _before: State) -> None:
         if not reply.is_positive:
             return  # a refused EHLO changes nothing (the client may try HELO)
-        try:
-            caps = Capabilities.from_reply(reply)
-        except LocalProtocolError as exc:
-            raise RemoteProtocolError(f"malformed EHLO reply: {exc}") from None
+        key = (reply.enhanced, reply.lines)
+        caps = _CAPS_CACHE.get(key)
+        if caps is None:
+            try:
+                caps = Capabilities.from_reply(reply)
+            except LocalProtocolError as exc:
+                raise RemoteProtocolError(f"malformed EHLO reply: {exc}") from None
+            if len(_CAPS_CACHE) >= _MAX_CAPS:
+                _CAPS_CACHE.clear()
+            _CAPS_CACHE[key] = caps
         self._accept_hello("LHLO" if self.lmtp else "EHLO", caps)
 
     _reply_lhlo = _reply_ehlo
@@ -398,8 +445,20 @@ class ClientConnection:
         except LocalProtocolError:
             raise LocalProtocolError(f"a client cannot send {type(event).__name__}") from None
         self._check_can_send(verb, event)
-        check_command(verb, event, self._view())
-        data = format_command(event, lmtp=self.lmtp)
+        if verb in RULED_VERBS:
+            check_command(verb, event, self._view())
+        lmtp = self.lmtp
+        if verb in _REMEMBERED:
+            known = self._formatted.get(id(event))
+            if known is not None and known[0] is event and known[1] is lmtp:
+                data = known[2]
+            else:
+                data = format_command(event, lmtp=lmtp)
+                if len(self._formatted) >= _MAX_FORMATTED:
+                    self._formatted.clear()
+                self._formatted[id(event)] = (event, lmtp, data)
+        else:
+            data = format_command(event, lmtp=lmtp)
         # Only now, with the bytes made, is the command on its way.
         self._after_send(verb, event)
         return data
@@ -447,9 +506,23 @@ class ClientConnection:
         self._group_enders += pending.ends_group
 
     def _view(self) -> SessionView:
-        return SessionView(
+        view = self._last_view
+        if (
+            view is not None
+            and view.txn is self._transaction
+            and view.caps is self._caps
+            and view.hello is self._hello
+            and view.tls is self._tls
+            and view.authenticated is self._authenticated
+            and view.lmtp is self.lmtp
+        ):
+            # the same facts: a SessionView is immutable (a ClientTransaction
+            # changes in place, and the rules read it as it is now)
+            return view
+        view = self._last_view = SessionView(
             self._caps, self._hello, self._tls, self._transaction, self._authenticated, self.lmtp
         )
+        return view
 
     def _after_send(self, verb: str, event: Event) -> None:
         txn = self._transaction
@@ -560,3 +633,18 @@ class ClientConnection:
         self._hello = None
         self._transaction = None
         self._authenticated = False
+
+
+# The reply handlers by the verb of the command answered (a dictionary look-up
+# per reply, not a string built and a getattr()).
+_REPLY_HANDLERS = {
+    "EHLO": ClientConnection._reply_ehlo,
+    "LHLO": ClientConnection._reply_lhlo,
+    "HELO": ClientConnection._reply_helo,
+    "STARTTLS": ClientConnection._reply_starttls,
+    "AUTH": ClientConnection._reply_auth,
+    "MAIL": ClientConnection._reply_mail,
+    "RCPT": ClientConnection._reply_rcpt,
+    "DATA": ClientConnection._reply_data,
+    "BDAT": ClientConnection._reply_bdat,
+}

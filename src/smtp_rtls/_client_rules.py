@@ -20,7 +20,13 @@ from ._params import MAIL_PARAMETERS, RCPT_PARAMETERS, Parameter, unoffered
 from ._reply import Reply
 from ._tls import TLSInfo
 
-__all__ = ["ClientTransaction", "SessionView", "check_command", "check_requiretls"]
+__all__ = [
+    "RULED_VERBS",
+    "ClientTransaction",
+    "SessionView",
+    "check_command",
+    "check_requiretls",
+]
 
 
 @attrs.define(slots=True, eq=False)
@@ -234,6 +240,11 @@ _RULES: dict[str, Callable[[SessionView, Event], None]] = {
     "VRFY": _check_vrfy_expn,
     "EXPN": _check_vrfy_expn,
 }
+
+
+#: The verbs :func:`check_command` has a rule for (for the others it does
+#: nothing, and a caller need not build a SessionView).
+RULED_VERBS = frozenset(_RULES)
 
 
 def check_command(verb: str, event: Event, view: SessionView) -> None:

@@ -112,14 +112,35 @@ class ServerBase:
         return self.address[1]
 
 
+# The events made from the addresses a caller of ``send()`` gave as text, by
+# that text: the events are immutable, and a client sending message after
+# message gives the same sender and recipients each time; each address is
+# then parsed and checked once.  Only envelopes that parsed are kept, and
+# at most _MAX_ENVELOPES of them.
+_EnvelopeKey = tuple[str, tuple[str | RcptTo, ...], bool]
+_ENVELOPES: dict[_EnvelopeKey, tuple[MailFrom, tuple[RcptTo, ...]]] = {}
+_MAX_ENVELOPES = 256
+
+
 def message_envelope(
     mail_from: str | MailFrom, recipients: Sequence[str | RcptTo], requiretls: bool
 ) -> tuple[MailFrom, list[RcptTo]]:
     """MAIL and RCPT events from what a caller of ``send()`` gave."""
+    key: _EnvelopeKey | None = None
+    if type(mail_from) is str and all(type(r) is str for r in recipients):
+        key = (mail_from, tuple(recipients), requiretls)
+        known = _ENVELOPES.get(key)
+        if known is not None:
+            return known[0], list(known[1])
     mail = mail_from if isinstance(mail_from, MailFrom) else MailFrom(mail_from)
     if requiretls:
         mail = attrs.evolve(mail, requiretls=True)
-    return mail, [r if isinstance(r, RcptTo) else RcptTo(r) for r in recipients]
+    rcpts = [r if isinstance(r, RcptTo) else RcptTo(r) for r in recipients]
+    if key is not None:
+        if len(_ENVELOPES) >= _MAX_ENVELOPES:
+            _ENVELOPES.clear()
+        _ENVELOPES[key] = (mail, tuple(rcpts))
+    return mail, rcpts
 
 
 class AsyncClientBase:

@@ -48,6 +48,11 @@ __all__ = [
 
 _WRITE_TIMEOUT = 180.0  # RFC 5321 §4.5.3.2.5: a data block, 3 minutes
 
+# Events without fields, made once: the connection keeps the command line
+# it formatted for an event it saw before (by identity).
+_DATA = Data()
+_END = EndOfMessage()
+
 
 @attrs.frozen(slots=True)
 class SendResult:
@@ -90,6 +95,28 @@ def read_reply(
             raise ConnectionError(data.detail)
         assert isinstance(data, bytes)
         conn.receive_data(data)
+
+
+def _read_replies(
+    conn: ClientConnection, count: int, timeouts: Mapping[str, float]
+) -> Step[list[Reply]]:
+    """The next ``count`` replies: :func:`read_reply` ``count`` times, in one
+    loop (the replies to a pipelined group usually come in one read)."""
+    replies: list[Reply] = []
+    while len(replies) < count:
+        event = conn.next_event()
+        if isinstance(event, Reply):
+            replies.append(event)
+            continue
+        if isinstance(event, ConnectionClosed):
+            raise ConnectionError("the server closed the connection")
+        assert event is NEED_DATA
+        data = yield Read(timeouts.get(conn.awaiting or "", 300.0))
+        if isinstance(data, Broken):
+            raise ConnectionError(data.detail)
+        assert isinstance(data, bytes)
+        conn.receive_data(data)
+    return replies
 
 
 def greet(conn: ClientConnection, timeouts: Mapping[str, float] = REPLY_TIMEOUTS) -> Step[Reply]:
@@ -172,15 +199,17 @@ def send_message(
     bdat = mail.body == "BINARYMIME"
     if conn.pipelining:
         # RFC 2920 §3.1: MAIL and RCPT may be grouped, DATA ends the group.
-        group: list[Event] = [mail, *recipients]
-        if not bdat:
-            group.append(Data())
-        yield from _write(b"".join(conn.send(e) for e in group))
-        mail_reply = yield from read_reply(conn, timeouts)
-        replies = []
+        send = conn.send
+        lines = [send(mail)]
         for rcpt in recipients:
-            replies.append((rcpt, (yield from read_reply(conn, timeouts))))
-        go = (yield from read_reply(conn, timeouts)) if not bdat else None
+            lines.append(send(rcpt))
+        if not bdat:
+            lines.append(send(_DATA))
+        yield from _write(b"".join(lines))
+        got = yield from _read_replies(conn, len(lines), timeouts)
+        mail_reply = got[0]
+        replies = list(zip(recipients, got[1 : 1 + len(recipients)], strict=True))
+        go = got[-1] if not bdat else None
     else:
         mail_reply = yield from command(conn, mail, timeouts)
         replies = []
@@ -189,7 +218,7 @@ def send_message(
             for rcpt in recipients:
                 replies.append((rcpt, (yield from command(conn, rcpt, timeouts))))
             if any(r.is_positive for _, r in replies) and not bdat:
-                go = yield from command(conn, Data(), timeouts)
+                go = yield from command(conn, _DATA, timeouts)
     result = SendResult(mail_reply, tuple(replies), None)
     accepted = mail_reply.is_positive and any(r.is_positive for _, r in replies)
     if bdat:
@@ -202,7 +231,7 @@ def send_message(
         return result
     if not accepted:
         # RFC 2920 §3.1: DATA accepted though no recipient was: a lone dot
-        yield from _write(conn.send(EndOfMessage()))
+        yield from _write(conn.send(_END))
         yield from read_reply(conn, timeouts)
         return result
     # The end of data goes out with the last chunk when that one is small:
@@ -214,7 +243,7 @@ def send_message(
             if held:
                 yield from _write(held)
             held = conn.send(MessageData(chunk))
-    end = conn.send(EndOfMessage())
+    end = conn.send(_END)
     if len(held) > _JOIN_END:
         yield from _write(held)
         held = b""
@@ -230,7 +259,7 @@ def _last_reply(conn: ClientConnection, timeouts: Mapping[str, float]) -> Step[R
     # LMTP answers once per accepted recipient (RFC 2033 §4.2); the first
     # failure, or the last reply, stands for the message here.
     reply = yield from read_reply(conn, timeouts)
-    while conn.pending:
+    while conn.awaiting is not None:  # conn.pending, without building the tuple
         more = yield from read_reply(conn, timeouts)
         if reply.is_positive:
             reply = more

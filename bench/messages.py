@@ -1,6 +1,6 @@
 """Protocol work per 1 KiB message, no event loop: the core beside two references.
 
-    python bench/messages.py [--quick] [--profile SCENARIO]
+    python bench/messages.py [--quick] [--profile SCENARIO | --profile-session SCENARIO]
 
 The reads a load generator sends are built once and fed to a server with no
 sockets and no event loop, so what is timed is the protocol work alone:
@@ -154,18 +154,24 @@ def ours(scenario: str, n: int) -> int:
 
 
 def _run_session(sink: Sink, reads: list[bytes], until_closed: bool) -> None:
+    # What an adapter's loop does (smtp_rtls.io.sync's _Stream.drive), less
+    # the sockets: the requests by frequency, a handler's exception as the
+    # result.
     session = ServerSession(sink, "mx.example.org", CONFIG)
-    steps = session.run()
+    send = session.run().send
     result: object = None
     feed = iter(reads)
     try:
         while True:
-            request = steps.send(result)
+            request = send(result)
             kind = type(request)
-            if kind is Read:
+            if kind is Call:
+                try:
+                    result = getattr(request.target, request.method)(*request.args)  # type: ignore[union-attr]
+                except Exception as exc:
+                    result = exc
+            elif kind is Read:
                 result = next(feed, b"")
-            elif kind is Call:
-                result = getattr(request.target, request.method)(*request.args)  # type: ignore[union-attr]
             else:
                 result = None
     except StopIteration:
@@ -344,12 +350,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer messages and repeats")
     parser.add_argument("--profile", choices=sorted(SCENARIOS), help="cProfile ours and exit")
+    parser.add_argument(
+        "--profile-session",
+        choices=sorted(SCENARIOS),
+        help="cProfile ours + session (ServerSession with the Sink) and exit",
+    )
     args = parser.parse_args()
     n = 2000 if args.quick else 10000
     repeats = 5 if args.quick else 11
-    if args.profile:
+    if args.profile or args.profile_session:
         profile = cProfile.Profile()
-        profile.runcall(ours, args.profile, n)
+        if args.profile:
+            profile.runcall(ours, args.profile, n)
+        else:
+            profile.runcall(session, args.profile_session, n)
         pstats.Stats(profile).sort_stats("tottime").print_stats(25)
         return 0
     print(f"smtp_rtls bench/messages.py  {timestamp()}")

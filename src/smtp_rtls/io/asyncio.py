@@ -293,7 +293,21 @@ class _SessionProtocol(asyncio.Protocol):
             while True:
                 request = steps.send(result)
                 kind = type(request)
-                if kind is Write:
+                # by frequency: a message makes about six calls, two reads
+                # and two writes
+                if kind is Call:
+                    try:
+                        result = getattr(request.target, request.method)(*request.args)
+                    except Exception as exc:
+                        result = exc
+                    if (
+                        result is not None
+                        and type(result) is not Reply
+                        and (inspect.isawaitable(result))
+                    ):
+                        self._await(_awaited(result))
+                        return
+                elif kind is Write:
                     if not transport.is_closing():
                         transport.write(request.data)
                     self._last_write = time.monotonic()
@@ -311,18 +325,6 @@ class _SessionProtocol(asyncio.Protocol):
                         result = b""
                     else:
                         self._wait_read(request)
-                        return
-                elif kind is Call:
-                    try:
-                        result = getattr(request.target, request.method)(*request.args)
-                    except Exception as exc:
-                        result = exc
-                    if (
-                        result is not None
-                        and type(result) is not Reply
-                        and (inspect.isawaitable(result))
-                    ):
-                        self._await(_awaited(result))
                         return
                 elif kind is StartTLS:
                     self._await(self._start_tls())
@@ -514,9 +516,18 @@ class Client(AsyncClientBase):
     # asyncio.timeout(), not wait_for(): wait_for wraps the coroutine in a
     # Task of its own, about as costly as the rest of a command's work.
     async def _write(self, data: bytes, timeout: float) -> None:
-        self.writer.write(data)
-        async with asyncio.timeout(timeout):
-            await self.writer.drain()
+        writer = self.writer
+        writer.write(data)
+        # drain() waits only while the transport has paused the protocol
+        # (its buffer is over the high-water mark); otherwise it returns at
+        # once (raising what a lost connection raised), and arming a timer
+        # for it would cost more than the write.  An unknown protocol
+        # counts as paused.
+        if getattr(getattr(writer, "_protocol", None), "_paused", True):
+            async with asyncio.timeout(timeout):
+                await writer.drain()
+        else:
+            await writer.drain()
 
     async def _read(self, max_bytes: int, timeout: float) -> bytes:
         async with asyncio.timeout(timeout):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import math
 import socket
 import ssl
 from collections.abc import Mapping
@@ -208,42 +209,67 @@ async def run_session(
             handler, hostname, config, peer=peer, tls=info, can_starttls=tls is not None
         )
         steps = session.run()
+        send = steps.send
         result: Any = None
         last_write = trio.current_time()
-        while True:
-            try:
-                request = steps.send(result)
-            except StopIteration:
-                break
-            if isinstance(request, Read):
-                wait = request.wait(trio.current_time() - last_write, read_timeout)
-                with trio.fail_after(wait):
-                    result = await current.receive_some(READ_SIZE)
-            elif isinstance(request, Write):
-                # A peer that never reads its replies would hold the session
-                # here for ever (RFC 2920 §3.1 lets it pipeline, not stall
-                # us): a write gets the read timeout, as the blocking
-                # adapter's socket timeout gives it.
-                with trio.fail_after(read_timeout or 300.0):
-                    await current.send_all(request.data)
-                last_write = trio.current_time()
-                result = None
-            elif isinstance(request, Call):
-                result = await _call(request)
-            elif isinstance(request, StartTLS):
-                assert tls is not None
-                ssl_stream = trio.SSLStream(current, tls, server_side=True)
+        # One cancel scope for every wait on the peer, its deadline moved
+        # before each read and write (what trio.fail_after does, without a
+        # scope made and entered per wait, which costs more than the rest
+        # of a command's work).  Only the reads and writes await with it
+        # set: a handler's coroutine and the handshake get none (inf).
+        waits = trio.CancelScope()
+        with waits:
+            while True:
                 try:
-                    with trio.fail_after(read_timeout or 300.0):
-                        await ssl_stream.do_handshake()
-                except (trio.BrokenResourceError, trio.TooSlowError, ssl.SSLError) as exc:
-                    logger.info("TLS handshake failed: %s", exc)
+                    request = send(result)
+                except StopIteration:
+                    break
+                # by frequency: a message makes about six calls, two reads
+                # and two writes (exact types: the session makes these)
+                if type(request) is Call:
+                    # _call, inline: no coroutine to make unless the result
+                    # must be awaited
+                    try:
+                        result = getattr(request.target, request.method)(*request.args)
+                        if (
+                            result is not None
+                            and type(result) is not Reply
+                            and inspect.isawaitable(result)
+                        ):
+                            waits.deadline = math.inf
+                            result = await result
+                    except Exception as exc:
+                        result = exc
+                elif type(request) is Read:
+                    now = trio.current_time()
+                    waits.deadline = now + request.wait(now - last_write, read_timeout)
+                    result = await current.receive_some(READ_SIZE)
+                elif type(request) is Write:
+                    # A peer that never reads its replies would hold the
+                    # session here for ever (RFC 2920 §3.1 lets it pipeline,
+                    # not stall us): a write gets the read timeout, as the
+                    # blocking adapter's socket timeout gives it.
+                    waits.deadline = trio.current_time() + (read_timeout or 300.0)
+                    await current.send_all(request.data)
+                    last_write = trio.current_time()
                     result = None
-                else:
-                    current = ssl_stream
-                    result = tls_info(ssl_stream._ssl_object)
-            else:  # pragma: no cover - the session yields nothing else
-                raise TypeError(f"unknown request {request!r}")
+                elif type(request) is StartTLS:
+                    assert tls is not None
+                    waits.deadline = math.inf
+                    ssl_stream = trio.SSLStream(current, tls, server_side=True)
+                    try:
+                        with trio.fail_after(read_timeout or 300.0):
+                            await ssl_stream.do_handshake()
+                    except (trio.BrokenResourceError, trio.TooSlowError, ssl.SSLError) as exc:
+                        logger.info("TLS handshake failed: %s", exc)
+                        result = None
+                    else:
+                        current = ssl_stream
+                        result = tls_info(ssl_stream._ssl_object)
+                else:  # pragma: no cover - the session yields nothing else
+                    raise TypeError(f"unknown request {request!r}")
+        if waits.cancelled_caught:
+            raise trio.TooSlowError  # as trio.fail_after raises it
     except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, OSError) as exc:
         logger.info("session with %s ended: %s", peer, exc)
         if session is not None:
@@ -256,7 +282,9 @@ async def run_session(
                     await _call(call)
         raise
     finally:
-        with trio.CancelScope(shield=True), trio.move_on_after(5):
+        # shielded from the server's cancellation, with a deadline of its
+        # own: one scope, where a shield around move_on_after makes two
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + 5):
             await trio.aclose_forcefully(current)
 
 

@@ -192,6 +192,13 @@ _ACCEPTED = Reply(250, "Message accepted", "2.0.0")
 _SENDER_OK = Reply(250, "Sender OK", "2.1.0")
 _RECIPIENT_OK = Reply(250, "Recipient OK", "2.1.5")
 _GO_AHEAD = Reply(354, "End data with <CR><LF>.<CR><LF>")
+_NO_STORE = Reply(451, "No message store is configured", "4.3.0")
+# The default greetings and EHLO replies made so far, by host name: a
+# server has one name or a few, and its clients say the same name each
+# time; one Reply (checked and formatted) per connection otherwise.
+# Bounded: emptied when full.
+_GREETINGS: dict[str, Reply] = {}
+_HELLOS: dict[str, Reply] = {}
 
 
 class MessageWriter:
@@ -232,11 +239,24 @@ class Handler:
 
     def on_connect(self, session: SessionInfo) -> Any:
         """The greeting: ``220``, or ``554`` to refuse the session (RFC 5321 §3.1)."""
-        return Reply(220, f"{session.hostname} ESMTP")
+        greeting = _GREETINGS.get(session.hostname)
+        if greeting is None:
+            greeting = Reply(220, f"{session.hostname} ESMTP")
+            if len(_GREETINGS) >= 64:
+                _GREETINGS.clear()
+            _GREETINGS[session.hostname] = greeting
+        return greeting
 
     def on_ehlo(self, session: SessionInfo, event: Ehlo | Helo) -> Any:
         """The reply to EHLO / HELO / LHLO (extension lines are added for you)."""
-        return Reply(250, f"Hello {event.domain}")
+        domain = event.domain
+        reply = _HELLOS.get(domain)
+        if reply is None:
+            reply = Reply(250, f"Hello {domain}")
+            if len(_HELLOS) >= 1024:
+                _HELLOS.clear()
+            _HELLOS[domain] = reply
+        return reply
 
     def on_mail(self, session: SessionInfo, event: MailFrom) -> Any:
         """Accept or refuse the reverse path (RFC 5321 §4.1.1.2)."""
@@ -277,10 +297,19 @@ class Handler:
 
 class _Refuse(MessageWriter):
     def close(self) -> Reply:
-        return Reply(451, "No message store is configured", "4.3.0")
+        return _NO_STORE
 
 
 _ERROR_REPLY = Reply(451, "Local error in processing", "4.3.0")
+_NO_SERVICE = Reply(554, "No service", "5.3.0")
+# RFC 3207 §4: 220, then the handshake; 454 when it cannot be done.
+_TLS_READY = Reply(220, "Ready to start TLS", "2.0.0")
+_TLS_UNAVAILABLE = Reply(454, "TLS not available due to temporary reason", "4.7.0")
+
+# The events of the commands whose decision run makes when the event comes
+# (the PAUSED that would follow adds nothing).  Exact types, as run checks
+# them.
+_SAID = frozenset({MailFrom, RcptTo, Data, EndOfMessage, Ehlo, Helo})
 
 # States as module constants (an enum member looked up on its class costs
 # about 70 ns); the RFC 5321 §4.5.3.2 timeouts are read from _state._TIMEOUTS.
@@ -335,9 +364,139 @@ class ServerSession:
 
     def run(self) -> Generator[Request, Any, None]:
         """The session, as requests to fulfil; see the module docstring."""
-        yield from self._session()
+        # One generator runs the loop, and the events of every message are
+        # handled inline: each sub-generator made and each level of
+        # ``yield from`` costs on every request, and a message makes about
+        # ten.  The rarer events go through the methods below.
+        conn = self.conn
+        handler = self.handler
+        out = self._out
+        if self._implicit_tls is not None:
+            conn.start_tls(self._implicit_tls)
+            self._update_info()
+        greeting = yield from self._call(handler, "on_connect", self.info)
+        if type(greeting) is not Reply:
+            greeting = _reply_or(greeting, _NO_SERVICE)
+        if greeting.code not in (220, 554):
+            logger.error("on_connect returned %s; refusing the session", greeting.code)
+            greeting = _NO_SERVICE
+        out += conn.send(greeting)
+        next_event = conn.next_event
+        # The Read for each state, made once (again if a deadline was
+        # changed): a session reads in a few states, twice or more per
+        # message.  A request is read-only, so one may be yielded again.
+        reads: dict[State, Read] = {}
+        while True:
+            if len(out) > MAX_PENDING_REPLIES:
+                yield from self._flush()
+            try:
+                event = next_event()
+            except RemoteProtocolError as exc:
+                # A hint reply (421) may still go out before closing.
+                if exc.reply is not None:
+                    out += exc.reply.format()
+                yield from self._flush()
+                logger.info("session ended: %s", exc)
+                break
+            if event is NEED_DATA:
+                out += conn.data_to_send()
+                if out:
+                    data = bytes(out)
+                    out.clear()
+                    yield Write(data)
+                state = conn.state
+                content = state is _DATA or state is _BDAT
+                deadline = self.content_deadline if content else self.command_deadline
+                read = reads.get(state)
+                if read is None or read.deadline != deadline:
+                    read = reads[state] = Read(_TIMEOUTS[state], deadline)
+                conn.receive_data((yield read))
+                continue
+            if event is PAUSED:
+                pending = conn.pending
+            else:
+                if type(event) is MessageData:
+                    if self._message_started:
+                        writer = self._writer
+                        if writer is not None:
+                            # once per piece of content
+                            result = yield Call(writer, "write", (event.data,))
+                            if result is not None and isinstance(result, BaseException):
+                                logger.error("message writer failed: %r", result)
+                                self._writer = _Failed()
+                        continue
+                    # held until the header section is complete (RFC 8689
+                    # §4.1: the tag depends on its TLS-Required field)
+                    data = event.data
+                    head = self._head
+                    if not head and type(data) is bytes:
+                        # The usual start: the whole header section in the
+                        # first piece, read where it is, not copied twice.
+                        end = header_section_end(data)
+                        if data.find(b"\n", end) >= 0 or len(data) >= MAX_HEADER_SECTION:
+                            yield from self._start_message(end, data)
+                        else:
+                            head += data
+                        continue
+                    head += data
+                    end = header_section_end(head)
+                    if head.find(b"\n", end) >= 0 or len(head) >= MAX_HEADER_SECTION:
+                        yield from self._start_message(end)
+                    continue
+                if type(event) not in _SAID:
+                    if isinstance(event, ConnectionClosed):
+                        out += conn.data_to_send()
+                        yield from self._flush()
+                        break
+                    assert isinstance(event, Event)
+                    yield from self._inform(event)
+                    continue
+                # A command that awaits its decision: made now, as at the
+                # PAUSED that would come next (nothing happens between);
+                # the reply's send returns any bytes the core made first.
+                pending = conn.pending
+                if pending is not event:  # pragma: no cover - owed later: PAUSED
+                    continue
+            kind = type(pending)
+            # The decisions of every transaction inline (one request each);
+            # the others, and STARTTLS, in _decide.
+            if kind is RcptTo:
+                answer = yield Call(handler, "on_rcpt", (self.info, pending, conn.envelope))
+            elif kind is MailFrom:
+                answer = yield Call(handler, "on_mail", (self.info, pending))
+            elif kind is Data:
+                answer = yield Call(handler, "on_data_start", (self.info, conn.envelope))
+            elif kind is EndOfMessage:
+                assert isinstance(pending, EndOfMessage)
+                if not self._message_started:
+                    yield from self._end_of_message(pending)
+                    continue
+                writer, self._writer = self._writer, None
+                self._message_started = False
+                answer = yield Call(writer, "close", ())
+                if type(answer) is not Reply or self.config.lmtp:
+                    self._ended(answer, pending)
+                    continue
+                # the usual end: one reply (what _ended makes of it)
+            else:
+                yield from self._decide(pending)
+                if conn.state is _STARTTLS:
+                    yield from self._flush()
+                    info = yield StartTLS()
+                    if info is None:
+                        break  # the handshake failed: nothing more to say
+                    conn.start_tls(info)
+                    self._update_info()
+                continue
+            # MAIL, RCPT, DATA and the end of data change nothing of the
+            # SessionInfo: no _update_info here.
+            reply = answer if type(answer) is Reply else _reply_or(answer)
+            try:
+                out += conn.send(reply)
+            except LocalProtocolError as exc:
+                self._refused(reply, exc)
         yield from self._abort_message()
-        yield from self._call(self.handler, "on_close", self.info)
+        yield from self._call(handler, "on_close", self.info)
 
     def abort_calls(self) -> list[Call]:
         """What an adapter that ends a session early (a timeout, a lost
@@ -348,60 +507,6 @@ class ServerSession:
             self._writer = None
         calls.append(Call(self.handler, "on_close", (self.info,)))
         return calls
-
-    def _session(self) -> Generator[Request, Any, None]:
-        conn = self.conn
-        if self._implicit_tls is not None:
-            conn.start_tls(self._implicit_tls)
-            self._update_info()
-        greeting = yield from self._call(self.handler, "on_connect", self.info)
-        greeting = _reply_or(greeting, Reply(554, "No service", "5.3.0"))
-        if greeting.code not in (220, 554):
-            logger.error("on_connect returned %s; refusing the session", greeting.code)
-            greeting = Reply(554, "No service", "5.3.0")
-        self._out += conn.send(greeting)
-        while True:
-            if len(self._out) > MAX_PENDING_REPLIES:
-                yield from self._flush()
-            try:
-                event = conn.next_event()
-            except RemoteProtocolError as exc:
-                # A hint reply (421) may still go out before closing.
-                if exc.reply is not None:
-                    self._out += exc.reply.format()
-                yield from self._flush()
-                logger.info("session ended: %s", exc)
-                return
-            if event is NEED_DATA:
-                out = self._out
-                out += conn.data_to_send()
-                if out:
-                    # inline _flush: this runs once or twice per message
-                    data = bytes(out)
-                    out.clear()
-                    yield Write(data)
-                state = conn.state
-                content = state is _DATA or state is _BDAT
-                deadline = self.content_deadline if content else self.command_deadline
-                conn.receive_data((yield Read(_TIMEOUTS[state], deadline)))
-            elif event is PAUSED:
-                yield from self._decide()
-                if conn.state is _STARTTLS:
-                    yield from self._flush()
-                    info = yield StartTLS()
-                    if info is None:
-                        return  # the handshake failed: nothing more to say
-                    conn.start_tls(info)
-                    self._update_info()
-            elif type(event) is MessageData:
-                yield from self._content(event.data)
-            elif isinstance(event, ConnectionClosed):
-                self._out += conn.data_to_send()
-                yield from self._flush()
-                return
-            else:
-                assert isinstance(event, Event)
-                yield from self._inform(event)
 
     def _flush(self) -> Generator[Request, Any, None]:
         if self._out:
@@ -417,54 +522,41 @@ class ServerSession:
         return result
 
     def _update_info(self) -> None:
-        # Called after every decision; the info changes only at EHLO, TLS
-        # and AUTH, so a new one is made only then.
+        # Called after the decisions that may change the info (EHLO, AUTH)
+        # and after TLS starts; a new one is made only when it changed.
         conn = self.conn
         info = self.info
+        tls = conn.tls
+        client_name = conn.client_name
+        identity = self._identity
         if (
-            info.tls is not conn.tls
-            or info.client_name != conn.client_name
-            or info.authenticated != self._identity
+            info.tls is not tls
+            or info.client_name != client_name
+            or info.authenticated != identity
         ):
-            self.info = attrs.evolve(
-                info, tls=conn.tls, client_name=conn.client_name, authenticated=self._identity
+            # attrs.evolve, without its look-ups: the same fields, the same dict
+            self.info = SessionInfo(
+                info.hostname, info.peer, tls, client_name, identity, info.data
             )
 
     # -- decisions the application owns -------------------------------------------
 
-    def _decide(self) -> Generator[Request, Any, None]:
-        conn = self.conn
-        pending = conn.pending
+    def _decide(self, pending: Event | None) -> Generator[Request, Any, None]:
+        # The decisions outside a transaction's MAIL, RCPT, DATA and end of
+        # data (those are made inline in run).
         handler = self.handler
         reply: Reply
-        kind = type(pending)
-        # The calls of every transaction first, each inline (one request,
-        # no sub-generator): these run once or more per message.
-        if kind is RcptTo:
-            answer = yield Call(handler, "on_rcpt", (self.info, pending, conn.envelope))
-            reply = _reply_or(answer) if type(answer) is not Reply else answer
-        elif kind is MailFrom:
-            answer = yield Call(handler, "on_mail", (self.info, pending))
-            reply = _reply_or(answer) if type(answer) is not Reply else answer
-        elif kind is Data:
-            answer = yield Call(handler, "on_data_start", (self.info, conn.envelope))
-            reply = _reply_or(answer) if type(answer) is not Reply else answer
-        elif kind is EndOfMessage:
-            assert isinstance(pending, EndOfMessage)
-            yield from self._end_of_message(pending)
-            return
-        elif isinstance(pending, Ehlo | Helo):
+        if isinstance(pending, Ehlo | Helo):
             yield from self._abort_message()
             answer = yield from self._call(handler, "on_ehlo", self.info, pending)
             reply = _reply_or(answer, _ERROR_REPLY)
-            if reply.is_positive:
+            if reply.is_positive and (
+                len(reply.lines) != 1 or reply.enhanced is not None or reply.command is not None
+            ):
                 reply = Reply(reply.code, reply.lines[0])  # the core adds the offer
         elif isinstance(pending, StartTLSCommand):
             # RFC 3207 §4: 220, then the handshake; 454 when it cannot be done.
-            if self._can_starttls:
-                reply = Reply(220, "Ready to start TLS", "2.0.0")
-            else:
-                reply = Reply(454, "TLS not available due to temporary reason", "4.7.0")
+            reply = _TLS_READY if self._can_starttls else _TLS_UNAVAILABLE
         elif isinstance(pending, Auth | AuthResponse):
             answer = yield from self._call(handler, "on_auth", self.info, pending)
             if isinstance(answer, tuple) and len(answer) == 2:
@@ -486,10 +578,13 @@ class ServerSession:
         try:
             self._out += self.conn.send(reply)
         except LocalProtocolError as exc:
-            # A handler's reply the command cannot have (250 to DATA, 354 to
-            # MAIL): the client gets a transient failure, never a broken session.
-            logger.error("a handler's %s cannot answer %r: %s", reply.code, self.conn.pending, exc)
-            self._out += self.conn.send(_ERROR_REPLY)
+            self._refused(reply, exc)
+
+    def _refused(self, reply: Reply, exc: LocalProtocolError) -> None:
+        # A handler's reply the command cannot have (250 to DATA, 354 to
+        # MAIL): the client gets a transient failure, never a broken session.
+        logger.error("a handler's %s cannot answer %r: %s", reply.code, self.conn.pending, exc)
+        self._out += self.conn.send(_ERROR_REPLY)
 
     # -- information events -------------------------------------------------------
 
@@ -510,55 +605,72 @@ class ServerSession:
             self._out += self.conn.data_to_send()
 
     def _content(self, data: bytes) -> Generator[Request, Any, None]:
+        # What run does inline for each MessageData.
         if self._message_started:
-            if self._writer is not None:
-                # inline _write: once per piece of content
-                result = yield Call(self._writer, "write", (data,))
-                if result is not None and isinstance(result, BaseException):
-                    logger.error("message writer failed: %r", result)
-                    self._writer = _Failed()
+            yield from self._write(data)
             return
-        self._head += data
-        if not _header_complete(self._head) and len(self._head) < MAX_HEADER_SECTION:
-            return
-        yield from self._start_message()
+        head = self._head
+        head += data
+        end = header_section_end(head)
+        if _header_complete(head, end) or len(head) >= MAX_HEADER_SECTION:
+            yield from self._start_message(end)
 
-    def _start_message(self) -> Generator[Request, Any, None]:
+    def _start_message(
+        self, end: int | None = None, first: bytes | None = None
+    ) -> Generator[Request, Any, None]:
+        # ``first``: the first piece of content, when it holds the whole
+        # header section (nothing is held then); ``end``: where that
+        # section ends, when known.
         envelope = self.conn.envelope
         assert envelope is not None
-        tag = message_tag(envelope.mail_from.requiretls, bytes(self._head))
-        session_envelope = SessionEnvelope(envelope.mail_from, envelope.recipients, tag, self.info)
+        head = bytes(self._head) if first is None else first
+        mail_from = envelope.mail_from
+        if end is None:
+            end = header_section_end(head)
+        tag = _message_tag(mail_from.requiretls, head, end)
+        session_envelope = SessionEnvelope(mail_from, envelope.recipients, tag, self.info)
         self._message_started = True
-        writer = yield from self._call(self.handler, "on_message", session_envelope)
+        # _call and _write inline: once per message
+        handler = self.handler
+        writer = yield Call(handler, "on_message", (session_envelope,))
         if writer is None:
             writer = _Refuse()
-        elif isinstance(writer, Reply):  # on_message raised: see _call
+        elif isinstance(writer, Reply | BaseException):
+            if isinstance(writer, BaseException):
+                logger.error("%s.on_message raised %r", type(handler).__name__, writer)
             writer = _Failed()
         self._writer = writer
-        head, self._head = bytes(self._head), bytearray()
+        self._head = bytearray()
         if head:
-            yield from self._write(head)
+            result = yield Call(writer, "write", (head,))
+            if result is not None and isinstance(result, BaseException):
+                logger.error("message writer failed: %r", result)
+                self._writer = _Failed()
 
     def _write(self, data: bytes) -> Generator[Request, Any, None]:
         if self._writer is None:
             return
         result = yield Call(self._writer, "write", (data,))
-        if isinstance(result, BaseException):
+        if result is not None and isinstance(result, BaseException):
             logger.error("message writer failed: %r", result)
             self._writer = _Failed()
 
     def _end_of_message(self, eom: EndOfMessage) -> Generator[Request, Any, None]:
+        # What run does inline for a message whose header section was seen.
         if not self._message_started:
             yield from self._start_message()  # a message shorter than its header
         writer, self._writer = self._writer, None
         self._message_started = False
-        recipients = len(eom.envelope.recipients) if eom.envelope is not None else 1
         result = yield Call(writer, "close", ())
+        self._ended(result, eom)
+
+    def _ended(self, result: object, eom: EndOfMessage) -> None:
+        # The replies to the end of data, from what the writer's close gave.
         if isinstance(result, BaseException):
             logger.error("message writer failed at the end: %r", result)
             result = _ERROR_REPLY
-        replies = _replies_for(result, recipients if self.config.lmtp else 1)
-        for reply in replies:
+        recipients = len(eom.envelope.recipients) if eom.envelope is not None else 1
+        for reply in _replies_for(result, recipients if self.config.lmtp else 1):
             self._send(reply)
 
     def _abort_message(self) -> Generator[Request, Any, None]:
@@ -576,14 +688,30 @@ class _Failed(MessageWriter):
         return _ERROR_REPLY
 
 
-def _header_complete(head: bytes | bytearray) -> bool:
+def _header_complete(head: bytes | bytearray, end: int | None = None) -> bool:
     # RFC 5322 §2.1, §2.2: the header section ends at the first line that is
     # neither a field nor a field's continuation: the empty line before the
     # body, or a line of body text in a message without one (how
     # header_section reads it, so the tag is decided by the same bytes).
     # Complete once such a line has arrived whole; until then, more fields
-    # may follow.
-    return head.find(b"\n", header_section_end(head)) >= 0
+    # may follow.  ``end`` is header_section_end(head), when known.
+    return head.find(b"\n", header_section_end(head) if end is None else end) >= 0
+
+
+def _message_tag(requiretls: bool, head: bytes, end: int) -> TLSTag:
+    """message_tag(requiretls, head), given ``end`` = header_section_end(head).
+
+    RFC 8689 §4.1: the tag is TLS_OPTIONAL only for a ``TLS-Required``
+    field in the header section; a section without the field's name in
+    it (most messages) cannot have one, and is not parsed.
+    """
+    if requiretls:
+        return TLSTag.REQUIRETLS
+    # bytes.lower() folds ASCII only, as the field pattern's IGNORECASE does
+    # for bytes
+    if end == 0 or head[:end].lower().find(b"tls-required") < 0:
+        return TLSTag.DEFAULT
+    return message_tag(False, head)
 
 
 def _reply_or(value: object, default: Reply = _ERROR_REPLY) -> Reply:

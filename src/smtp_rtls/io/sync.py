@@ -4,7 +4,8 @@
 :class:`~smtp_rtls.session.Delivery` for one recipient domain.
 ``serve(handler, host, port, ...)`` starts a server in the background and
 returns it; each connection runs a
-:class:`~smtp_rtls.session.server.ServerSession` in a thread of its own.
+:class:`~smtp_rtls.session.server.ServerSession` in a thread of its own
+(kept for a second once the session is over, for the next connection).
 The adapter only moves bytes, runs handshakes, keeps time and calls the
 handler: every protocol decision is the session's.
 """
@@ -18,6 +19,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -46,6 +48,9 @@ _T = TypeVar("_T")
 logger = logging.getLogger(__name__)
 
 READ_SIZE = 65536
+#: Seconds a session thread waits for the next connection once its session
+#: is over, before it ends (see Server._serve).
+_IDLE_WAIT = 1.0
 
 
 class Server(ServerBase):
@@ -56,7 +61,20 @@ class Server(ServerBase):
         super().__init__(settings)
         self._listener = listener
         self._lock = threading.Lock()
-        self._sessions: dict[threading.Thread, socket.socket] = {}
+        # The sessions in flight (each connection, by itself), and the
+        # thread running each (none while it waits in _jobs).
+        self._sessions: dict[socket.socket, socket.socket] = {}
+        self._running: dict[socket.socket, threading.Thread] = {}
+        # A session thread, its session over, waits _IDLE_WAIT seconds for
+        # the next connection before it ends: starting a thread costs more
+        # than a short session's protocol work, and the accepting thread
+        # waits for each start.  The connections handed over wait in _jobs;
+        # _idle counts the threads waiting, both under _lock.
+        self._idle = 0
+        self._jobs: deque[tuple[socket.socket, Any]] = deque()
+        self._job_ready = threading.Condition(self._lock)
+        self._ended = threading.Condition(self._lock)  # a session ended
+        self._threads: set[threading.Thread] = set()
         self._stopping = threading.Event()
         # Set before the thread starts: a shutdown() right after serve()
         # closes the listener, and settimeout() on it then raises.
@@ -92,17 +110,20 @@ class Server(ServerBase):
         self._stopping.set()
         self._listener.close()
         self._accept_thread.join(5)
-        end = time.monotonic() + deadline
-        while time.monotonic() < end:
-            with self._lock:
-                threads = list(self._sessions)
-            if not threads:
-                return
-            threads[0].join(min(0.05, max(0.0, end - time.monotonic())))
         with self._lock:
-            left = list(self._sessions.items())
-        for thread, sock in left:
+            # the idle threads end now, the others when their session has
+            self._job_ready.notify_all()
+            self._ended.wait_for(lambda: not self._sessions, deadline)
+            left = [(sock, self._running.get(sock)) for sock in self._sessions]
+        for sock, thread in left:
             _close(sock)
+            if thread is not None:
+                thread.join(5)
+        with self._lock:
+            # handed over and not started: they end at once on a closed socket
+            self._ended.wait_for(lambda: not self._sessions, 5)
+            threads = list(self._threads)
+        for thread in threads:
             thread.join(5)
 
     # -- internals ---------------------------------------------------------------------
@@ -116,21 +137,54 @@ class Server(ServerBase):
             except OSError:
                 return  # the listener was closed
             no_delay(sock)
+            handed = False
             with self._lock:
                 full = len(self._sessions) >= self.settings.max_connections
+                if not full:
+                    self._sessions[sock] = sock
+                    handed = self._idle > len(self._jobs)
+                    if handed:
+                        # a thread waiting for a connection takes it
+                        self._jobs.append((sock, peer))
+                        self._job_ready.notify()
             if full:
                 # RFC 5321 §3.8 / §4.2.2: 421, service not available
                 _refuse(sock, Reply(421, f"{self.hostname} Too many connections", "4.3.2"))
-                continue
-            thread = threading.Thread(
-                target=self._run, args=(sock, peer), name=f"smtp-rtls-{peer}", daemon=True
-            )
-            with self._lock:
-                self._sessions[thread] = sock
-            thread.start()
+            elif not handed:
+                thread = threading.Thread(
+                    target=self._serve, args=(sock, peer), name="smtp-rtls-session", daemon=True
+                )
+                with self._lock:
+                    self._threads.add(thread)
+                thread.start()
 
-    def _run(self, sock: socket.socket, peer: Any) -> None:
+    def _serve(self, sock: socket.socket, peer: Any) -> None:
+        """A session thread: this connection, then the next ones handed
+        over while it waits (see _idle), until none comes in time."""
+        me = threading.current_thread()
+        job: tuple[socket.socket, Any] | None = (sock, peer)
+        try:
+            while job is not None:
+                self._run(*job, me)
+                with self._lock:
+                    self._idle += 1
+                    end = time.monotonic() + _IDLE_WAIT
+                    while not self._jobs and not self._stopping.is_set():
+                        left = end - time.monotonic()
+                        if left <= 0:
+                            break
+                        self._job_ready.wait(left)
+                    self._idle -= 1
+                    # a job handed over as the wait ran out is taken all the same
+                    job = self._jobs.popleft() if self._jobs else None
+        finally:
+            with self._lock:
+                self._threads.discard(me)
+
+    def _run(self, sock: socket.socket, peer: Any, thread: threading.Thread) -> None:
         settings = self.settings
+        with self._lock:
+            self._running[sock] = thread
         try:
             run_session(
                 self.handler,
@@ -146,7 +200,9 @@ class Server(ServerBase):
             logger.exception("session with %s failed", peer)
         finally:
             with self._lock:
-                self._sessions.pop(threading.current_thread(), None)
+                self._sessions.pop(sock, None)
+                self._running.pop(sock, None)
+                self._ended.notify_all()
 
 
 def serve(
@@ -230,22 +286,29 @@ class _Stream:
         self.sock = sock
         self.read_timeout = read_timeout
         self.last_write = time.monotonic()
+        # The socket's timeout as last set: settimeout() is a system call
+        # even when the value does not change, and most reads wait as long
+        # as the one before.
+        self._timeout: float | None = None
 
     def drive(self, session: ServerSession, tls: ssl.SSLContext | None) -> None:
         steps = session.run()
+        send = steps.send
         result: Any = None
         try:
             while True:
-                request = steps.send(result)
-                if isinstance(request, Read):
+                request = send(result)
+                # by frequency: a message makes about six calls, two reads
+                # and two writes (exact types: the session makes these)
+                if type(request) is Call:
+                    result = _call(request)
+                elif type(request) is Read:
                     result = self.read(request)
-                elif isinstance(request, Write):
+                elif type(request) is Write:
                     self.sock.sendall(request.data)
                     self.last_write = time.monotonic()
                     result = None
-                elif isinstance(request, Call):
-                    result = _call(request)
-                elif isinstance(request, StartTLS):
+                elif type(request) is StartTLS:
                     result = self.start_tls(tls)
                 else:  # pragma: no cover - the session yields nothing else
                     raise TypeError(f"unknown request {request!r}")
@@ -260,13 +323,18 @@ class _Stream:
             raise
 
     def read(self, request: Read) -> bytes:
-        self.sock.settimeout(request.wait(time.monotonic() - self.last_write, self.read_timeout))
-        return self.sock.recv(READ_SIZE)
+        timeout = request.wait(time.monotonic() - self.last_write, self.read_timeout)
+        sock = self.sock
+        if timeout != self._timeout:
+            sock.settimeout(timeout)
+            self._timeout = timeout
+        return sock.recv(READ_SIZE)
 
     def start_tls(self, tls: ssl.SSLContext | None) -> object:
         assert tls is not None
         try:
             self.sock = tls.wrap_socket(self.sock, server_side=True)
+            self._timeout = None  # a new socket: set it again at the next read
             return tls_info(self.sock)
         except (OSError, ssl.SSLError) as exc:
             logger.info("TLS handshake failed: %s", exc)
@@ -278,6 +346,9 @@ def _call(request: Call) -> Any:
         result = getattr(request.target, request.method)(*request.args)
     except Exception as exc:
         return exc
+    # most results are a Reply or None: not awaitable, no need to ask
+    if result is None or type(result) is Reply:
+        return result
     if inspect.isawaitable(result):
         if inspect.iscoroutine(result):
             result.close()

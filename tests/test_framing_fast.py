@@ -12,6 +12,7 @@ bare one falls in the content given out.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import hypothesis.strategies as st
@@ -19,6 +20,8 @@ from hypothesis import example, given, settings
 
 from smtp_rtls._framing import (
     DataReader,
+    LineBuffer,
+    LineTooLong,
     _normalised,
     _split_stuffed,
     has_bare_line_ending,
@@ -292,3 +295,36 @@ def test_has_bare_line_ending_across_its_64k_windows() -> None:
         assert has_bare_line_ending(clean[:at] + b"\r" + clean[at:])
         if clean[at - 1] != 0x0D:  # not inside the existing CRLF
             assert not has_bare_line_ending(clean[:at] + b"\r\n" + clean[at:])
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("feed"), st.binary(min_size=1, max_size=40)),
+            st.tuples(st.just("line"), st.just(b"")),
+            st.tuples(st.just("advance"), st.integers(0, 60).map(lambda n: bytes(n))),
+            st.tuples(st.just("take"), st.just(b"")),
+        ),
+        max_size=40,
+    ),
+    st.sampled_from([8, 16, 1000]),
+    st.booleans(),
+)
+def test_line_buffer_data_is_empty_exactly_when_nothing_is_buffered(
+    ops: list[tuple[str, bytes]], max_line: int, lf_ends_line: bool
+) -> None:
+    # ServerConnection tests buf._data for emptiness instead of len(buf).
+    buf = LineBuffer(max_line, lf_ends_line=lf_ends_line)
+    for op, arg in ops:
+        if op == "feed":
+            buf.feed(arg.replace(b"x", b"\r\n"))
+        elif op == "line":
+            with contextlib.suppress(LineTooLong):
+                buf.next_line()
+        elif op == "advance":
+            data, pos = buf.view()
+            buf.advance(min(len(data), pos + len(arg)))
+        else:
+            buf.take_all()
+        assert bool(buf._data) == (len(buf) > 0)

@@ -44,6 +44,10 @@ class LineBuffer:
     used, so a read holding many pipelined chunks is never copied once per
     chunk.  A read that arrives into an empty buffer is kept as it is, so
     message content passes to the DATA reader without a copy.
+
+    ``_data`` is empty exactly when nothing is buffered (everything that
+    consumes the last octet drops it), so the connection tests it in place
+    of a ``len()`` that costs a Python call on every step.
     """
 
     def __init__(self, max_line: int, *, lf_ends_line: bool = False) -> None:

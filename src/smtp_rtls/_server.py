@@ -227,7 +227,9 @@ class ServerConnection:
             # (CVE-2011-0411): they are never parsed (see _starttls_injection).
             self._starttls_injection()
             return
-        if len(self._receive_buffer) + len(data) > self._max_backlog:
+        buf = self._receive_buffer
+        # (buf._data is empty exactly when nothing is buffered: see LineBuffer)
+        if (len(buf) if buf._data else 0) + len(data) > self._max_backlog:
             self._fail(
                 f"more than {self.config.max_backlog} octets of unprocessed input",
                 Reply(421, "Too much unprocessed input, closing connection", "4.7.0"),
@@ -479,7 +481,7 @@ class ServerConnection:
 
     def _read_command(self) -> NextEvent:
         buf = self._receive_buffer
-        if not len(buf) and not self._peer_closed:
+        if not buf._data and not self._peer_closed:
             # the usual call after the last command of a read
             return NEED_DATA
         got = read_command_line(buf, reject_bare=not self._normalise)
@@ -693,7 +695,7 @@ class ServerConnection:
         assert content is not None
         bdat = self._state is _BDAT
         while True:
-            if not len(self._receive_buffer) and not (bdat and content.chunk_left == 0):
+            if not self._receive_buffer._data and not (bdat and content.chunk_left == 0):
                 if self._peer_closed:
                     self._fail("connection closed inside message content")
                     raise self._error  # type: ignore[misc]

@@ -53,6 +53,7 @@ from ._events import (
     RcptTo,
     Rset,
     StartTLS,
+    slot_setters,
 )
 from ._framing import BdatReader, LineBuffer
 from ._readers import (
@@ -75,19 +76,21 @@ NextEvent = Event | type[NEED_DATA] | type[PAUSED]
 # readers cut; an Envelope, the accepted commands): attrs' __init__ would
 # check them again.
 _new = object.__new__
-_set = object.__setattr__
+_set_mail_from, _set_recipients = slot_setters(Envelope, "mail_from", "recipients")
+(_set_data,) = slot_setters(MessageData, "data")
+(_set_envelope,) = slot_setters(EndOfMessage, "envelope")
 
 
 def _envelope(mail: MailFrom, rcpts: list[RcptTo]) -> Envelope:
     envelope = _new(Envelope)
-    _set(envelope, "mail_from", mail)
-    _set(envelope, "recipients", tuple(rcpts))
+    _set_mail_from(envelope, mail)
+    _set_recipients(envelope, tuple(rcpts))
     return envelope
 
 
 def _message_data(data: bytes) -> MessageData:
     event = _new(MessageData)
-    _set(event, "data", data)
+    _set_data(event, data)
     return event
 
 
@@ -740,7 +743,7 @@ class ServerConnection:
         mail = self._mail
         envelope = _envelope(mail, self._rcpts) if mail is not None else None
         eom = _new(EndOfMessage)
-        _set(eom, "envelope", envelope)
+        _set_envelope(eom, envelope)
         self._decision(verb, eom)
         # RFC 2033 §4.2: LMTP answers the end of data once per recipient
         self._owed = len(self._rcpts) if self.config.lmtp else 1
@@ -949,6 +952,8 @@ def _lane_quit(conn: ServerConnection, arg: str, line: str, length: int) -> Even
 
 
 def _hello_lane(verb: str, kind: type[Ehlo] | type[Helo]) -> Lane:
+    (set_domain,) = slot_setters(kind, "domain")
+
     def lane(conn: ServerConnection, arg: str, line: str, length: int) -> Event | None:
         # What Ehlo/Helo's constructor checks (one word, no control
         # character: read_command_line refused those already) and
@@ -962,7 +967,7 @@ def _hello_lane(verb: str, kind: type[Ehlo] | type[Helo]) -> Lane:
         ):
             return None
         event = _new(kind)
-        _set(event, "domain", arg)
+        set_domain(event, arg)
         conn._pending = event
         conn._pending_verb = verb
         conn._owed = 1

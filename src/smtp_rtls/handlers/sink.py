@@ -3,6 +3,7 @@ and tests; never for mail that matters)."""
 
 from __future__ import annotations
 
+import collections
 import threading
 
 from .._reply import Reply
@@ -22,8 +23,15 @@ class Sink(Handler):
         self._lock = threading.Lock()
         self.messages = 0
         self.octets = 0
-        #: The envelopes of the messages accepted, oldest first (the last 1000).
-        self.envelopes: list[SessionEnvelope] = []
+        # The last 1000 envelopes: a deque drops the oldest in constant time
+        # (deleting a list's first item moves the other 999, per message).
+        self._envelopes: collections.deque[SessionEnvelope] = collections.deque(maxlen=1000)
+
+    @property
+    def envelopes(self) -> list[SessionEnvelope]:
+        """The envelopes of the messages accepted, oldest first (the last 1000)."""
+        with self._lock:
+            return list(self._envelopes)
 
     def on_message(self, envelope: SessionEnvelope) -> MessageWriter:
         """A writer that counts the content and drops it."""
@@ -33,8 +41,7 @@ class Sink(Handler):
         with self._lock:
             self.messages += 1
             self.octets += octets
-            self.envelopes.append(envelope)
-            del self.envelopes[:-1000]
+            self._envelopes.append(envelope)
 
 
 class _Counter(MessageWriter):

@@ -15,7 +15,6 @@ import inspect
 import logging
 import socket
 import ssl
-import time
 from collections.abc import Awaitable, Coroutine, Generator, Mapping
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -149,7 +148,8 @@ class _SessionProtocol(asyncio.Protocol):
 
     def __init__(self, server: Server) -> None:
         self._server = server
-        self._settings = server.settings
+        self._settings = settings = server.settings
+        self._read_timeout = settings.read_timeout
         self._loop = asyncio.get_running_loop()
         self.finished: asyncio.Future[None] = self._loop.create_future()
         self._transport: asyncio.Transport | None = None
@@ -200,7 +200,7 @@ class _SessionProtocol(asyncio.Protocol):
             can_starttls=settings.tls is not None,
         )
         self._steps = self._session.run()
-        self._last_write = time.monotonic()
+        self._last_write = self._loop.time()
         self._advance(None)
 
     def data_received(self, data: bytes) -> None:
@@ -310,7 +310,8 @@ class _SessionProtocol(asyncio.Protocol):
                 elif kind is Write:
                     if not transport.is_closing():
                         transport.write(request.data)
-                    self._last_write = time.monotonic()
+                    # the loop's clock, which the timer runs on
+                    self._last_write = self._loop.time()
                     result = None
                     if self._write_paused and not transport.is_closing():
                         # The peer does not read its replies: go on when it
@@ -339,13 +340,15 @@ class _SessionProtocol(asyncio.Protocol):
             self._close()
 
     def _wait_read(self, request: Read) -> None:
+        # Several reads per message: one clock reading each.
+        now = self._loop.time()
         try:
-            wait = request.wait(time.monotonic() - self._last_write, self._settings.read_timeout)
+            wait = request.wait(now - self._last_write, self._read_timeout)
         except TimeoutError as exc:
             self._give_up(exc)
             return
         self._read = request
-        expires = self._loop.time() + wait
+        expires = now + wait
         timer = self._timer
         if timer is not None and timer.when() > expires:
             timer.cancel()
@@ -355,7 +358,7 @@ class _SessionProtocol(asyncio.Protocol):
             # One timer, moved on lazily: most reads come long before it
             # fires, and re-arming it per read would cost more than the read.
             self._timer = self._loop.call_at(expires, self._check_timer)
-        if not self._write_paused:
+        if self._reading_paused and not self._write_paused:
             self._resume_reading()
 
     def _wait_write(self) -> None:

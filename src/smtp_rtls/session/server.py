@@ -374,9 +374,17 @@ class ServerSession:
         if self._implicit_tls is not None:
             conn.start_tls(self._implicit_tls)
             self._update_info()
-        greeting = yield from self._call(handler, "on_connect", self.info)
+        # The calls made once per connection (on_connect, on_ehlo, on_close)
+        # are inline too, as _call would make them: a connection per
+        # message is common (RFC 5321 §3.1 to §4.1.1.10: greeting, EHLO,
+        # one transaction, QUIT), and there they cost as much as a message.
+        greeting = yield Call(handler, "on_connect", (self.info,))
         if type(greeting) is not Reply:
-            greeting = _reply_or(greeting, _NO_SERVICE)
+            if isinstance(greeting, BaseException):
+                logger.error("%s.%s raised %r", type(handler).__name__, "on_connect", greeting)
+                greeting = _ERROR_REPLY
+            else:
+                greeting = _reply_or(greeting, _NO_SERVICE)
         if greeting.code not in (220, 554):
             logger.error("on_connect returned %s; refusing the session", greeting.code)
             greeting = _NO_SERVICE
@@ -444,9 +452,18 @@ class ServerSession:
                         yield from self._start_message(end)
                     continue
                 if type(event) not in _SAID:
+                    if type(event) is Quit:
+                        # what _inform does for it: the 221 is the core's
+                        if self._writer is not None or self._message_started or self._head:
+                            yield from self._abort_message()
+                        out += conn.data_to_send()
+                        continue
                     if isinstance(event, ConnectionClosed):
                         out += conn.data_to_send()
-                        yield from self._flush()
+                        if out:
+                            data = bytes(out)
+                            out.clear()
+                            yield Write(data)
                         break
                     assert isinstance(event, Event)
                     yield from self._inform(event)
@@ -478,6 +495,20 @@ class ServerSession:
                     self._ended(answer, pending)
                     continue
                 # the usual end: one reply (what _ended makes of it)
+            elif kind is Ehlo or kind is Helo:
+                # what _decide does for them, once per connection
+                if self._writer is not None or self._message_started or self._head:
+                    yield from self._abort_message()
+                answer = yield Call(handler, "on_ehlo", (self.info, pending))
+                if type(answer) is not Reply:
+                    if isinstance(answer, BaseException):
+                        logger.error("%s.%s raised %r", type(handler).__name__, "on_ehlo", answer)
+                        answer = _ERROR_REPLY
+                    else:
+                        answer = _reply_or(answer, _ERROR_REPLY)
+                self._send(_hello_reply(answer))
+                self._update_info()
+                continue
             else:
                 yield from self._decide(pending)
                 if conn.state is _STARTTLS:
@@ -495,8 +526,11 @@ class ServerSession:
                 out += conn.send(reply)
             except LocalProtocolError as exc:
                 self._refused(reply, exc)
-        yield from self._abort_message()
-        yield from self._call(handler, "on_close", self.info)
+        if self._writer is not None or self._message_started or self._head:
+            yield from self._abort_message()
+        result = yield Call(handler, "on_close", (self.info,))
+        if isinstance(result, BaseException):
+            logger.error("%s.%s raised %r", type(handler).__name__, "on_close", result)
 
     def abort_calls(self) -> list[Call]:
         """What an adapter that ends a session early (a timeout, a lost
@@ -549,11 +583,7 @@ class ServerSession:
         if isinstance(pending, Ehlo | Helo):
             yield from self._abort_message()
             answer = yield from self._call(handler, "on_ehlo", self.info, pending)
-            reply = _reply_or(answer, _ERROR_REPLY)
-            if reply.is_positive and (
-                len(reply.lines) != 1 or reply.enhanced is not None or reply.command is not None
-            ):
-                reply = Reply(reply.code, reply.lines[0])  # the core adds the offer
+            reply = _hello_reply(_reply_or(answer, _ERROR_REPLY))
         elif isinstance(pending, StartTLSCommand):
             # RFC 3207 §4: 220, then the handshake; 454 when it cannot be done.
             reply = _TLS_READY if self._can_starttls else _TLS_UNAVAILABLE
@@ -712,6 +742,16 @@ def _message_tag(requiretls: bool, head: bytes, end: int) -> TLSTag:
     if end == 0 or head[:end].lower().find(b"tls-required") < 0:
         return TLSTag.DEFAULT
     return message_tag(False, head)
+
+
+def _hello_reply(reply: Reply) -> Reply:
+    # A positive reply to EHLO is one line the core completes with the
+    # offer (RFC 5321 §4.1.1.1): the handler's first line, nothing more.
+    if reply.is_positive and (
+        len(reply.lines) != 1 or reply.enhanced is not None or reply.command is not None
+    ):
+        return Reply(reply.code, reply.lines[0])
+    return reply
 
 
 def _reply_or(value: object, default: Reply = _ERROR_REPLY) -> Reply:

@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections import deque
 
 from ._capabilities import Capabilities
-from ._client_rules import RULED_VERBS, ClientTransaction, SessionView, check_command
-from ._commands import format_command, verb_of
+from ._client_rules import _RULES, ClientTransaction, SessionView
+from ._commands import _VERB_OF, format_command, verb_of
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
     AuthResponse,
@@ -80,6 +80,13 @@ _MAX_FORMATTED = 256
 # The commands whose lines are kept: never AUTH, whose events carry
 # credentials that must not outlive the application's own references.
 _REMEMBERED = frozenset(["EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT"])
+
+
+# next_state() by its arguments (the table by ``lmtp``): a pure function of
+# them, asked four times per message.  Only answers are kept, never
+# refusals, so every refused reply goes through next_state() and its error.
+_NEXT_STATES: dict[tuple[bool, State, str, int], State] = {}
+_MAX_NEXT_STATES = 4096
 
 
 class _Pending:
@@ -163,6 +170,7 @@ class ClientConnection:
         self.max_reply_lines = max_reply_lines
         self.max_backlog = max_backlog
         self._table = transitions_for(lmtp)
+        self._table_lmtp = lmtp  # which table, for _NEXT_STATES
         self._state = State.GREETING
         # RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets with CRLF.
         self._receive_buffer = LineBuffer(MAX_REPLY_LINE)
@@ -188,6 +196,7 @@ class ClientConnection:
         self._bdat_left = 0
         # The last SessionView built, reused while its facts hold.
         self._last_view: SessionView | None = None
+        self._other_view: SessionView | None = None  # the one before it
         self._formatted = _FORMATTED
 
     # -- what the application may look at ----------------------------------
@@ -273,19 +282,27 @@ class ClientConnection:
         if self._error is not None:
             raise self._error
         try:
-            return self._next_event()
+            # (the body of the former _next_event, inline: one call less
+            # per reply; try costs nothing until something is raised)
+            buf = self._receive_buffer
+            # buf._data is empty exactly when nothing is buffered (LineBuffer);
+            # then the reader has nothing to read (the first call for each
+            # group of replies, before any of them arrived).
+            if not buf._data:
+                return NEED_DATA if not self._peer_closed else self._closed_event()
+            if self._state is State.STARTTLS:
+                raise _injection()
+            reply = self._reader.read(buf)
+            if reply is not None:
+                return self._on_reply(reply)
+            if not self._peer_closed:
+                return NEED_DATA
+            return self._closed_event()
         except RemoteProtocolError as exc:
             self._error = exc
             raise
 
-    def _next_event(self) -> Reply | ConnectionClosed | type[NEED_DATA]:
-        if self._state is State.STARTTLS and len(self._receive_buffer):
-            raise _injection()
-        reply = self._reader.read(self._receive_buffer)
-        if reply is not None:
-            return self._on_reply(reply)
-        if not self._peer_closed:
-            return NEED_DATA
+    def _closed_event(self) -> ConnectionClosed:
         if self._reader.partial or len(self._receive_buffer):
             raise RemoteProtocolError("connection closed in the middle of a reply")
         self._finished = True
@@ -313,13 +330,19 @@ class ClientConnection:
             head.per_recipient = accepted > 0
         head.remaining -= 1
         verb = head.verb
-        try:
-            # RFC 5321 §4.2 / §4.3.2: the session table says which replies
-            # can answer this command (354 only DATA, 334 only AUTH, 220 the
-            # STARTTLS go-ahead, RFC 3207 §4) and where the session goes.
-            state = next_state(self._table, self._state, head.table_verb, reply.code)
-        except LocalProtocolError as exc:
-            raise RemoteProtocolError(f"{exc} (reply to {verb})") from None
+        # RFC 5321 §4.2 / §4.3.2: the session table says which replies can
+        # answer this command (354 only DATA, 334 only AUTH, 220 the
+        # STARTTLS go-ahead, RFC 3207 §4) and where the session goes.
+        key = (self._table_lmtp, self._state, head.table_verb, reply.code)
+        state = _NEXT_STATES.get(key)
+        if state is None:
+            try:
+                state = next_state(self._table, self._state, head.table_verb, reply.code)
+            except LocalProtocolError as exc:
+                raise RemoteProtocolError(f"{exc} (reply to {verb})") from None
+            if len(_NEXT_STATES) >= _MAX_NEXT_STATES:
+                _NEXT_STATES.clear()
+            _NEXT_STATES[key] = state
         if head.remaining <= 0:
             self._pending.popleft()
             self._group_enders -= head.ends_group
@@ -431,22 +454,27 @@ class ClientConnection:
             raise LocalProtocolError("the connection is broken (the server broke the protocol)")
         if self._finished:
             raise LocalProtocolError("the session is over")
-        if isinstance(event, MessageData):
-            return self._send_content(event.data)
-        if isinstance(event, EndOfMessage):
-            return self._send_end()
-        if isinstance(event, ConnectionClosed):
-            self._finished = True
-            return b""
-        if not isinstance(event, Event):
-            raise TypeError(f"a client sends events, not {type(event).__name__}")
-        try:
-            verb = verb_of(event)
-        except LocalProtocolError:
-            raise LocalProtocolError(f"a client cannot send {type(event).__name__}") from None
+        # A command event first: its verb by its type (what verb_of() looks
+        # up), one dictionary look-up instead of a chain of isinstance().
+        verb = _VERB_OF.get(type(event))
+        if verb is None:
+            if isinstance(event, MessageData):
+                return self._send_content(event.data)
+            if isinstance(event, EndOfMessage):
+                return self._send_end()
+            if isinstance(event, ConnectionClosed):
+                self._finished = True
+                return b""
+            if not isinstance(event, Event):
+                raise TypeError(f"a client sends events, not {type(event).__name__}")
+            try:
+                verb = verb_of(event)
+            except LocalProtocolError:
+                raise LocalProtocolError(f"a client cannot send {type(event).__name__}") from None
         self._check_can_send(verb, event)
-        if verb in RULED_VERBS:
-            check_command(verb, event, self._view())
+        rule = _RULES.get(verb)
+        if rule is not None:
+            rule(self._view(), event)
         lmtp = self.lmtp
         if verb in _REMEMBERED:
             known = self._formatted.get(id(event))
@@ -462,6 +490,18 @@ class ClientConnection:
         # Only now, with the bytes made, is the command on its way.
         self._after_send(verb, event)
         return data
+
+    def _send_content_end(self, data: bytes) -> tuple[bytes, bytes]:
+        """``send(MessageData(data))`` then ``send(EndOfMessage())``, the two
+        results apart, for the operations of :mod:`smtp_rtls.session.client`
+        (the whole content of a message at once): the same checks, without
+        the two events."""
+        if self._error is not None or self._finished or self._writer is None or not data:
+            # the general path: its errors, BDAT, and no content at all
+            return self.send(MessageData(data)), self.send(EndOfMessage())
+        if type(data) is not bytes:
+            MessageData(data)  # raises what the event would (a TypeError)
+        return self._send_content(data), self._send_end()
 
     def _check_can_send(self, verb: str, event: Event) -> None:
         state = self._state
@@ -519,6 +559,20 @@ class ClientConnection:
             # the same facts: a SessionView is immutable (a ClientTransaction
             # changes in place, and the rules read it as it is now)
             return view
+        # The view before: each message goes from no transaction (MAIL) to
+        # its transaction (RCPT, DATA) and back, so two views serve them all.
+        view, self._other_view = self._other_view, view
+        if (
+            view is not None
+            and view.txn is self._transaction
+            and view.caps is self._caps
+            and view.hello is self._hello
+            and view.tls is self._tls
+            and view.authenticated is self._authenticated
+            and view.lmtp is self.lmtp
+        ):
+            self._last_view = view
+            return view
         view = self._last_view = SessionView(
             self._caps, self._hello, self._tls, self._transaction, self._authenticated, self.lmtp
         )
@@ -556,7 +610,8 @@ class ClientConnection:
         pending.ends_group = not (
             verb in _GROUP_CONTINUES and not (isinstance(event, Bdat) and event.last)
         )
-        self._push(pending)
+        self._pending.append(pending)
+        self._group_enders += pending.ends_group
 
     # -- content -------------------------------------------------------------
 

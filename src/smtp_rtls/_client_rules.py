@@ -132,7 +132,8 @@ def _check_mail(view: SessionView, event: Event) -> None:
     if view.txn is not None:
         raise LocalProtocolError("MAIL inside an open transaction: RSET first")
     _need_parameters(view, event, MAIL_PARAMETERS)
-    limit = view.caps.size if view.caps is not None else None
+    # (the limit is looked up only for a MAIL that declares a size)
+    limit = view.caps.size if view.caps is not None and event.size is not None else None
     if event.size is not None and limit and event.size > limit:
         # RFC 1870 §5: a message over the fixed maximum "will always fail";
         # declaring one (§6) would only earn a 552, so it is refused here.
@@ -142,15 +143,32 @@ def _check_mail(view: SessionView, event: Event) -> None:
         _need(view, "CHUNKING", "BODY=BINARYMIME")
 
 
+# The events whose parameters were all offered, by identity: id(event) ->
+# (event, the Capabilities they were checked against).  Both are immutable,
+# and a client sending message after message sends the same MAIL and RCPT
+# events to a server whose offer is the same object (ClientConnection keeps
+# Capabilities by reply), so each is checked once.  The event is kept so
+# that its id cannot be reused while the entry lives.
+_PARAMS_OFFERED: dict[int, tuple[Event, Capabilities | None]] = {}
+_MAX_PARAMS_OFFERED = 256
+
+
 def _need_parameters(view: SessionView, event: Event, table: tuple[Parameter, ...]) -> None:
     # The parameters whose extension the EHLO reply in force did not offer
     # (the same table the server refuses them by, with 555).
-    param = unoffered(event, table, view.caps if view.caps is not None else ())
+    caps = view.caps
+    known = _PARAMS_OFFERED.get(id(event))
+    if known is not None and known[0] is event and known[1] is caps:
+        return
+    param = unoffered(event, table, caps if caps is not None else ())
     if param is not None:
         raise LocalProtocolError(
             f"{param.keyword}= needs {param.extension}, which the server did not offer"
             f" ({param.rfc})"
         )
+    if len(_PARAMS_OFFERED) >= _MAX_PARAMS_OFFERED:
+        _PARAMS_OFFERED.clear()
+    _PARAMS_OFFERED[id(event)] = (event, caps)
 
 
 def check_requiretls(view: SessionView) -> None:

@@ -127,11 +127,16 @@ def message_envelope(
 ) -> tuple[MailFrom, list[RcptTo]]:
     """MAIL and RCPT events from what a caller of ``send()`` gave."""
     key: _EnvelopeKey | None = None
-    if type(mail_from) is str and all(type(r) is str for r in recipients):
+    if type(mail_from) is str:
+        # Looked up before the recipients are checked to be text: a key
+        # with an event in it cannot match a kept one (an event never
+        # equals a str), and a hit costs no pass over the recipients.
         key = (mail_from, tuple(recipients), requiretls)
         known = _ENVELOPES.get(key)
         if known is not None:
             return known[0], list(known[1])
+        if not all(type(r) is str for r in recipients):
+            key = None
     mail = mail_from if isinstance(mail_from, MailFrom) else MailFrom(mail_from)
     if requiretls:
         mail = attrs.evolve(mail, requiretls=True)

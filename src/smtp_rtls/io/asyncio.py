@@ -499,6 +499,12 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 # -- the step-by-step client -----------------------------------------------------------
 
 
+def _expire(task: asyncio.Task[Any], expired: list[bool]) -> None:
+    # A Client read's time is up (see Client._read).
+    expired.append(True)
+    task.cancel()
+
+
 class Client(AsyncClientBase):
     """The asyncio twin of :class:`smtp_rtls.io.sync.Client` (made by
     :func:`connect`): the same operations, awaited."""
@@ -523,18 +529,34 @@ class Client(AsyncClientBase):
         writer.write(data)
         # drain() waits only while the transport has paused the protocol
         # (its buffer is over the high-water mark); otherwise it returns at
-        # once (raising what a lost connection raised), and arming a timer
-        # for it would cost more than the write.  An unknown protocol
+        # once, raising what a lost connection raised (the transport is
+        # then closing), so it is skipped unless one of the two holds: a
+        # coroutine and two calls less per write.  An unknown protocol
         # counts as paused.
         if getattr(getattr(writer, "_protocol", None), "_paused", True):
             async with asyncio.timeout(timeout):
                 await writer.drain()
-        else:
+        elif writer.transport.is_closing():
             await writer.drain()
 
     async def _read(self, max_bytes: int, timeout: float) -> bytes:
-        async with asyncio.timeout(timeout):
+        # What asyncio.timeout() does, with one timer handle and nothing
+        # else: it cancels the task when the time is up, and the
+        # cancellation becomes TimeoutError unless someone else cancelled
+        # too (Task.uncancel() counts the requests).  asyncio.timeout()
+        # costs two coroutines and an object more, per read.
+        task = asyncio.current_task()
+        assert task is not None
+        expired: list[bool] = []
+        handle = asyncio.get_running_loop().call_later(timeout, _expire, task, expired)
+        try:
             return await self.reader.read(max_bytes)
+        except asyncio.CancelledError:
+            if expired and task.uncancel() == 0:
+                raise TimeoutError from None
+            raise
+        finally:
+            handle.cancel()
 
     async def _handshake(self, context: ssl.SSLContext | None, *, ehlo: bool) -> TLSInfo:
         context = context if context is not None else ssl.create_default_context()

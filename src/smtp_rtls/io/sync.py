@@ -423,26 +423,31 @@ class Client:
 
     def _run(self, steps: Step[_T]) -> _T:
         result: object = None
+        send = steps.send
+        # no handshake happens inside an operation: the socket stays the same
+        sock = self.sock
         while True:
             try:
-                request = steps.send(result)  # type: ignore[arg-type]
+                request = send(result)  # type: ignore[arg-type]
             except StopIteration as stop:
                 return stop.value  # type: ignore[no-any-return]
-            if isinstance(request, ClientWrite):
-                try:
-                    self._set_timeout(request.timeout)
-                    self.sock.sendall(request.data)
+            try:
+                # (_set_timeout, inline: a Python call less per request)
+                if isinstance(request, ClientRead):
+                    if request.timeout != self._timeout:
+                        sock.settimeout(request.timeout)
+                        self._timeout = request.timeout
+                    result = sock.recv(request.max_bytes)
+                elif isinstance(request, ClientWrite):
+                    if request.timeout != self._timeout:
+                        sock.settimeout(request.timeout)
+                        self._timeout = request.timeout
+                    sock.sendall(request.data)
                     result = None
-                except OSError as exc:
-                    result = Broken(str(exc) or type(exc).__name__)
-            elif isinstance(request, ClientRead):
-                try:
-                    self._set_timeout(request.timeout)
-                    result = self.sock.recv(request.max_bytes)
-                except OSError as exc:
-                    result = Broken(str(exc) or type(exc).__name__)
-            else:  # pragma: no cover - the client operations ask for nothing else
-                raise TypeError(f"unknown request {request!r}")
+                else:  # pragma: no cover - the client operations ask for nothing else
+                    raise TypeError(f"unknown request {request!r}")
+            except OSError as exc:
+                result = Broken(str(exc) or type(exc).__name__)
 
     def ehlo(self, name: str | None = None) -> Reply:
         """EHLO (LHLO in LMTP); the offer is then ``conn.capabilities``."""
@@ -529,6 +534,7 @@ def connect(
     no_delay(sock)
     conn = ClientConnection(local_hostname or socket.getfqdn(), lmtp=lmtp)
     client = Client(sock, conn, server_hostname=server_hostname or host, timeouts=timeouts)
+    client._timeout = sock.gettimeout()  # set by create_connection()
     try:
         if implicit_tls:
             client._handshake(tls_context, ehlo=False)

@@ -47,6 +47,25 @@ __all__ = [
 ]
 
 _WRITE_TIMEOUT = 180.0  # RFC 5321 §4.5.3.2.5: a data block, 3 minutes
+#: The key of the write timeout in a timeouts mapping (absent from
+#: REPLY_TIMEOUTS: _WRITE_TIMEOUT; a ``timeout=`` given to connect() is
+#: every wait, this one too).
+_WRITE = "WRITE"
+
+# Read requests by timeout: immutable, and a session waits with a handful
+# of values, so each is made once instead of once per read.
+_READS: dict[float, Read] = {}
+_MAX_READS = 64
+
+
+def _read_request(timeout: float) -> Read:
+    request = _READS.get(timeout)
+    if request is None:
+        if len(_READS) >= _MAX_READS:
+            _READS.clear()
+        request = _READS[timeout] = Read(timeout)
+    return request
+
 
 # Events without fields, made once: the connection keeps the command line
 # it formatted for an event it saw before (by identity).
@@ -90,7 +109,7 @@ def read_reply(
         if isinstance(event, ConnectionClosed):
             raise ConnectionError("the server closed the connection")
         assert event is NEED_DATA
-        data = yield Read(timeouts.get(conn.awaiting or "", 300.0))
+        data = yield _read_request(timeouts.get(conn.awaiting or "", 300.0))
         if isinstance(data, Broken):
             raise ConnectionError(data.detail)
         assert isinstance(data, bytes)
@@ -111,7 +130,7 @@ def _read_replies(
         if isinstance(event, ConnectionClosed):
             raise ConnectionError("the server closed the connection")
         assert event is NEED_DATA
-        data = yield Read(timeouts.get(conn.awaiting or "", 300.0))
+        data = yield _read_request(timeouts.get(conn.awaiting or "", 300.0))
         if isinstance(data, Broken):
             raise ConnectionError(data.detail)
         assert isinstance(data, bytes)
@@ -139,8 +158,8 @@ def starttls(
     return reply
 
 
-def _write(data: bytes) -> Step[None]:
-    result = yield Write(data, _WRITE_TIMEOUT)
+def _write(data: bytes, timeout: float = _WRITE_TIMEOUT) -> Step[None]:
+    result = yield Write(data, timeout)
     if isinstance(result, Broken):
         raise ConnectionError(result.detail)
 
@@ -149,7 +168,7 @@ def command(
     conn: ClientConnection, event: Event, timeouts: Mapping[str, float] = REPLY_TIMEOUTS
 ) -> Step[Reply]:
     """Send one command and return its reply."""
-    yield from _write(conn.send(event))
+    yield from _write(conn.send(event), timeouts.get(_WRITE, _WRITE_TIMEOUT))
     return (yield from read_reply(conn, timeouts))
 
 
@@ -195,8 +214,11 @@ def send_message(
     """
     if not recipients:
         raise ValueError("a message needs at least one recipient")
-    chunks = [content] if isinstance(content, bytes) else content
     bdat = mail.body == "BINARYMIME"
+    if conn.pipelining and not bdat:
+        return (yield from _send_pipelined(conn, mail, recipients, content, timeouts))
+    wt = timeouts.get(_WRITE, _WRITE_TIMEOUT)
+    chunks = [content] if isinstance(content, bytes) else content
     if conn.pipelining:
         # RFC 2920 §3.1: MAIL and RCPT may be grouped, DATA ends the group.
         send = conn.send
@@ -205,7 +227,7 @@ def send_message(
             lines.append(send(rcpt))
         if not bdat:
             lines.append(send(_DATA))
-        yield from _write(b"".join(lines))
+        yield from _write(b"".join(lines), wt)
         got = yield from _read_replies(conn, len(lines), timeouts)
         mail_reply = got[0]
         replies = list(zip(recipients, got[1 : 1 + len(recipients)], strict=True))
@@ -225,15 +247,71 @@ def send_message(
         if not accepted:
             return result
         body = b"".join(chunks)
-        yield from _write(conn.send(Bdat(len(body), last=True)) + conn.send(MessageData(body)))
+        yield from _write(conn.send(Bdat(len(body), last=True)) + conn.send(MessageData(body)), wt)
         return attrs.evolve(result, data=(yield from _last_reply(conn, timeouts)))
     if go is None or go.code != 354:
         return result
     if not accepted:
         # RFC 2920 §3.1: DATA accepted though no recipient was: a lone dot
-        yield from _write(conn.send(_END))
+        yield from _write(conn.send(_END), wt)
         yield from read_reply(conn, timeouts)
         return result
+    yield from _write_content(conn, chunks, wt)
+    return SendResult(result.mail, result.recipients, (yield from _last_reply(conn, timeouts)))
+
+
+def _send_pipelined(
+    conn: ClientConnection,
+    mail: MailFrom,
+    recipients: Sequence[RcptTo],
+    content: bytes | Iterable[bytes],
+    timeouts: Mapping[str, float],
+) -> Step[SendResult]:
+    """send_message with PIPELINING and DATA, the usual case, in fewer
+    steps: the same writes, the same reads, the same result."""
+    wt = timeouts.get(_WRITE, _WRITE_TIMEOUT)
+    # RFC 2920 §3.1: MAIL and RCPT may be grouped, DATA ends the group.
+    send = conn.send
+    lines = [send(mail)]
+    for rcpt in recipients:
+        lines.append(send(rcpt))
+    lines.append(send(_DATA))
+    written = yield Write(b"".join(lines), wt)
+    if isinstance(written, Broken):
+        raise ConnectionError(written.detail)
+    got = yield from _read_replies(conn, len(lines), timeouts)
+    mail_reply = got[0]
+    rcpt_replies = got[1:-1]
+    pairs = tuple(zip(recipients, rcpt_replies, strict=True))
+    go = got[-1]
+    if go.code != 354:
+        return SendResult(mail_reply, pairs, None)
+    accepted = False
+    if mail_reply.is_positive:
+        for reply in rcpt_replies:
+            if reply.is_positive:
+                accepted = True
+                break
+    if not accepted:
+        # RFC 2920 §3.1: DATA accepted though no recipient was: a lone dot
+        yield from _write(conn.send(_END), wt)
+        yield from read_reply(conn, timeouts)
+        return SendResult(mail_reply, pairs, None)
+    if type(content) is bytes and content:
+        # the whole content at once: its bytes and the end's in one call
+        held, end = conn._send_content_end(content)
+        # the end of data joins a small content (see _write_content)
+        written = yield Write(held + end if len(held) <= _JOIN_END else held, wt)
+        if isinstance(written, Broken):
+            raise ConnectionError(written.detail)
+        if len(held) > _JOIN_END:
+            yield from _write(end, wt)
+    else:
+        yield from _write_content(conn, [content] if isinstance(content, bytes) else content, wt)
+    return SendResult(mail_reply, pairs, (yield from _last_reply(conn, timeouts)))
+
+
+def _write_content(conn: ClientConnection, chunks: Iterable[bytes], wt: float) -> Step[None]:
     # The end of data goes out with the last chunk when that one is small:
     # one write (one system call, one segment) instead of two, for the cost
     # of copying at most _JOIN_END octets.
@@ -241,14 +319,13 @@ def send_message(
     for chunk in chunks:
         if chunk:
             if held:
-                yield from _write(held)
+                yield from _write(held, wt)
             held = conn.send(MessageData(chunk))
     end = conn.send(_END)
     if len(held) > _JOIN_END:
-        yield from _write(held)
+        yield from _write(held, wt)
         held = b""
-    yield from _write(held + end)
-    return SendResult(result.mail, result.recipients, (yield from _last_reply(conn, timeouts)))
+    yield from _write(held + end, wt)
 
 
 #: The largest last chunk of content copied to join the end of data to it.

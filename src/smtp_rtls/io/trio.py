@@ -12,6 +12,7 @@ time and calls the handler: every protocol decision is the session's.
 from __future__ import annotations
 
 import contextlib
+import errno
 import inspect
 import logging
 import math
@@ -40,6 +41,32 @@ _T = TypeVar("_T")
 logger = logging.getLogger(__name__)
 
 READ_SIZE = 65536
+
+#: Connections accepted in a row before the accepting task lets the others run.
+_ACCEPT_BATCH = 32
+#: The errors of accept() that only concern that one connection (as
+#: trio.SocketListener ignores them): take the next.
+_IGNORABLE_ACCEPT_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "EPERM",
+        "ECONNABORTED",
+        "EPROTO",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+        "ENOSR",
+        "ESOCKTNOSUPPORT",
+        "EPROTONOSUPPORT",
+        "ETIMEDOUT",
+        "ECONNRESET",
+    )
+    if hasattr(errno, name)
+)
 
 
 class Server(ServerBase):
@@ -89,17 +116,42 @@ class Server(ServerBase):
                         accepting.start_soon(self._accept, listener, sessions)
 
     async def _accept(self, listener: trio.SocketListener, sessions: trio.Nursery) -> None:
+        raw = _plain_socket(listener)
+        # SocketListener.accept, straight on the listening socket: every
+        # connection waiting is taken at each wake-up (as asyncio does),
+        # not one wait for the socket, and a checkpoint, per connection.
+        taken = 0
         while True:
-            try:
-                stream = await listener.accept()
-            except (trio.ClosedResourceError, OSError):
-                return
+            if raw is None:
+                try:
+                    stream = await listener.accept()
+                except (trio.ClosedResourceError, OSError):
+                    return
+            else:
+                try:
+                    sock, _address = raw.accept()
+                except BlockingIOError:
+                    try:
+                        await trio.lowlevel.wait_readable(raw)
+                    except trio.ClosedResourceError:
+                        return
+                    continue
+                except OSError as exc:
+                    if exc.errno in _IGNORABLE_ACCEPT_ERRNOS:
+                        continue
+                    return  # closed, or out of resources: as before
+                stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+                taken += 1
+                if taken % _ACCEPT_BATCH == 0:
+                    # a flood of connections still lets the sessions run
+                    await trio.lowlevel.checkpoint()
             if len(self._sessions) >= self.settings.max_connections:
                 sessions.start_soon(_refuse, stream, self.hostname)
                 continue
             scope = trio.CancelScope()
             self._sessions.add(scope)
-            self._idle = trio.Event()
+            if self._idle.is_set():
+                self._idle = trio.Event()
             sessions.start_soon(self._session, stream, scope)
 
     async def _session(self, stream: trio.SocketStream, scope: trio.CancelScope) -> None:
@@ -196,6 +248,7 @@ async def run_session(
     peername = stream.socket.getpeername()
     peer = (peername[0], peername[1])
     current: trio.abc.Stream = stream
+    raw = _plain_socket(stream)
     info = None
     session: ServerSession | None = None
     try:
@@ -211,7 +264,15 @@ async def run_session(
         steps = session.run()
         send = steps.send
         result: Any = None
-        last_write = trio.current_time()
+        current_time = trio.current_time
+        wait_readable = trio.lowlevel.wait_readable
+        checkpoint = trio.lowlevel.checkpoint
+        last_write = current_time()
+        # What the waits' deadline was last set to (below), and whether the
+        # session has read since it last wrote (then more may be waiting;
+        # just after a reply, the peer has had no time to answer it).
+        armed = math.inf
+        wrote = True
         # One cancel scope for every wait on the peer, its deadline moved
         # before each read and write (what trio.fail_after does, without a
         # scope made and entered per wait, which costs more than the rest
@@ -236,26 +297,78 @@ async def run_session(
                             and type(result) is not Reply
                             and inspect.isawaitable(result)
                         ):
-                            waits.deadline = math.inf
+                            armed = waits.deadline = math.inf
                             result = await result
                     except Exception as exc:
                         result = exc
                 elif type(request) is Read:
-                    now = trio.current_time()
-                    waits.deadline = now + request.wait(now - last_write, read_timeout)
-                    result = await current.receive_some(READ_SIZE)
+                    now = current_time()
+                    timeout = request.wait(now - last_write, read_timeout)
+                    if current is not stream or raw is None:
+                        armed = waits.deadline = now + timeout
+                        result = await current.receive_some(READ_SIZE)
+                        continue
+                    # The plain socket, straight: what SocketStream.receive_some
+                    # does (try the read, wait for the socket when it would
+                    # block), without its layers, and with one wait for the
+                    # socket instead of a failed read first when the peer
+                    # has yet to answer a reply.
+                    try:
+                        if wrote:
+                            wrote = False
+                            result = None
+                        else:
+                            try:
+                                result = raw.recv(READ_SIZE)
+                            except BlockingIOError:
+                                result = None
+                        if result is None:
+                            armed = waits.deadline = now + timeout
+                            while True:
+                                await wait_readable(raw)
+                                try:
+                                    result = raw.recv(READ_SIZE)
+                                    break
+                                except BlockingIOError:
+                                    pass
+                        else:
+                            # Read without waiting: still let the other tasks
+                            # run, and a cancellation in, as every trio read
+                            # does; no stale deadline may fire meanwhile.
+                            if armed != math.inf:
+                                armed = waits.deadline = math.inf
+                            await checkpoint()
+                    except OSError as exc:
+                        raise _broken(exc) from exc
                 elif type(request) is Write:
                     # A peer that never reads its replies would hold the
                     # session here for ever (RFC 2920 §3.1 lets it pipeline,
                     # not stall us): a write gets the read timeout, as the
                     # blocking adapter's socket timeout gives it.
-                    waits.deadline = trio.current_time() + (read_timeout or 300.0)
-                    await current.send_all(request.data)
-                    last_write = trio.current_time()
+                    if current is stream and raw is not None:
+                        # as SocketStream.send_all, straight; a reply
+                        # usually goes out whole at once (no wait, and the
+                        # read that follows lets the other tasks run)
+                        data = request.data
+                        try:
+                            try:
+                                sent = raw.send(data)
+                            except BlockingIOError:
+                                sent = 0
+                            if sent < len(data):
+                                armed = waits.deadline = current_time() + (read_timeout or 300.0)
+                                await _send_rest(raw, data, sent)
+                        except OSError as exc:
+                            raise _broken(exc) from exc
+                        wrote = True
+                    else:
+                        armed = waits.deadline = current_time() + (read_timeout or 300.0)
+                        await current.send_all(request.data)
+                    last_write = current_time()
                     result = None
                 elif type(request) is StartTLS:
                     assert tls is not None
-                    waits.deadline = math.inf
+                    armed = waits.deadline = math.inf
                     ssl_stream = trio.SSLStream(current, tls, server_side=True)
                     try:
                         with trio.fail_after(read_timeout or 300.0):
@@ -282,10 +395,42 @@ async def run_session(
                     await _call(call)
         raise
     finally:
-        # shielded from the server's cancellation, with a deadline of its
-        # own: one scope, where a shield around move_on_after makes two
-        with trio.CancelScope(shield=True, deadline=trio.current_time() + 5):
-            await trio.aclose_forcefully(current)
+        if current is stream:
+            # What aclose_forcefully does to a socket stream (its aclose
+            # closes the socket, then checkpoints in a cancelled scope),
+            # without the scope and the Cancelled made for nothing.
+            stream.socket.close()
+        else:
+            # shielded from the server's cancellation, with a deadline of
+            # its own: one scope, where a shield around move_on_after
+            # makes two
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + 5):
+                await trio.aclose_forcefully(current)
+
+
+def _plain_socket(stream: trio.SocketStream | trio.SocketListener) -> socket.socket | None:
+    """The socket under a socket stream or listener, for the fast paths
+    (run_session reads and writes straight on it while no TLS is on, the
+    server accepts straight on it); None, for their own methods, when it
+    is not trio's own socket type."""
+    raw = getattr(stream.socket, "_sock", None)
+    return raw if type(raw) is socket.socket else None
+
+
+async def _send_rest(raw: socket.socket, data: bytes, sent: int) -> None:
+    """Send what the first try left, waiting for the socket between tries."""
+    with memoryview(data) as view:
+        while sent < len(view):
+            await trio.lowlevel.wait_writable(raw)
+            with contextlib.suppress(BlockingIOError):
+                sent += raw.send(view[sent:])
+
+
+def _broken(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError:
+    """The stream error SocketStream raises for this socket error."""
+    if exc.errno in (errno.EBADF, errno.ENOTSOCK):
+        return trio.ClosedResourceError("this socket was already closed")
+    return trio.BrokenResourceError(f"socket connection broken: {exc}")
 
 
 async def _refuse(stream: trio.SocketStream, hostname: str) -> None:

@@ -654,3 +654,55 @@ def test_a_tls_peer_closing_leaves_no_warning(
         client.close()
         _wait_idle(server)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+
+
+@pytest.mark.parametrize("starttls", [False, True], ids=["plain", "starttls"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_concurrent_large_messages_arrive_each_intact(
+    kind: str,
+    starttls: bool,
+    tls: ssl.SSLContext,
+    client_tls: ssl.SSLContext,
+    tmp_path: Path,
+) -> None:
+    # The asyncio adapter reads every connection into one shared buffer
+    # (a buffered protocol) and copies each read out: eight peers sending
+    # at once, each its own content, must each get theirs stored whole.
+    maildir = Maildir(tmp_path / "mail")
+    # an explicit config offers STARTTLS only when it says so
+    config = ServerConfig(max_message_size=0, starttls=starttls)
+    count = 8
+    errors: list[BaseException] = []
+
+    def body(n: int) -> bytes:
+        line = (b"%d" % n) * 40 + b"\r\n"
+        return b"Subject: %d\r\n\r\n" % n + line * (600 * 1024 // len(line))
+
+    def send(port: int, n: int) -> None:
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+                client.ehlo("client.example")
+                if starttls:
+                    client.starttls(context=client_tls)
+                    client.ehlo("client.example")
+                client.sendmail(f"a{n}@example.org", ["b@example.net"], body(n))
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    with running(kind, maildir, tls=tls if starttls else None, config=config) as server:
+        threads = [threading.Thread(target=send, args=(server.port, n)) for n in range(count)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    stored = {}
+    for path in maildir.delivered:
+        content = path.read_bytes()
+        subject = content.split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0]
+        stored[int(subject)] = content[content.index(b"Subject: ") :]
+    assert sorted(stored) == list(range(count))
+    for n in range(count):
+        # smtplib adds nothing: the content already ends with CRLF
+        assert stored[n] == body(n)

@@ -38,6 +38,7 @@ from ..session.requests import (
 )
 from ._deliver_async import Fulfil, fulfil_policy, run_session_async
 from ._fulfil_async import AsyncFulfiller
+from ._streams_asyncio import open_connection
 from .tls import client_context, tls_failure, tls_info
 
 __all__ = ["AsyncioRunner", "deliver"]
@@ -91,9 +92,7 @@ class AsyncioRunner:
         self.close()
         try:
             async with asyncio.timeout(request.timeout):
-                self.reader, self.writer = await asyncio.open_connection(
-                    request.address, request.port
-                )
+                self.reader, self.writer = await open_connection(request.address, request.port)
         except OSError as exc:  # TimeoutError included
             return ConnectFailed(_describe(exc, request.timeout))
         name = self.writer.get_extra_info("sockname")

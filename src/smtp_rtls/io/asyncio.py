@@ -29,6 +29,7 @@ from ..session.server import Call, Read, ServerSession, StartTLS, Write
 from ._common import AsyncClientBase, ServerBase, ServeSettings, serve_settings
 from ._deliver_asyncio import deliver
 from ._fulfil_async import AsyncFulfiller
+from ._streams_asyncio import open_connection
 from .tls import tls_info
 
 __all__ = ["AsyncFulfiller", "Client", "Server", "connect", "deliver", "serve"]
@@ -615,7 +616,7 @@ async def connect(
     if implicit_tls:
         context = tls_context if tls_context is not None else ssl.create_default_context()
     reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(
+        open_connection(
             host, port, ssl=context, server_hostname=name if context is not None else None
         ),
         timeout or 30.0,

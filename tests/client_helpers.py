@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from smtp_rtls import Ehlo, Reply, StartTLS, TLSInfo
+from collections.abc import Sequence
+from typing import Any
+
+from smtp_rtls import (
+    Ehlo,
+    Event,
+    LocalProtocolError,
+    RemoteProtocolError,
+    Reply,
+    StartTLS,
+    TLSInfo,
+    _client,
+    _client_rules,
+)
 from smtp_rtls._client import ClientConnection
 from smtp_rtls._sentinels import NEED_DATA
 
@@ -69,3 +82,64 @@ def secure(*extensions: str) -> ClientConnection:
     starttls(conn)
     ehlo(conn, *extensions)
     return conn
+
+
+class GeneralConnection(ClientConnection):
+    """Runs every call with nothing kept: the general path, for differential
+    tests of the kept states, views, lines and checks.  The kept answers
+    shared by every connection are set aside during its calls and put back
+    after, so that the fast connection keeps its own."""
+
+    def _general(self, call: Any) -> Any:
+        self._last_view = None
+        self._other_view = None
+        self._formatted = {}
+        kept = [dict(_client._NEXT_STATES), dict(_client_rules._PARAMS_OFFERED)]
+        _client._NEXT_STATES.clear()
+        _client_rules._PARAMS_OFFERED.clear()
+        try:
+            return call()
+        finally:
+            for table, saved in zip(
+                (_client._NEXT_STATES, _client_rules._PARAMS_OFFERED), kept, strict=True
+            ):
+                table.clear()
+                table.update(saved)  # type: ignore[attr-defined]
+
+    def send(self, event: Any) -> bytes:
+        return self._general(lambda: super(GeneralConnection, self).send(event))  # type: ignore[no-any-return]
+
+    def next_event(self) -> Any:
+        return self._general(lambda: super(GeneralConnection, self).next_event())
+
+
+def outcome(
+    conn: ClientConnection,
+    action: tuple[str, int],
+    events: Sequence[Event],
+    replies: Sequence[bytes],
+) -> object:
+    """What one step of a differential test gives: ``("send", i)`` sends
+    ``events[i]``, ``("reply", i)`` feeds ``replies[i]`` and reads the events
+    up to the first that is not a reply, ``("tls", 0)`` starts TLS and
+    ``("lmtp", 0)`` flips the public ``lmtp`` flag; a protocol error is
+    part of the outcome."""
+    kind, i = action
+    try:
+        if kind == "send":
+            return conn.send(events[i])
+        if kind == "tls":
+            conn.start_tls(TLS)
+            return "tls"
+        if kind == "lmtp":
+            conn.lmtp = not conn.lmtp
+            return conn.lmtp
+        conn.receive_data(replies[i])
+        out = []
+        while (event := conn.next_event()) is not NEED_DATA:
+            out.append((event, getattr(event, "command", None)))
+            if not isinstance(event, Reply):
+                break
+        return out
+    except (LocalProtocolError, RemoteProtocolError) as exc:
+        return (type(exc), str(exc))

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from client_helpers import TLS
+from client_helpers import GeneralConnection, outcome
 from smtp_rtls import (
     Bdat,
     Capabilities,
@@ -41,7 +41,6 @@ from smtp_rtls import (
 )
 from smtp_rtls._client import ClientConnection
 from smtp_rtls._framing import has_bare_line_ending
-from smtp_rtls._sentinels import NEED_DATA
 from smtp_rtls._state import REPLY_TIMEOUTS
 from smtp_rtls._writers import DataWriter, _stuff
 from smtp_rtls.io._common import message_envelope
@@ -135,15 +134,6 @@ def test_stuff_past_the_split_bound() -> None:
 # -- the connection: reused view and command lines -------------------------------------
 
 
-class GeneralConnection(ClientConnection):
-    """Builds the SessionView and formats the command line afresh every time."""
-
-    def send(self, event: Any) -> bytes:
-        self._last_view = None
-        self._formatted = {}
-        return super().send(event)
-
-
 # Event objects made once and sent again and again, as a client does.
 _EVENTS = [
     Ehlo("client.example"),
@@ -189,24 +179,7 @@ _actions = st.lists(
 
 
 def _outcome(conn: ClientConnection, action: tuple[str, int]) -> object:
-    kind, i = action
-    try:
-        if kind == "send":
-            return conn.send(_EVENTS[i])
-        if kind == "tls":
-            conn.start_tls(TLS)
-            return "tls"
-        if kind == "lmtp":
-            # a public attribute: the remembered lines must follow it
-            conn.lmtp = not conn.lmtp
-            return conn.lmtp
-        conn.receive_data(_REPLIES[i])
-        out = []
-        while (event := conn.next_event()) is not NEED_DATA:
-            out.append((event, getattr(event, "command", None)))
-        return out
-    except (LocalProtocolError, RemoteProtocolError) as exc:
-        return (type(exc), str(exc))
+    return outcome(conn, action, _EVENTS, _REPLIES)
 
 
 # EHLO, the reply that offers everything, MAIL, its reply, RCPT, DATA, ...

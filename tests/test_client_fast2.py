@@ -21,7 +21,7 @@ import attrs
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from client_helpers import TLS
+from client_helpers import GeneralConnection, outcome
 from smtp_rtls import (
     Bdat,
     Capabilities,
@@ -39,7 +39,6 @@ from smtp_rtls import (
     Reply,
     Rset,
     StartTLS,
-    _client,
     _client_rules,
 )
 from smtp_rtls._client import ClientConnection
@@ -52,34 +51,6 @@ from smtp_rtls.session.client import SendResult, read_reply
 from smtp_rtls.session.requests import Read, Step, Write
 
 # -- the connection: kept states, views and parameter checks --------------------------
-
-
-class GeneralConnection(ClientConnection):
-    """Runs every call with nothing kept: the general path.  The kept
-    answers shared by every connection are set aside during its calls and
-    put back after, so that the fast connection keeps its own."""
-
-    def _general(self, call: Any) -> Any:
-        self._last_view = None
-        self._other_view = None
-        self._formatted = {}
-        kept = [dict(_client._NEXT_STATES), dict(_client_rules._PARAMS_OFFERED)]
-        _client._NEXT_STATES.clear()
-        _client_rules._PARAMS_OFFERED.clear()
-        try:
-            return call()
-        finally:
-            for table, saved in zip(
-                (_client._NEXT_STATES, _client_rules._PARAMS_OFFERED), kept, strict=True
-            ):
-                table.clear()
-                table.update(saved)  # type: ignore[attr-defined]
-
-    def send(self, event: Any) -> bytes:
-        return self._general(lambda: super(GeneralConnection, self).send(event))  # type: ignore[no-any-return]
-
-    def next_event(self) -> Any:
-        return self._general(lambda: super(GeneralConnection, self).next_event())
 
 
 _EVENTS = [
@@ -130,22 +101,7 @@ _actions = st.lists(
 
 
 def _outcome(conn: ClientConnection, action: tuple[str, int]) -> object:
-    kind, i = action
-    try:
-        if kind == "send":
-            return conn.send(_EVENTS[i])
-        if kind == "tls":
-            conn.start_tls(TLS)
-            return "tls"
-        conn.receive_data(_REPLIES[i])
-        out = []
-        while (event := conn.next_event()) is not NEED_DATA:
-            out.append((event, getattr(event, "command", None)))
-            if not isinstance(event, Reply):
-                break
-        return out
-    except (LocalProtocolError, RemoteProtocolError) as exc:
-        return (type(exc), str(exc))
+    return outcome(conn, action, _EVENTS, _REPLIES)
 
 
 _TRANSACTION = [("send", 0), ("reply", 7), ("send", 2), ("send", 8), ("send", 11)]

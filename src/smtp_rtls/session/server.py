@@ -380,11 +380,7 @@ class ServerSession:
         # one transaction, QUIT), and there they cost as much as a message.
         greeting = yield Call(handler, "on_connect", (self.info,))
         if type(greeting) is not Reply:
-            if isinstance(greeting, BaseException):
-                logger.error("%s.%s raised %r", type(handler).__name__, "on_connect", greeting)
-                greeting = _ERROR_REPLY
-            else:
-                greeting = _reply_or(greeting, _NO_SERVICE)
+            greeting = _reply_or(_logged(handler, "on_connect", greeting), _NO_SERVICE)
         if greeting.code not in (220, 554):
             logger.error("on_connect returned %s; refusing the session", greeting.code)
             greeting = _NO_SERVICE
@@ -434,7 +430,13 @@ class ServerSession:
                                 self._writer = _Failed()
                         continue
                     # held until the header section is complete (RFC 8689
-                    # §4.1: the tag depends on its TLS-Required field)
+                    # §4.1: the tag depends on its TLS-Required field).
+                    # RFC 5322 §2.1, §2.2: it ends at the first line that is
+                    # neither a field nor a continuation (the empty line, or
+                    # body text in a message without one), complete once
+                    # that line has arrived whole: a LF after
+                    # header_section_end(), as header_section reads it, so
+                    # the tag is decided by the same bytes.
                     data = event.data
                     head = self._head
                     if not head and type(data) is bytes:
@@ -453,9 +455,8 @@ class ServerSession:
                     continue
                 if type(event) not in _SAID:
                     if type(event) is Quit:
-                        # what _inform does for it: the 221 is the core's
-                        if self._writer is not None or self._message_started or self._head:
-                            yield from self._abort_message()
+                        # the 221 is the core's
+                        yield from self._abort_message()
                         out += conn.data_to_send()
                         continue
                     if isinstance(event, ConnectionClosed):
@@ -496,16 +497,11 @@ class ServerSession:
                     continue
                 # the usual end: one reply (what _ended makes of it)
             elif kind is Ehlo or kind is Helo:
-                # what _decide does for them, once per connection
-                if self._writer is not None or self._message_started or self._head:
-                    yield from self._abort_message()
+                # a new session (RFC 5321 §4.1.4): any transaction ends
+                yield from self._abort_message()
                 answer = yield Call(handler, "on_ehlo", (self.info, pending))
                 if type(answer) is not Reply:
-                    if isinstance(answer, BaseException):
-                        logger.error("%s.%s raised %r", type(handler).__name__, "on_ehlo", answer)
-                        answer = _ERROR_REPLY
-                    else:
-                        answer = _reply_or(answer, _ERROR_REPLY)
+                    answer = _reply_or(_logged(handler, "on_ehlo", answer), _ERROR_REPLY)
                 self._send(_hello_reply(answer))
                 self._update_info()
                 continue
@@ -526,11 +522,8 @@ class ServerSession:
                 out += conn.send(reply)
             except LocalProtocolError as exc:
                 self._refused(reply, exc)
-        if self._writer is not None or self._message_started or self._head:
-            yield from self._abort_message()
-        result = yield Call(handler, "on_close", (self.info,))
-        if isinstance(result, BaseException):
-            logger.error("%s.%s raised %r", type(handler).__name__, "on_close", result)
+        yield from self._abort_message()
+        _logged(handler, "on_close", (yield Call(handler, "on_close", (self.info,))))
 
     def abort_calls(self) -> list[Call]:
         """What an adapter that ends a session early (a timeout, a lost
@@ -549,11 +542,7 @@ class ServerSession:
             yield Write(data)
 
     def _call(self, target: object, method: str, *args: Any) -> Generator[Request, Any, Any]:
-        result = yield Call(target, method, args)
-        if isinstance(result, BaseException):
-            logger.error("%s.%s raised %r", type(target).__name__, method, result)
-            return _ERROR_REPLY
-        return result
+        return _logged(target, method, (yield Call(target, method, args)))
 
     def _update_info(self) -> None:
         # Called after the decisions that may change the info (EHLO, AUTH)
@@ -580,11 +569,7 @@ class ServerSession:
         # data (those are made inline in run).
         handler = self.handler
         reply: Reply
-        if isinstance(pending, Ehlo | Helo):
-            yield from self._abort_message()
-            answer = yield from self._call(handler, "on_ehlo", self.info, pending)
-            reply = _hello_reply(_reply_or(answer, _ERROR_REPLY))
-        elif isinstance(pending, StartTLSCommand):
+        if isinstance(pending, StartTLSCommand):
             # RFC 3207 §4: 220, then the handshake; 454 when it cannot be done.
             reply = _TLS_READY if self._can_starttls else _TLS_UNAVAILABLE
         elif isinstance(pending, Auth | AuthResponse):
@@ -619,13 +604,11 @@ class ServerSession:
     # -- information events -------------------------------------------------------
 
     def _inform(self, event: Event) -> Generator[Request, Any, None]:
-        if isinstance(event, MessageData):
-            yield from self._content(event.data)
-        elif isinstance(event, Rset | Quit):
+        # The events run does not handle inline (content and QUIT are).
+        if isinstance(event, Rset):
             yield from self._abort_message()
             self._out += self.conn.data_to_send()
-            if isinstance(event, Rset):
-                yield from self._call(self.handler, "on_reset", self.info)
+            yield from self._call(self.handler, "on_reset", self.info)
         elif isinstance(event, CommandRejected):
             self._out += self.conn.data_to_send()
             if self.conn.state not in (State.DATA, State.BDAT) and self.conn.envelope is None:
@@ -633,17 +616,6 @@ class ServerSession:
                 yield from self._abort_message()
         else:
             self._out += self.conn.data_to_send()
-
-    def _content(self, data: bytes) -> Generator[Request, Any, None]:
-        # What run does inline for each MessageData.
-        if self._message_started:
-            yield from self._write(data)
-            return
-        head = self._head
-        head += data
-        end = header_section_end(head)
-        if _header_complete(head, end) or len(head) >= MAX_HEADER_SECTION:
-            yield from self._start_message(end)
 
     def _start_message(
         self, end: int | None = None, first: bytes | None = None
@@ -718,16 +690,6 @@ class _Failed(MessageWriter):
         return _ERROR_REPLY
 
 
-def _header_complete(head: bytes | bytearray, end: int | None = None) -> bool:
-    # RFC 5322 §2.1, §2.2: the header section ends at the first line that is
-    # neither a field nor a field's continuation: the empty line before the
-    # body, or a line of body text in a message without one (how
-    # header_section reads it, so the tag is decided by the same bytes).
-    # Complete once such a line has arrived whole; until then, more fields
-    # may follow.  ``end`` is header_section_end(head), when known.
-    return head.find(b"\n", header_section_end(head) if end is None else end) >= 0
-
-
 def _message_tag(requiretls: bool, head: bytes, end: int) -> TLSTag:
     """message_tag(requiretls, head), given ``end`` = header_section_end(head).
 
@@ -752,6 +714,16 @@ def _hello_reply(reply: Reply) -> Reply:
     ):
         return Reply(reply.code, reply.lines[0])
     return reply
+
+
+def _logged(target: object, method: str, result: object) -> object:
+    # A handler call's result as the adapter gave it: an exception it
+    # raised is logged and answered with 451 (nothing is lost: the sender
+    # keeps the message), anything else is passed on.
+    if isinstance(result, BaseException):
+        logger.error("%s.%s raised %r", type(target).__name__, method, result)
+        return _ERROR_REPLY
+    return result
 
 
 def _reply_or(value: object, default: Reply = _ERROR_REPLY) -> Reply:

@@ -220,18 +220,16 @@ def send_message(
     wt = timeouts.get(_WRITE, _WRITE_TIMEOUT)
     chunks = [content] if isinstance(content, bytes) else content
     if conn.pipelining:
-        # RFC 2920 §3.1: MAIL and RCPT may be grouped, DATA ends the group.
+        # BDAT (BINARYMIME): RFC 2920 §3.1, MAIL and RCPT grouped; the
+        # content follows once their replies are in (with DATA, see
+        # _send_pipelined)
         send = conn.send
-        lines = [send(mail)]
-        for rcpt in recipients:
-            lines.append(send(rcpt))
-        if not bdat:
-            lines.append(send(_DATA))
+        lines = [send(mail), *(send(rcpt) for rcpt in recipients)]
         yield from _write(b"".join(lines), wt)
         got = yield from _read_replies(conn, len(lines), timeouts)
         mail_reply = got[0]
-        replies = list(zip(recipients, got[1 : 1 + len(recipients)], strict=True))
-        go = got[-1] if not bdat else None
+        replies = list(zip(recipients, got[1:], strict=True))
+        go = None
     else:
         mail_reply = yield from command(conn, mail, timeouts)
         replies = []
@@ -276,6 +274,8 @@ def _send_pipelined(
     for rcpt in recipients:
         lines.append(send(rcpt))
     lines.append(send(_DATA))
+    # (the Write requests yielded here, not through _write: a generator
+    # less per write on the path every message takes)
     written = yield Write(b"".join(lines), wt)
     if isinstance(written, Broken):
         raise ConnectionError(written.detail)
@@ -286,13 +286,7 @@ def _send_pipelined(
     go = got[-1]
     if go.code != 354:
         return SendResult(mail_reply, pairs, None)
-    accepted = False
-    if mail_reply.is_positive:
-        for reply in rcpt_replies:
-            if reply.is_positive:
-                accepted = True
-                break
-    if not accepted:
+    if not (mail_reply.is_positive and any(r.is_positive for r in rcpt_replies)):
         # RFC 2920 §3.1: DATA accepted though no recipient was: a lone dot
         yield from _write(conn.send(_END), wt)
         yield from read_reply(conn, timeouts)

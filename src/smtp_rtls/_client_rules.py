@@ -132,12 +132,12 @@ def _check_mail(view: SessionView, event: Event) -> None:
     if view.txn is not None:
         raise LocalProtocolError("MAIL inside an open transaction: RSET first")
     _need_parameters(view, event, MAIL_PARAMETERS)
-    # (the limit is looked up only for a MAIL that declares a size)
-    limit = view.caps.size if view.caps is not None and event.size is not None else None
-    if event.size is not None and limit and event.size > limit:
-        # RFC 1870 §5: a message over the fixed maximum "will always fail";
-        # declaring one (§6) would only earn a 552, so it is refused here.
-        raise LocalProtocolError(f"SIZE={event.size} is over the server's {limit}")
+    if event.size is not None and view.caps is not None:
+        limit = view.caps.size
+        if limit and event.size > limit:
+            # RFC 1870 §5: a message over the fixed maximum "will always
+            # fail"; declaring one (§6) would only earn a 552: refused here.
+            raise LocalProtocolError(f"SIZE={event.size} is over the server's {limit}")
     if event.body == "BINARYMIME":
         # RFC 3030 §3: a BINARYMIME body can only be sent with BDAT.
         _need(view, "CHUNKING", "BODY=BINARYMIME")

@@ -29,7 +29,7 @@ from ..session.server import Call, Read, ServerSession, StartTLS, Write
 from ._common import AsyncClientBase, ServerBase, ServeSettings, serve_settings
 from ._deliver_asyncio import deliver
 from ._fulfil_async import AsyncFulfiller
-from ._streams_asyncio import open_connection
+from ._streams_asyncio import READ_SIZE, open_connection
 from .tls import tls_info
 
 __all__ = ["AsyncFulfiller", "Client", "Server", "connect", "deliver", "serve"]
@@ -37,8 +37,6 @@ __all__ = ["AsyncFulfiller", "Client", "Server", "connect", "deliver", "serve"]
 _T = TypeVar("_T")
 
 logger = logging.getLogger(__name__)
-
-READ_SIZE = 65536
 
 
 class Server(ServerBase):
@@ -209,13 +207,9 @@ class _SessionProtocol(asyncio.BufferedProtocol):
         self._advance(None)
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        # A buffered protocol: otherwise asyncio's selector transport makes
-        # a fresh bytes of its max_size (256 KiB) per recv() and shrinks it,
-        # which glibc serves with mmap, mremap and munmap unless its dynamic
-        # mmap threshold happened to be raised earlier in the process: about
-        # 40 us more per read, decided at start-up (by the hash seed, in
-        # bench/suite: 94 against 141 us of CPU per 1 KiB message).  A read
-        # into one buffer of READ_SIZE, copied out, is always the cheap case.
+        # A buffered protocol, for what _streams_asyncio's docstring says
+        # (in bench/suite: 94 against 141 us of CPU per 1 KiB message,
+        # decided at start-up); one buffer per server, not per connection.
         return self._server._read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:

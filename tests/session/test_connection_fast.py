@@ -26,20 +26,17 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from reference_server import ServerSession as ReferenceSession
+from session_driver import play
 
 from smtp_rtls import Reply, ServerConfig
 from smtp_rtls.handlers import Sink
 from smtp_rtls.io import asyncio as aio
 from smtp_rtls.session.server import (
-    Call,
     Handler,
     MessageWriter,
-    Read,
     ServerSession,
     SessionEnvelope,
     SessionInfo,
-    StartTLS,
-    Write,
 )
 
 # What each once-per-connection method may do.
@@ -100,40 +97,6 @@ class _Writer(MessageWriter):
         self.log.append(("abort",))
 
 
-def _comparable(request: Any) -> tuple[Any, ...]:
-    if isinstance(request, Read):
-        return ("read", request.timeout, request.deadline)
-    if isinstance(request, Write):
-        return ("write", request.data)
-    if isinstance(request, StartTLS):
-        return ("starttls",)
-    assert isinstance(request, Call)
-    return ("call", type(request.target).__name__, request.method, request.args)
-
-
-def _play(session: Any, reads: list[bytes]) -> list[tuple[Any, ...]]:
-    steps = session.run()
-    pending = list(reads)
-    made: list[tuple[Any, ...]] = []
-    result: Any = None
-    for _ in range(10_000):
-        try:
-            request = steps.send(result)
-        except StopIteration:
-            return made
-        made.append(_comparable(request))
-        if isinstance(request, Read):
-            result = pending.pop(0) if pending else b""
-        elif isinstance(request, Call):
-            try:
-                result = getattr(request.target, request.method)(*request.args)
-            except Exception as exc:
-                result = exc
-        else:
-            result = None
-    raise AssertionError("the session did not end")
-
-
 class _Records(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -155,7 +118,7 @@ def _run(
     try:
         handler = Once(modes)
         session = session_class(handler, "mx.example", config, peer=("192.0.2.1", 2525))
-        made = _play(session, reads)
+        made = play(session, reads)
     finally:
         log.removeHandler(records)
         log.setLevel(old_level)
@@ -235,7 +198,7 @@ def test_a_connection_opens_and_ends_as_the_reference_session_does(
 def _reference(reads: list[bytes]) -> tuple[bytes, list[int]]:
     """What the reference session writes for ``reads``, and how much of it
     is written before each read."""
-    made = _play(ReferenceSession(Sink(), "mx.test.example", ServerConfig()), reads)
+    made = play(ReferenceSession(Sink(), "mx.test.example", ServerConfig()), reads)
     out, marks = b"", []
     for request in made:
         if request[0] == "write":
@@ -336,7 +299,7 @@ def test_the_sink_keeps_the_last_thousand_envelopes_oldest_first() -> None:
             f"MAIL FROM:<n{n}@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n".encode(),
             b"x\r\n.\r\nQUIT\r\n",
         ]
-        _play(ServerSession(sink, "mx.example", config), reads)
+        play(ServerSession(sink, "mx.example", config), reads)
     kept = sink.envelopes
     assert isinstance(kept, list) and len(kept) == 1000
     assert [str(e.mail_from.reverse_path) for e in kept] == [

@@ -29,6 +29,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from reference_server import ServerSession as ReferenceSession
+from session_driver import play
 
 from adapters import KINDS, running
 from smtp_rtls import Ehlo, Reply, ServerConfig, TLSInfo
@@ -39,15 +40,11 @@ from smtp_rtls.policy.tags import header_section_end, message_tag
 from smtp_rtls.session.server import (
     _GREETINGS,
     _HELLOS,
-    Call,
     Handler,
     MessageWriter,
-    Read,
     ServerSession,
     SessionEnvelope,
     SessionInfo,
-    StartTLS,
-    Write,
     _message_tag,
 )
 
@@ -165,43 +162,6 @@ class Scripted(Handler):
         self.log.append(("close-session", session))
 
 
-def _comparable(request: Any) -> tuple[Any, ...]:
-    if isinstance(request, Read):
-        return ("read", request.timeout, request.deadline)
-    if isinstance(request, Write):
-        return ("write", request.data)
-    if isinstance(request, StartTLS):
-        return ("starttls",)
-    assert isinstance(request, Call)
-    # the targets are each run's own handler and writers: compared by kind
-    return ("call", type(request.target).__name__, request.method, request.args)
-
-
-def _play(session: Any, reads: list[bytes], tls_ok: bool) -> list[tuple[Any, ...]]:
-    steps = session.run()
-    pending = list(reads)
-    made: list[tuple[Any, ...]] = []
-    result: Any = None
-    for _ in range(100_000):
-        try:
-            request = steps.send(result)
-        except StopIteration:
-            return made
-        made.append(_comparable(request))
-        if isinstance(request, Read):
-            result = pending.pop(0) if pending else b""
-        elif isinstance(request, Write):
-            result = None
-        elif isinstance(request, StartTLS):
-            result = TLS if tls_ok else None
-        else:
-            try:
-                result = getattr(request.target, request.method)(*request.args)
-            except Exception as exc:
-                result = exc
-    raise AssertionError("the session did not end")
-
-
 CONTENT = [
     b"Subject: x\r\nTLS-Required: No\r\n\r\nbody\r\n.\r\n",
     b"tls-required:   NO  \r\nSubject: y\r\n\r\n..dot\r\n.\r\n",
@@ -306,7 +266,7 @@ def test_the_session_makes_the_requests_the_reference_makes(
             peer=("192.0.2.1", 2525),
             tls=TLS if implicit_tls else None,
         )
-        runs.append((_play(session, reads, tls_ok), handler.log))
+        runs.append((play(session, reads, TLS if tls_ok else None), handler.log))
     (made, log), (expected, expected_log) = runs
     assert made == expected
     assert log == expected_log
@@ -336,8 +296,8 @@ def test_large_and_cut_header_sections_go_as_the_reference_sends_them(
     pieces = [piece[i : i + 60000] for piece in content for i in range(0, len(piece), 60000)]
     reads = [OPEN_DATA, *pieces, b"QUIT\r\n"]
     config = ServerConfig(max_message_size=0)
-    made = _play(ServerSession(Scripted({}, writer), "mx.example", config), reads, True)
-    expected = _play(ReferenceSession(Scripted({}, writer), "mx.example", config), reads, True)
+    made = play(ServerSession(Scripted({}, writer), "mx.example", config), reads, TLS)
+    expected = play(ReferenceSession(Scripted({}, writer), "mx.example", config), reads, TLS)
     assert made == expected
     assert any(r[:3] == ("call", "Scripted", "on_message") for r in made)
 

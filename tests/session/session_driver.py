@@ -1,0 +1,50 @@
+"""Driving a ServerSession by hand, for the differential tests: every
+request it makes, in a form two runs can be compared by."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smtp_rtls import TLSInfo
+from smtp_rtls.session.server import Call, Read, StartTLS, Write
+
+
+def comparable(request: Any) -> tuple[Any, ...]:
+    """A request as a tuple; a call's target (each run's own handler and
+    writers) compared by its type."""
+    if isinstance(request, Read):
+        return ("read", request.timeout, request.deadline)
+    if isinstance(request, Write):
+        return ("write", request.data)
+    if isinstance(request, StartTLS):
+        return ("starttls",)
+    assert isinstance(request, Call)
+    return ("call", type(request.target).__name__, request.method, request.args)
+
+
+def play(session: Any, reads: list[bytes], tls: TLSInfo | None = None) -> list[tuple[Any, ...]]:
+    """Run ``session`` on ``reads`` (then the end of the input), answering a
+    handshake with ``tls`` (None: it failed) and calls as an adapter does
+    (an exception raised is the result); its requests, in order."""
+    steps = session.run()
+    pending = list(reads)
+    made: list[tuple[Any, ...]] = []
+    result: Any = None
+    for _ in range(100_000):
+        try:
+            request = steps.send(result)
+        except StopIteration:
+            return made
+        made.append(comparable(request))
+        if isinstance(request, Read):
+            result = pending.pop(0) if pending else b""
+        elif isinstance(request, Write):
+            result = None
+        elif isinstance(request, StartTLS):
+            result = tls
+        else:
+            try:
+                result = getattr(request.target, request.method)(*request.args)
+            except Exception as exc:
+                result = exc
+    raise AssertionError("the session did not end")

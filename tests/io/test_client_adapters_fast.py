@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -79,8 +80,10 @@ def test_the_rfc5321_waits_apply_without_a_timeout(server: sync.Server) -> None:
         client.quit()
 
 
-def _silent_after_greeting() -> tuple[socket.socket, threading.Thread, threading.Event]:
-    """A server that greets, answers EHLO, then never answers again."""
+@contextlib.contextmanager
+def _silent_after_greeting() -> Iterator[int]:
+    """The port of a server that greets, answers EHLO, then never answers
+    again; stopped on the way out."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(10)
     stop = threading.Event()
@@ -96,14 +99,16 @@ def _silent_after_greeting() -> tuple[socket.socket, threading.Thread, threading
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    return listener, thread, stop
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(10)
+        listener.close()
 
 
 def test_an_unanswered_read_times_out_rfc5321_4_5_3_2() -> None:
-    listener, thread, stop = _silent_after_greeting()
-
-    async def main() -> None:
-        port = listener.getsockname()[1]
+    async def main(port: int) -> None:
         client = await aio.connect("127.0.0.1", port, local_hostname="c.example", timeout=0.3)
         try:
             with pytest.raises(ConnectionError):
@@ -114,19 +119,12 @@ def test_an_unanswered_read_times_out_rfc5321_4_5_3_2() -> None:
         finally:
             await client.close()
 
-    try:
-        asyncio.run(asyncio.wait_for(main(), 10))
-    finally:
-        stop.set()
-        thread.join(10)
-        listener.close()
+    with _silent_after_greeting() as port:
+        asyncio.run(asyncio.wait_for(main(port), 10))
 
 
 def test_a_cancellation_from_elsewhere_stays_one() -> None:
-    listener, thread, stop = _silent_after_greeting()
-
-    async def main() -> None:
-        port = listener.getsockname()[1]
+    async def main(port: int) -> None:
         client = await aio.connect("127.0.0.1", port, local_hostname="c.example", timeout=30)
         try:
             task = asyncio.create_task(client.send("a@example.org", ["b@example.org"], MESSAGE))
@@ -137,12 +135,8 @@ def test_a_cancellation_from_elsewhere_stays_one() -> None:
         finally:
             await client.close()
 
-    try:
-        asyncio.run(asyncio.wait_for(main(), 10))
-    finally:
-        stop.set()
-        thread.join(10)
-        listener.close()
+    with _silent_after_greeting() as port:
+        asyncio.run(asyncio.wait_for(main(port), 10))
 
 
 def test_asyncio_client_sends_again_and_again(server: sync.Server) -> None:

@@ -546,36 +546,29 @@ class ClientConnection:
         self._group_enders += pending.ends_group
 
     def _view(self) -> SessionView:
-        view = self._last_view
-        if (
-            view is not None
-            and view.txn is self._transaction
-            and view.caps is self._caps
-            and view.hello is self._hello
-            and view.tls is self._tls
-            and view.authenticated is self._authenticated
-            and view.lmtp is self.lmtp
-        ):
-            # the same facts: a SessionView is immutable (a ClientTransaction
-            # changes in place, and the rules read it as it is now)
-            return view
-        # The view before: each message goes from no transaction (MAIL) to
-        # its transaction (RCPT, DATA) and back, so two views serve them all.
-        view, self._other_view = self._other_view, view
-        if (
-            view is not None
-            and view.txn is self._transaction
-            and view.caps is self._caps
-            and view.hello is self._hello
-            and view.tls is self._tls
-            and view.authenticated is self._authenticated
-            and view.lmtp is self.lmtp
-        ):
-            self._last_view = view
-            return view
-        view = self._last_view = SessionView(
+        # The last view, or the one before it, while its facts hold: each
+        # message goes from no transaction (MAIL) to its transaction (RCPT,
+        # DATA) and back, so two views serve them all.  A SessionView is
+        # immutable (a ClientTransaction changes in place, and the rules
+        # read it as it is now).
+        last, other = self._last_view, self._other_view
+        for view in (last, other):
+            if (
+                view is not None
+                and view.txn is self._transaction
+                and view.caps is self._caps
+                and view.hello is self._hello
+                and view.tls is self._tls
+                and view.authenticated is self._authenticated
+                and view.lmtp is self.lmtp
+            ):
+                if view is other:
+                    self._last_view, self._other_view = other, last
+                return view
+        view = SessionView(
             self._caps, self._hello, self._tls, self._transaction, self._authenticated, self.lmtp
         )
+        self._last_view, self._other_view = view, last
         return view
 
     def _after_send(self, verb: str, event: Event) -> None:

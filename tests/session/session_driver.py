@@ -48,3 +48,13 @@ def play(session: Any, reads: list[bytes], tls: TLSInfo | None = None) -> list[t
             except Exception as exc:
                 result = exc
     raise AssertionError("the session did not end")
+
+
+def reads_of(data: bytes, cuts: list[int]) -> list[bytes]:
+    """``data`` cut at ``cuts`` (any order, repeats allowed) into non-empty reads."""
+    reads, start = [], 0
+    for cut in [*sorted(cuts), len(data)]:
+        if cut > start:
+            reads.append(data[start:cut])
+            start = cut
+    return reads

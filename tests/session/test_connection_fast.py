@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from reference_server import ServerSession as ReferenceSession
-from session_driver import play
+from session_driver import play, reads_of
 
 from smtp_rtls import Reply, ServerConfig
 from smtp_rtls.handlers import Sink
@@ -156,13 +156,7 @@ def sessions(draw: st.DrawFn) -> list[bytes]:
         + b"".join(draw(st.lists(st.sampled_from(MIDDLES), max_size=3)))
         + draw(st.sampled_from(ENDINGS))
     )
-    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=4)))
-    reads, start = [], 0
-    for cut in [*cuts, len(data)]:
-        if cut > start:
-            reads.append(data[start:cut])
-            start = cut
-    return reads
+    return reads_of(data, draw(st.lists(st.integers(0, len(data)), max_size=4)))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

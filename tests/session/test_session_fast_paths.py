@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from reference_server import ServerSession as ReferenceSession
-from session_driver import play
+from session_driver import play, reads_of
 
 from adapters import KINDS, running
 from smtp_rtls import Ehlo, Reply, ServerConfig, TLSInfo
@@ -212,13 +212,7 @@ def scripts(draw: st.DrawFn) -> list[bytes]:
     if draw(st.booleans()):
         pieces = [b"EHLO c.example\r\n", *pieces]
     data = b"".join(pieces)
-    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=6)))
-    reads, start = [], 0
-    for cut in [*cuts, len(data)]:
-        if cut > start:
-            reads.append(data[start:cut])
-            start = cut
-    return reads
+    return reads_of(data, draw(st.lists(st.integers(0, len(data)), max_size=6)))
 
 
 CONFIGS = [

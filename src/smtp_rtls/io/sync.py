@@ -435,7 +435,7 @@ class Client:
                 # the client operations ask for nothing else
                 raise TypeError(f"unknown request {request!r}")
             try:
-                # settimeout() only when it changes: a session waits with few values
+                # _set_timeout(), inline: a Python call less per request
                 if request.timeout != self._timeout:
                     sock.settimeout(request.timeout)
                     self._timeout = request.timeout

@@ -4,3 +4,46 @@
 # conftest_postfix: `postfix37` and `postfix311`, private Postfix instances;
 # conftest_compliance: the interop marker and the compliance matrix it writes.
 pytest_plugins = ["conftest_lab", "conftest_postfix", "conftest_compliance"]
+
+
+def pytest_report_header() -> list[str]:
+    """Say which build of smtp_rtls runs: the pure-Python one or the
+    compiled core (setup.py, SMTP_RTLS_COMPILE=1)."""
+    import smtp_rtls
+    from smtp_rtls._build import COMPILED, compiled_modules
+
+    compiled = compiled_modules()
+    build = f"compiled core ({len(compiled)} of {len(COMPILED)} modules)" if compiled else "pure"
+    return [f"smtp_rtls: {build}, from {smtp_rtls.__path__[0]}"]
+
+
+def pytest_configure() -> None:
+    """With SMTP_RTLS_EXPECT_COMPILED=1 (the test command's second run), refuse
+    to run unless every module of the compiled core is compiled: a run that
+    silently imported the pure modules would prove nothing about the build."""
+    import os
+
+    if os.environ.get("SMTP_RTLS_EXPECT_COMPILED") != "1":
+        return
+    import pytest
+
+    from smtp_rtls._build import COMPILED, compiled_modules
+
+    missing = sorted(set(COMPILED) - set(compiled_modules()))
+    if missing:
+        raise pytest.UsageError(f"SMTP_RTLS_EXPECT_COMPILED=1, but not compiled: {missing}")
+
+
+def pytest_collection_modifyitems(config: object, items: list[object]) -> None:
+    """Skip the ``pure_only`` tests when the core is compiled."""
+    import pytest
+
+    from smtp_rtls._build import compiled_modules
+
+    if not compiled_modules():
+        return
+    for item in items:
+        marker = item.get_closest_marker("pure_only")  # type: ignore[attr-defined]
+        if marker is not None:
+            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+            item.add_marker(pytest.mark.skip(reason=f"pure-Python build only: {reason}"))  # type: ignore[attr-defined]

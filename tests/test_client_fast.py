@@ -186,6 +186,7 @@ def _outcome(conn: ClientConnection, action: tuple[str, int]) -> object:
 _TRANSACTION = [("send", 0), ("reply", 4), ("send", 2), ("send", 7), ("send", 10)]
 
 
+@pytest.mark.pure_only(reason="GeneralConnection subclasses ClientConnection")
 @given(_actions, st.booleans())
 @example([*_TRANSACTION], False)
 @example([*_TRANSACTION, ("reply", 0), ("reply", 0), ("reply", 1)], True)

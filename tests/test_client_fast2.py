@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -107,6 +108,7 @@ def _outcome(conn: ClientConnection, action: tuple[str, int]) -> object:
 _TRANSACTION = [("send", 0), ("reply", 7), ("send", 2), ("send", 8), ("send", 11)]
 
 
+@pytest.mark.pure_only(reason="GeneralConnection subclasses ClientConnection")
 @given(_actions, st.booleans(), st.booleans())
 @example([*_TRANSACTION, ("reply", 0), ("reply", 0), ("reply", 2)], False, False)
 # the same MAIL and RCPT checked against another offer: checked again
@@ -247,7 +249,11 @@ def _pair(conn: ClientConnection, data: Any, fast: bool) -> object:
         if fast:
             return conn._send_content_end(data)
         return conn.send(MessageData(data)), conn.send(EndOfMessage())
-    except (LocalProtocolError, RemoteProtocolError, TypeError) as exc:
+    except TypeError:
+        # the wording is the build's: the compiled core's argument checks
+        # say it their own way
+        return TypeError
+    except (LocalProtocolError, RemoteProtocolError) as exc:
         return (type(exc), str(exc))
 
 

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smtp_rtls import LocalProtocolError
 from smtp_rtls._framing import DataReader, normalise_line_endings
 from smtp_rtls._writers import DataWriter, bdat_chunk, is_canonical
 
@@ -140,5 +139,5 @@ def test_bdat_size_is_the_octet_count(payload: bytes, last: bool) -> None:
 
 
 def test_bdat_chunk_takes_bytes_only() -> None:
-    with pytest.raises(LocalProtocolError):
+    with pytest.raises(TypeError):
         bdat_chunk("text")  # type: ignore[arg-type]

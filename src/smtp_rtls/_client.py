@@ -379,8 +379,6 @@ class ClientConnection:
             _CAPS_CACHE[key] = caps
         self._accept_hello("LHLO" if self.lmtp else "EHLO", caps)
 
-    _reply_lhlo = _reply_ehlo
-
     def _reply_helo(self, _head: _Pending, reply: Reply, _before: State) -> None:
         if not reply.is_positive:
             return
@@ -687,7 +685,7 @@ class ClientConnection:
 # per reply, not a string built and a getattr()).
 _REPLY_HANDLERS = {
     "EHLO": ClientConnection._reply_ehlo,
-    "LHLO": ClientConnection._reply_lhlo,
+    "LHLO": ClientConnection._reply_ehlo,
     "HELO": ClientConnection._reply_helo,
     "STARTTLS": ClientConnection._reply_starttls,
     "AUTH": ClientConnection._reply_auth,

@@ -252,8 +252,10 @@ def _mail_from(arg: str) -> MailFrom:
         return MailFrom._parsed(reverse_path, extra, kw)
     try:
         return MailFrom(reverse_path, extra=extra, **kw)  # type: ignore[arg-type]
-    except LocalProtocolError as exc:
-        raise _reject(501, "5.5.4", str(exc)) from None
+    except LocalProtocolError as error:
+        # (not ``exc``: mypyc gives a name one type per function, and ``exc``
+        # is a ParamError above)
+        raise _reject(501, "5.5.4", str(error)) from None
 
 
 def _rcpt_to(arg: str, *, utf8: bool) -> RcptTo:
@@ -296,8 +298,10 @@ def _rcpt_to_general(arg: str, *, utf8: bool) -> RcptTo:
         return RcptTo._parsed(forward_path, extra)
     try:
         return RcptTo(forward_path, extra=extra, **kw)  # type: ignore[arg-type]
-    except LocalProtocolError as exc:
-        raise _reject(501, "5.5.4", str(exc)) from None
+    except LocalProtocolError as error:
+        # (not ``exc``: mypyc gives a name one type per function, and ``exc``
+        # is a ParamError above)
+        raise _reject(501, "5.5.4", str(error)) from None
 
 
 # -- the server's lane: the usual MAIL and RCPT, parsed and checked at once --------

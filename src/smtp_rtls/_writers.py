@@ -12,7 +12,6 @@ command line is the size on the wire, so nothing may be rewritten.
 
 from __future__ import annotations
 
-from ._errors import LocalProtocolError
 from ._framing import has_bare_line_ending
 
 __all__ = ["DataWriter", "bdat_chunk"]
@@ -117,14 +116,15 @@ class DataWriter:
         return b"\r\n.\r\n"
 
 
-def bdat_chunk(data: bytes, *, last: bool = False) -> bytes:
+def bdat_chunk(data: bytes | bytearray | memoryview, *, last: bool = False) -> bytes:
     """``BDAT <size> [LAST]`` followed by ``data`` unchanged (RFC 3030 §2).
 
     The size is the exact octet count of ``data``: BDAT is binary-safe, so
     no dot-stuffing and no line-end rewriting.
     """
     if not isinstance(data, bytes | bytearray | memoryview):
-        raise LocalProtocolError("BDAT content must be bytes")
+        # TypeError, as the compiled build's own argument check raises
+        raise TypeError(f"BDAT content must be bytes, not {type(data).__name__}")
     payload = bytes(data)
     head = f"BDAT {len(payload)}{' LAST' if last else ''}\r\n".encode("ascii")
     return head + payload

@@ -8,6 +8,7 @@
 #            instance is neither configured nor started; the lab runs its own instances)
 #   patchelf: postfix311-fetch.sh relocates Postfix 3.11 unpacked from Debian sid
 #   graphviz: dot, which draws the session state diagrams of the docs (sphinx-build)
+#   gcc, libc6-dev: build the compiled core (setup.py, mypyc), which scripts/test.sh tests too
 #   valgrind: callgrind counts the instructions of tests/test_linearity.py (cost linear in input)
 #   swaks, libnet-ssleay-perl: an independent SMTP client (STARTTLS, AUTH, pipelining)
 #            for the interop tests (Net::SSLeay gives swaks its TLS)
@@ -17,7 +18,7 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-LAB_PACKAGES="${LAB_PACKAGES:-nsd unbound ldnsutils bind9-dnsutils openssl iproute2 curl postfix patchelf graphviz swaks libnet-ssleay-perl valgrind}"
+LAB_PACKAGES="${LAB_PACKAGES:-nsd unbound ldnsutils bind9-dnsutils openssl iproute2 curl postfix patchelf graphviz swaks libnet-ssleay-perl valgrind gcc libc6-dev}"
 
 missing=""
 for p in $LAB_PACKAGES; do

@@ -1,0 +1,39 @@
+"""Which modules a compiled build of smtp_rtls compiles with mypyc.
+
+``setup.py`` reads :data:`COMPILED` from this file (without importing the
+package); :func:`compiled_modules` says which of them this installation
+runs compiled.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# The core's hot modules.  Not here: _abnf (constants only); the modules of
+# attrs classes (_events, _reply, _capabilities, the session's requests),
+# which mypyc does not compile; the adapters, whose time is the event loop's
+# and the kernel's.
+COMPILED = (
+    "_address",
+    "_client",
+    "_client_rules",
+    "_commands",
+    "_framing",
+    "_params",
+    "_readers",
+    "_server",
+    "_server_rules",
+    "_state",
+    "_writers",
+)
+
+
+def compiled_modules() -> list[str]:
+    """The modules of :data:`COMPILED` that this installation runs as
+    extension modules (none in the default, pure-Python build)."""
+    out = []
+    for name in COMPILED:
+        module = importlib.import_module(f"smtp_rtls.{name}")
+        if not (module.__file__ or "").endswith(".py"):
+            out.append(name)
+    return out

@@ -36,7 +36,7 @@ def _ext_modules() -> list[object]:
         return []  # tools/build_backend.py asks for mypy first
     from mypyc.build import mypycify
 
-    paths = [f"src/smtp_rtls/{name}.py" for name in _compiled_names()]
+    paths = [f"src/smtp_rtls/{name.replace('.', '/')}.py" for name in _compiled_names()]
     return list(mypycify(paths, opt_level="3"))
 
 

@@ -26,12 +26,12 @@ import trustme
 from aiosmtpd.controller import Controller
 
 from conftest_lab import Lab
-from smtp_rtls import RcptTo, Reply, ServerConfig
+from smtp_rtls import Envelope, RcptTo, Reply, ServerConfig
 from smtp_rtls.handlers import Sink
 from smtp_rtls.io import sync
 from smtp_rtls.io.tls import server_context
 from smtp_rtls.policy.tags import TLSTag
-from smtp_rtls.session.server import Envelope, MessageWriter, SessionEnvelope, SessionInfo
+from smtp_rtls.session.server import MessageWriter, SessionEnvelope, SessionInfo
 
 MESSAGE = b"From: alice@sender.example\r\nSubject: hi\r\n\r\nHello.\r\n"
 IOS = ["threads", "asyncio", "trio"]

@@ -37,9 +37,8 @@ from smtp_rtls.handlers import Sink
 from smtp_rtls.handlers.sink import _ACCEPTED
 from smtp_rtls.io import sync
 from smtp_rtls.policy.tags import header_section_end, message_tag
+from smtp_rtls.session._types import _GREETINGS, _HELLOS
 from smtp_rtls.session.server import (
-    _GREETINGS,
-    _HELLOS,
     Handler,
     MessageWriter,
     ServerSession,

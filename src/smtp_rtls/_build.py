@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import importlib
 
-# The core's hot modules and the server session's driver, by name under
-# smtp_rtls.  Not here: _abnf (constants only); the modules of attrs classes
-# (_events, _reply, _capabilities, session._types), which mypyc does not
-# compile, and of the classes applications subclass (session._types); the
-# adapters, whose time is the event loop's and the kernel's.
+# The core's hot modules and the session drivers, by name under smtp_rtls.
+# Not here: _abnf (constants only); the modules of attrs classes (_events,
+# _reply, _capabilities, session._types, session._client_types), which mypyc
+# does not compile, and of the classes applications subclass
+# (session._types); the adapters, whose time is the event loop's and the
+# kernel's.
 COMPILED = (
     "_address",
     "_client",
@@ -26,6 +27,7 @@ COMPILED = (
     "_server_rules",
     "_state",
     "_writers",
+    "session.client",
     "session.server",
 )
 

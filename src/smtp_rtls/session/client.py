@@ -33,6 +33,7 @@ from .._reply import Reply
 from .._sasl import auth_login, auth_plain, login_response
 from .._sentinels import NEED_DATA
 from .._state import REPLY_TIMEOUTS
+from ._client_types import SendResult, _Uniform
 from .requests import Broken, Read, Step, Write
 
 __all__ = [
@@ -71,31 +72,6 @@ def _read_request(timeout: float) -> Read:
 # it formatted for an event it saw before (by identity).
 _DATA = Data()
 _END = EndOfMessage()
-
-
-@attrs.frozen(slots=True)
-class SendResult:
-    """What the server said to one message: the MAIL reply, each recipient's
-    reply, and the reply to the end of the content (None when the content
-    was not sent: MAIL or every RCPT refused, or DATA refused)."""
-
-    mail: Reply
-    recipients: tuple[tuple[RcptTo, Reply], ...]
-    data: Reply | None
-
-    @property
-    def accepted(self) -> tuple[RcptTo, ...]:
-        """The recipients the message was delivered to (LMTP: per recipient)."""
-        if self.data is None or not self.data.is_positive:
-            return ()
-        return tuple(r for r, reply in self.recipients if reply.is_positive)
-
-    @property
-    def refused(self) -> dict[str, Reply]:
-        """Recipient (as written) -> the reply that refused it."""
-        return {
-            str(r.forward_path): reply for r, reply in self.recipients if not reply.is_positive
-        }
 
 
 def read_reply(
@@ -335,20 +311,6 @@ def _last_reply(conn: ClientConnection, timeouts: Mapping[str, float]) -> Step[R
         if reply.is_positive:
             reply = more
     return reply
-
-
-class _Uniform(dict[str, float]):
-    """Every wait the same (``timeout=``)."""
-
-    def __init__(self, value: float) -> None:
-        super().__init__()
-        self.value = value
-
-    def get(self, key: str, default: float | None = None) -> float:  # type: ignore[override]
-        return self.value
-
-    def __getitem__(self, key: str) -> float:
-        return self.value
 
 
 def uniform(timeout: float) -> Mapping[str, float]:

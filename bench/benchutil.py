@@ -22,12 +22,24 @@ def best_of(repeats: int, run: Callable[[], float]) -> float:
 
 
 def machine() -> str:
-    """The machine, for the record next to the numbers."""
+    """The machine and smtp_rtls's build, for the record next to the numbers."""
     u = platform.uname()
     return (
         f"{u.system} {u.release} {u.machine}; nproc {os.cpu_count()}; "
-        f"Python {platform.python_version()} ({platform.python_implementation()})"
+        f"Python {platform.python_version()} ({platform.python_implementation()}); "
+        f"smtp_rtls {build()}"
     )
+
+
+def build() -> str:
+    """Which build of smtp_rtls runs: ``pure`` or the compiled core
+    (``SMTP_RTLS_COMPILE=1``, see docs/performance.rst)."""
+    from smtp_rtls._build import COMPILED, compiled_modules
+
+    compiled = compiled_modules()
+    if not compiled:
+        return "pure"
+    return f"compiled ({len(compiled)} of {len(COMPILED)} modules, mypyc)"
 
 
 def timestamp() -> str:

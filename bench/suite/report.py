@@ -73,7 +73,8 @@ def header(results: dict[str, Any]) -> list[str]:
         f"* Machine: `{m['uname']}`, nproc {m['nproc']}; load average {la0} at the start, "
         f"{la1} at the end.",
         f"* Python: `{m['python']}`.",
-        f"* smtp_rtls {v['smtp_rtls']} at {results['source']}; aiosmtpd {v['aiosmtpd']}, "
+        f"* smtp_rtls {v['smtp_rtls']} at {results['source']}, "
+        f"{results.get('build', 'pure')} build; aiosmtpd {v['aiosmtpd']}, "
         f"aiosmtplib {v['aiosmtplib']}, uvloop {v['uvloop']}, trio {v['trio']}, "
         f"smtpproto {v['smtpproto']}.",
         f"* Method: {s['repetitions']} repetitions; in each, every contender runs "

@@ -25,6 +25,8 @@ from typing import Any
 
 import attrs
 
+from benchutil import build
+
 from . import clients as client_mod
 from . import report
 from .common import (
@@ -539,6 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": machine(),
         "versions": versions(),
         "source": source_state(),
+        "build": build(),
         "pinning": {"servers": server_cpu, "load generator and clients": client_cpu},
         "load_generator_loop": "uvloop" if loop_factory else "asyncio",
         "servers": [],

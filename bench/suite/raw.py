@@ -1,7 +1,7 @@
 """The raw responder: the least an asyncio SMTP server can do, the suite's reference (1.0).
 
-One ``asyncio.Protocol`` per connection, canned replies, no parsing beyond
-the verb, the end of the content found with one ``bytes.find(b"\\r\\n.\\r\\n")``
+One ``asyncio.BufferedProtocol`` per connection, canned replies, no parsing
+beyond the verb, the end of the content found with one ``bytes.find(b"\\r\\n.\\r\\n")``
 per read over what arrived (plus the four octets before it, where the end
 may have started), the content dropped as it arrives.  Pipelined commands
 are answered in one write per read.  STARTTLS goes through
@@ -27,6 +27,14 @@ _TOO_LONG = b"500 5.5.6 line too long\r\n"
 _HELO = f"250 {SERVER_NAME}\r\n".encode()
 #: A command line longer than this without its CRLF ends the session (bounded memory).
 _MAX_LINE = 4096
+# Reads go into one buffer per process and are copied out, as smtp_rtls's
+# asyncio server does: a plain Protocol gets a fresh 256 KiB bytes per read
+# from asyncio, which costs an mmap, mremap and munmap per read in some
+# processes and not in others (docs/performance.rst), so the reference's
+# own speed was a lottery.  64 KiB copies stay under glibc's mmap threshold.
+_READ_SIZE = 64 * 1024
+_BUFFER = bytearray(_READ_SIZE)
+_VIEW = memoryview(_BUFFER)
 
 
 def _ehlo_reply(starttls: bool) -> bytes:
@@ -48,7 +56,7 @@ class Counter:
         self.messages = 0
 
 
-class RawResponder(asyncio.Protocol):
+class RawResponder(asyncio.BufferedProtocol):
     """One connection of the raw responder."""
 
     def __init__(self, counter: Counter, tls: ssl.SSLContext | None) -> None:
@@ -70,6 +78,14 @@ class RawResponder(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses: no isinstance()
         self.transport = cast(asyncio.Transport, transport)
         self.transport.write(_GREETING)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """The process's one read buffer."""
+        return _VIEW
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """What arrived, copied out of the buffer."""
+        self.data_received(_VIEW[:nbytes].tobytes())
 
     def data_received(self, data: bytes) -> None:
         """Answer every complete command and find the end of the content."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from hypothesis import strategies as st
+
 from smtp_rtls import (
     Ehlo,
     Event,
@@ -143,3 +145,18 @@ def outcome(
         return out
     except (LocalProtocolError, RemoteProtocolError) as exc:
         return (type(exc), str(exc))
+
+
+def actions(
+    events: Sequence[Event], replies: Sequence[bytes], *, lmtp: bool = False
+) -> st.SearchStrategy[list[tuple[str, int]]]:
+    """Up to 40 steps for :func:`outcome`: send one of ``events``, feed one of
+    ``replies``, start TLS, and (with ``lmtp``) flip the ``lmtp`` flag."""
+    steps = [
+        st.tuples(st.just("send"), st.integers(0, len(events) - 1)),
+        st.tuples(st.just("reply"), st.integers(0, len(replies) - 1)),
+        st.tuples(st.just("tls"), st.just(0)),
+    ]
+    if lmtp:
+        steps.append(st.tuples(st.just("lmtp"), st.just(0)))
+    return st.lists(st.one_of(*steps), max_size=40)

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from client_helpers import GeneralConnection, outcome
+from client_helpers import GeneralConnection, actions, outcome
 from smtp_rtls import (
     Bdat,
     Capabilities,
@@ -167,15 +167,7 @@ _REPLIES = [
     b"250-mx.example\r\n250 8BITMIME\r\n",
     b"421 4.3.2 bye\r\n",
 ]
-_actions = st.lists(
-    st.one_of(
-        st.tuples(st.just("send"), st.integers(0, len(_EVENTS) - 1)),
-        st.tuples(st.just("reply"), st.integers(0, len(_REPLIES) - 1)),
-        st.tuples(st.just("tls"), st.just(0)),
-        st.tuples(st.just("lmtp"), st.just(0)),
-    ),
-    max_size=40,
-)
+_actions = actions(_EVENTS, _REPLIES, lmtp=True)
 
 
 def _outcome(conn: ClientConnection, action: tuple[str, int]) -> object:

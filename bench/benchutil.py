@@ -34,12 +34,9 @@ def machine() -> str:
 def build() -> str:
     """Which build of smtp_rtls runs: ``pure`` or the compiled core
     (``SMTP_RTLS_COMPILE=1``, see docs/performance.rst)."""
-    from smtp_rtls._build import COMPILED, compiled_modules
+    from smtp_rtls._build import describe
 
-    compiled = compiled_modules()
-    if not compiled:
-        return "pure"
-    return f"compiled ({len(compiled)} of {len(COMPILED)} modules, mypyc)"
+    return describe()
 
 
 def timestamp() -> str:

@@ -10,11 +10,9 @@ def pytest_report_header() -> list[str]:
     """Say which build of smtp_rtls runs: the pure-Python one or the
     compiled core (setup.py, SMTP_RTLS_COMPILE=1)."""
     import smtp_rtls
-    from smtp_rtls._build import COMPILED, compiled_modules
+    from smtp_rtls._build import describe
 
-    compiled = compiled_modules()
-    build = f"compiled core ({len(compiled)} of {len(COMPILED)} modules)" if compiled else "pure"
-    return [f"smtp_rtls: {build}, from {smtp_rtls.__path__[0]}"]
+    return [f"smtp_rtls: {describe()} build, from {smtp_rtls.__path__[0]}"]
 
 
 def pytest_configure() -> None:

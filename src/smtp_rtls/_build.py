@@ -41,3 +41,12 @@ def compiled_modules() -> list[str]:
         if not (module.__file__ or "").endswith(".py"):
             out.append(name)
     return out
+
+
+def describe() -> str:
+    """``pure``, or how much of the core this installation runs compiled
+    (for reports: the pytest header, the benchmarks)."""
+    compiled = compiled_modules()
+    if not compiled:
+        return "pure"
+    return f"compiled ({len(compiled)} of {len(COMPILED)} modules, mypyc)"

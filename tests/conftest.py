@@ -25,9 +25,9 @@ def pytest_configure() -> None:
         return
     import pytest
 
-    from smtp_rtls._build import COMPILED, compiled_modules
+    from smtp_rtls._build import COMPILED, WRITTEN_IN_C, compiled_modules
 
-    missing = sorted(set(COMPILED) - set(compiled_modules()))
+    missing = sorted({*COMPILED, *WRITTEN_IN_C} - set(compiled_modules()))
     if missing:
         raise pytest.UsageError(f"SMTP_RTLS_EXPECT_COMPILED=1, but not compiled: {missing}")
 

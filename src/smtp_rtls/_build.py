@@ -1,8 +1,9 @@
-"""Which modules a compiled build of smtp_rtls compiles with mypyc.
+"""Which modules a compiled build of smtp_rtls compiles.
 
 ``setup.py`` reads :data:`COMPILED` from this file (without importing the
-package); :func:`compiled_modules` says which of them this installation
-runs compiled.
+package) and compiles those with mypyc; it also builds the modules of
+:data:`WRITTEN_IN_C`.  :func:`compiled_modules` says which of them this
+installation runs compiled.
 """
 
 from __future__ import annotations
@@ -32,14 +33,26 @@ COMPILED = (
 )
 
 
+# Modules with no Python source, built from src/smtp_rtls/NAME.c; the code
+# that uses one falls back to pure Python when it is absent.
+WRITTEN_IN_C = ("_speedups",)
+
+
 def compiled_modules() -> list[str]:
-    """The modules of :data:`COMPILED` that this installation runs as
-    extension modules (none in the default, pure-Python build)."""
+    """The modules of :data:`COMPILED` and :data:`WRITTEN_IN_C` that this
+    installation runs as extension modules (none in the default, pure-Python
+    build)."""
     out = []
     for name in COMPILED:
         module = importlib.import_module(f"smtp_rtls.{name}")
         if not (module.__file__ or "").endswith(".py"):
             out.append(name)
+    for name in WRITTEN_IN_C:
+        try:
+            importlib.import_module(f"smtp_rtls.{name}")
+        except ImportError:
+            continue
+        out.append(name)
     return out
 
 
@@ -49,4 +62,5 @@ def describe() -> str:
     compiled = compiled_modules()
     if not compiled:
         return "pure"
-    return f"compiled ({len(compiled)} of {len(COMPILED)} modules, mypyc)"
+    total = len(COMPILED) + len(WRITTEN_IN_C)
+    return f"compiled ({len(compiled)} of {total} modules: mypyc, and C)"

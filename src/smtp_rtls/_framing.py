@@ -9,6 +9,7 @@ arrives, and the content readers hold back at most four octets.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from ._errors import RemoteProtocolError
 
@@ -19,6 +20,26 @@ __all__ = ["BdatReader", "DataReader", "LineBuffer", "LineTooLong", "slice_of"]
 # be treated as the end, and neither may any other variant (SMTP smuggling).
 _END = b"\r\n.\r\n"
 _BARE_RE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+
+#: ``_speedups.scan_data`` (see src/smtp_rtls/_speedups.c): DataReader's read
+#: of content with nothing or a CR held, in one pass of C, built only by the
+#: compiled build (setup.py, SMTP_RTLS_COMPILE=1).  None in the pure build,
+#: where the bytes methods below do the same work in three passes.  A module global, not
+#: Final, so that tests can compare both paths in one process.
+ScanData = Callable[
+    [bytes | bytearray, int, bytes, bool, bool], tuple[bytes, bool, int, int, int, bool]
+]
+
+
+def _load_scan_data() -> ScanData | None:
+    try:
+        from ._speedups import scan_data
+    except ImportError:
+        return None
+    return scan_data
+
+
+scan_data: ScanData | None = _load_scan_data()
 
 
 class LineTooLong(RemoteProtocolError):
@@ -321,6 +342,17 @@ class DataReader:
         if not line_start_checked and self._line_start and buf[start : start + 3] == b".\r\n":
             # the end marker right at a line start: the content ends here
             return self._emit(b"", normalise), True, start + 3
+        if scan_data is not None and not self.refused:
+            if not held:
+                return self._scan_c(scan_data, buf, start, b"", normalise)
+            if held == b"\r" and start < len(buf):
+                # a read that ended on CR (one in about 80 for text): its LF,
+                # or the proof that it was bare, is the first octet here
+                crlf = buf[start] == 0x0A
+                self._line_start = crlf
+                if crlf:
+                    return self._scan_c(scan_data, buf, start + 1, b"\r\n", normalise)
+                return self._scan_c(scan_data, buf, start, held, normalise)
         if not start and not held and len(buf) >= self._whole_min and type(buf) is bytes:
             # the usual read: a whole received chunk, nothing held before it
             whole = self._scan_whole(buf, normalise)
@@ -345,6 +377,28 @@ class DataReader:
         if keep:
             self._held = bytes(buf[size - keep :])
         return self._emit(_joined(held, buf, start, size - keep), normalise), False, size
+
+    def _scan_c(
+        self, scan: ScanData, buf: bytes | bytearray, start: int, head: bytes, normalise: bool
+    ) -> tuple[bytes, bool, int]:
+        """:meth:`_scan` of ``head`` (held: b"", a bare CR or a CRLF) and then
+        ``buf[start:]`` by :data:`scan_data`, which also works out what
+        :meth:`_emit` does: the state is kept here."""
+        content, done, stop, keep, bare_at, self._line_start = scan(
+            buf, start, head, self._line_start, normalise or not self.bare_line_ending
+        )
+        if head == b"\r":
+            bare_at = 0  # RFC 5321 §2.3.8: the CR held back met no LF
+        if keep:
+            self._held = bytes(buf[stop - keep : stop])
+        if bare_at >= 0:
+            if not self.bare_line_ending:
+                self.bare_line_ending = True
+                self.first_bare = self.octets + bare_at
+            if normalise:
+                content = _normalised(content)
+        self.octets += len(content)
+        return content, done, stop
 
     def _scan_whole(self, data: bytes, normalise: bool) -> tuple[bytes, bool, int] | None:
         """:meth:`_scan` of a whole read, or None when the general path must decide.

@@ -1,0 +1,201 @@
+/* smtp_rtls._speedups: DATA content read in one pass (compiled build only).
+ *
+ * The pure-Python DataReader (src/smtp_rtls/_framing.py) reads a chunk of
+ * DATA content with bytes methods: a split that unstuffs and rules out the
+ * end marker, then the bare CR / LF check.  Each is fast, but there are
+ * three passes over every octet.  scan_data() does the same work in one
+ * pass, a line at a time with memchr, and gives the same answer for any
+ * bytes: tests/test_framing_fast.py checks it against a reference written
+ * octet by octet, and against the pure-Python path.
+ *
+ * The rules (RFC 5321):
+ *   - only CR LF ends a line (§2.3.8), so only CR LF starts one;
+ *   - a line that is exactly "." CR LF ends the content (§4.1.1.4): the
+ *     content ends with the CR LF before it;
+ *   - any other line that starts with "." loses that dot (§4.5.2);
+ *   - a CR not followed by LF, or an LF not after CR, is bare (§2.3.8); its
+ *     offset in the content given out (after unstuffing) is reported.
+ * What may still begin the end marker is held back for the next read, as
+ * the pure path does: "." or ".\r" at a line start, or a last CR.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+PyDoc_STRVAR(scan_data_doc,
+"scan_data(buf, start, head, line_start, find_bare, /)\n"
+"--\n"
+"\n"
+"Read DATA content from buf[start:], after head (the octets held from the\n"
+"read before, already known to be content: b\"\", b\"\\r\" or b\"\\r\\n\").\n"
+"\n"
+"line_start: buf[start] starts a line.  find_bare: look for a bare CR or LF\n"
+"in buf[start:] (head is the caller's to check).\n"
+"Returns (content, done, stop, keep, bare_at, line_start): head and the\n"
+"unstuffed content; whether the end marker was found; the offset in buf\n"
+"after what was used; how many octets before stop are held back (not in the\n"
+"content); the offset in the content of the first bare CR or LF, or -1;\n"
+"whether the next read starts a line.");
+
+static PyObject *
+scan_data(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "scan_data() takes 5 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!PyBytes_Check(args[2]) || PyBytes_GET_SIZE(args[2]) > 2) {
+        PyErr_SetString(PyExc_TypeError, "scan_data(): head must be bytes of at most 2 octets");
+        return NULL;
+    }
+    const Py_ssize_t head = PyBytes_GET_SIZE(args[2]);
+    int line_start = PyObject_IsTrue(args[3]);
+    if (line_start < 0) {
+        return NULL;
+    }
+    int find_bare = PyObject_IsTrue(args[4]);
+    if (find_bare < 0) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const char *s = (const char *)view.buf;
+    const Py_ssize_t size = view.len;
+    if (start < 0 || start > size) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "scan_data(): start is outside the buffer");
+        return NULL;
+    }
+
+    PyObject *out = NULL;   /* allocated at the first dot dropped, or for head */
+    char *w = NULL;         /* where the next kept octets go in out */
+    Py_ssize_t seg = start; /* first octet not copied to out yet */
+    Py_ssize_t removed = 0; /* dots dropped so far */
+    Py_ssize_t bare = -1;   /* offset in buf of the first bare CR or LF */
+    Py_ssize_t p = start;   /* the scan position */
+    Py_ssize_t content_stop, stop, keep = 0;
+    int done = 0, ls = line_start;
+
+    if (head) {
+        out = PyBytes_FromStringAndSize(NULL, head + size - start);
+        if (out == NULL) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        w = PyBytes_AS_STRING(out);
+        memcpy(w, PyBytes_AS_STRING(args[2]), (size_t)head);
+        w += head;
+    }
+
+    for (;;) {
+        if (ls) {
+            const Py_ssize_t rem = size - p;
+            if (rem >= 3 && s[p] == '.' && s[p + 1] == '\r' && s[p + 2] == '\n') {
+                done = 1; /* the end marker: the content ends with the CRLF before */
+                content_stop = p;
+                stop = p + 3;
+                break;
+            }
+            if (rem < 3 && (rem == 0 || (s[p] == '.' && (rem == 1 || s[p + 1] == '\r')))) {
+                keep = rem; /* "" / "." / ".\r": may still become the end marker */
+                content_stop = p;
+                stop = size;
+                break;
+            }
+            if (s[p] == '.') {
+                /* §4.5.2: drop the dot */
+                if (out == NULL) {
+                    out = PyBytes_FromStringAndSize(NULL, size - start);
+                    if (out == NULL) {
+                        PyBuffer_Release(&view);
+                        return NULL;
+                    }
+                    w = PyBytes_AS_STRING(out);
+                }
+                memcpy(w, s + seg, (size_t)(p - seg));
+                w += p - seg;
+                seg = ++p;
+                removed++;
+            }
+        }
+        const char *lf = memchr(s + p, '\n', (size_t)(size - p));
+        if (lf == NULL) {
+            /* the rest of the read has no line end; a last CR is held back,
+               since its LF may come next */
+            keep = (size > p && s[size - 1] == '\r') ? 1 : 0;
+            content_stop = size - keep;
+            stop = size;
+            if (find_bare && bare < 0 && content_stop > p) {
+                const char *cr = memchr(s + p, '\r', (size_t)(content_stop - p));
+                if (cr != NULL) {
+                    bare = (cr - s) - removed;
+                }
+            }
+            break;
+        }
+        const Py_ssize_t at = lf - s;
+        /* at > p - 1 >= start - 1; the LF ends a line only after a CR read here */
+        ls = at > start && s[at - 1] == '\r';
+        if (find_bare && bare < 0) {
+            const char *cr = at > p ? memchr(s + p, '\r', (size_t)(at - p)) : NULL;
+            if (cr != NULL && cr - s < at - 1) {
+                bare = (cr - s) - removed; /* a CR before the line's end */
+            } else if (!ls) {
+                bare = at - removed; /* an LF without its CR */
+            }
+        }
+        p = at + 1;
+    }
+
+    PyObject *content;
+    if (out != NULL) {
+        memcpy(w, s + seg, (size_t)(content_stop - seg));
+        w += content_stop - seg;
+        if (_PyBytes_Resize(&out, w - PyBytes_AS_STRING(out)) < 0) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        content = out;
+    } else if (start == 0 && content_stop == size && PyBytes_CheckExact(args[0])) {
+        content = Py_NewRef(args[0]); /* the whole read: no copy */
+    } else {
+        content = PyBytes_FromStringAndSize(s + start, content_stop - start);
+        if (content == NULL) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+    }
+    if (content_stop > start) {
+        line_start = content_stop - start >= 2 && s[content_stop - 2] == '\r'
+                     && s[content_stop - 1] == '\n';
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(NNnnnN)", content, PyBool_FromLong(done), stop, keep,
+                         bare < 0 ? (Py_ssize_t)-1 : bare - start + head,
+                         PyBool_FromLong(line_start));
+}
+
+static PyMethodDef speedups_methods[] = {
+    {"scan_data", (PyCFunction)(void (*)(void))scan_data, METH_FASTCALL, scan_data_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "smtp_rtls._speedups",
+    .m_doc = "The DATA reader's one-pass scan, in C (the compiled build only).",
+    .m_size = 0,
+    .m_methods = speedups_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModuleDef_Init(&speedups_module);
+}

@@ -1,0 +1,6 @@
+"""Types of the C module ``_speedups.c`` (built by the compiled build only)."""
+
+def scan_data(
+    buf: bytes | bytearray, start: int, head: bytes, line_start: bool, find_bare: bool, /
+) -> tuple[bytes, bool, int, int, int, bool]:
+    """DataReader's read of ``head`` and ``buf[start:]``, in one pass."""

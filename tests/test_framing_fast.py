@@ -19,6 +19,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import example, given, settings
 
+from smtp_rtls import _framing
 from smtp_rtls._build import compiled_modules
 from smtp_rtls._framing import (
     DataReader,
@@ -265,6 +266,104 @@ def test_a_bare_lf_anywhere_in_a_large_read_is_found_rfc5321_2_3_8() -> None:
             reader = DataReader()
             got, done, _, _ = read_in_pieces(reader, stream, [65536, 70000], False)
             assert (got, done, reader.first_bare) == (content, True, reference_first_bare(content))
+
+
+# -- the one-pass scan in C (the compiled build) ----------------------------------
+
+needs_c = pytest.mark.skipif(
+    _framing.scan_data is None, reason="compiled build only: _speedups.c is not built"
+)
+
+
+def both_paths(
+    stream: bytes, cuts: list[int], normalise: bool
+) -> tuple[tuple[object, ...], tuple[object, ...]]:
+    """The same reads through DataReader with the C scan and without it:
+    everything given out, and the reader's state at the end."""
+
+    def run() -> tuple[object, ...]:
+        reader = DataReader()
+        out = read_in_pieces(reader, stream, cuts, normalise)
+        state = (reader.bare_line_ending, reader.first_bare, reader.octets, reader._held)
+        return (*out, state, reader._line_start)
+
+    with_c = run()
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(_framing, "scan_data", None)
+        without = run()
+    return with_c, without
+
+
+@needs_c
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(streams, big_streams), st.lists(st.integers(0, 40000), max_size=8), st.booleans())
+@example(b".\r", [], False)
+@example(b"\r\n.\r", [2], False)
+@example(b"a\n.\r\n.\r\n", [], False)
+@example(b"\n", [], False)
+@example(b".\r\r\n", [], True)
+def test_the_c_scan_gives_out_what_the_python_path_does_read_for_read(
+    stream: bytes, cuts: list[int], normalise: bool
+) -> None:
+    with_c, without = both_paths(stream, cuts, normalise)
+    assert with_c == without
+
+
+@needs_c
+def test_the_c_scan_reads_from_an_offset_of_a_bytearray() -> None:
+    assert _framing.scan_data is not None
+    buf = bytearray(b"MAIL..." + b"..a\r\nb\rc\r\n.\r\nQUIT\r\n")
+    # the content from offset 7, unstuffed; the end marker ends at 20; the
+    # bare CR is at 5 of what is given out
+    assert _framing.scan_data(buf, 7, b"", True, True) == (b".a\r\nb\rc\r\n", True, 20, 0, 5, True)
+    # what may begin the end marker is held: ".\r" after a CRLF
+    assert _framing.scan_data(b"x\r\n.\r", 0, b"", True, True) == (b"x\r\n", False, 5, 2, -1, True)
+    # the held octets go in front: a CRLF (the next line starts here), or a
+    # bare CR; bare_at counts them (the bare LF after the CRLF is at 3)
+    assert _framing.scan_data(b"a\nb\r\n", 0, b"\r\n", True, True) == (
+        b"\r\na\nb\r\n",
+        False,
+        5,
+        0,
+        3,
+        True,
+    )
+    assert _framing.scan_data(b"..\r\n", 0, b"\r", False, False) == (
+        b"\r..\r\n",
+        False,
+        4,
+        0,
+        -1,
+        True,
+    )
+    # a whole bytes read that needs no change is given out as it is, no copy
+    whole = b"abc\r\n" * 1000
+    assert _framing.scan_data(whole, 0, b"", True, True)[0] is whole
+
+
+@needs_c
+def test_the_c_scan_refuses_what_is_not_a_buffer_or_out_of_range() -> None:
+    scan = _framing.scan_data
+    assert scan is not None
+    with pytest.raises(TypeError):
+        scan("text", 0, b"", True, True)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        scan(b"x", 0, True, True)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="head"):
+        scan(b"x", 0, b"\r\n.", True, True)
+    for start in (-1, 2):
+        with pytest.raises(ValueError, match="outside the buffer"):
+            scan(b"x", start, b"", True, True)
+
+
+@needs_c
+def test_a_bytearray_is_not_held_by_the_c_scan() -> None:
+    """The buffer export ends with the call: the server's buffer can grow."""
+    assert _framing.scan_data is not None
+    buf = bytearray(b"abc\r\n")
+    _framing.scan_data(buf, 0, b"", True, True)
+    buf += b"more"  # BufferError if an export were still open
+    assert buf.endswith(b"more")
 
 
 # -- the building blocks -----------------------------------------------------------

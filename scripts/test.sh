@@ -36,6 +36,8 @@ step "ruff format --check"
 step "mypy --strict src"
 .venv/bin/mypy --strict src
 step "sphinx-build -W"
-.venv/bin/sphinx-build -n -W -q -b html docs docs/_build/html
+# -E: a fresh environment each time; an incremental build loses the
+# standard-library links docs/_ext/publicnames.py adds while reading
+.venv/bin/sphinx-build -E -n -W -q -b html docs docs/_build/html
 echo
 echo "all checks passed"

@@ -33,15 +33,18 @@ def pytest_configure() -> None:
 
 
 def pytest_collection_modifyitems(config: object, items: list[object]) -> None:
-    """Skip the ``pure_only`` tests when the core is compiled."""
+    """Skip the ``pure_only`` tests when the core is compiled, and the
+    ``compiled_only`` ones when it is not."""
     import pytest
 
     from smtp_rtls._build import compiled_modules
 
-    if not compiled_modules():
-        return
+    if compiled_modules():
+        name, build = "pure_only", "pure-Python"
+    else:
+        name, build = "compiled_only", "compiled"
     for item in items:
-        marker = item.get_closest_marker("pure_only")  # type: ignore[attr-defined]
+        marker = item.get_closest_marker(name)  # type: ignore[attr-defined]
         if marker is not None:
             reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
-            item.add_marker(pytest.mark.skip(reason=f"pure-Python build only: {reason}"))  # type: ignore[attr-defined]
+            item.add_marker(pytest.mark.skip(reason=f"{build} build only: {reason}"))  # type: ignore[attr-defined]

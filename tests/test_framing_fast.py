@@ -270,9 +270,7 @@ def test_a_bare_lf_anywhere_in_a_large_read_is_found_rfc5321_2_3_8() -> None:
 
 # -- the one-pass scan in C (the compiled build) ----------------------------------
 
-needs_c = pytest.mark.skipif(
-    _framing.scan_data is None, reason="compiled build only: _speedups.c is not built"
-)
+needs_c = pytest.mark.compiled_only(reason="the C scan, _speedups.c")
 
 
 def both_paths(

@@ -24,11 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from smtp_rtls import _framing
-
-pytestmark = pytest.mark.skipif(
-    _framing.scan_data is None, reason="compiled build only: _speedups.c is not built"
-)
+pytestmark = pytest.mark.compiled_only(reason="the C scan, _speedups.c")
 
 # Every input of 17-21 octets over the alphabet that matters to the scan
 # ("\r", "\n", ".", "x") would be too many under valgrind; a fixed seed picks

@@ -24,8 +24,8 @@ _BARE_RE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 #: ``_speedups.scan_data`` (see src/smtp_rtls/_speedups.c): DataReader's read
 #: of content with nothing or a CR held, in one pass of C, built only by the
 #: compiled build (setup.py, SMTP_RTLS_COMPILE=1).  None in the pure build,
-#: where the bytes methods below do the same work in three passes.  A module global, not
-#: Final, so that tests can compare both paths in one process.
+#: where the bytes methods below do the same work in three passes.  A module
+#: global, not Final, so that tests can compare both paths in one process.
 ScanData = Callable[
     [bytes | bytearray, int, bytes, bool, bool], tuple[bytes, bool, int, int, int, bool]
 ]

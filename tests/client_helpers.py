@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from hypothesis import strategies as st
@@ -11,15 +11,23 @@ from smtp_rtls import (
     Ehlo,
     Event,
     LocalProtocolError,
+    MailFrom,
+    RcptTo,
     RemoteProtocolError,
     Reply,
+    Rset,
     StartTLS,
+    State,
     TLSInfo,
     _client,
     _client_rules,
 )
 from smtp_rtls._client import ClientConnection
 from smtp_rtls._sentinels import NEED_DATA
+from smtp_rtls._state import REPLY_TIMEOUTS
+from smtp_rtls.session import client as client_ops
+from smtp_rtls.session.client import SendResult
+from smtp_rtls.session.requests import Step
 
 TLS = TLSInfo(version="TLSv1.3", cipher="TLS_AES_128_GCM_SHA256", bits=128)
 
@@ -160,3 +168,25 @@ def actions(
     if lmtp:
         steps.append(st.tuples(st.just("lmtp"), st.just(0)))
     return st.lists(st.one_of(*steps), max_size=40)
+
+
+def then_reset(
+    transaction: Callable[..., Step[SendResult]],
+) -> Callable[..., Step[SendResult]]:
+    """A reference send_message: ``transaction``, then RSET when it left a
+    transaction open (MAIL accepted and nothing sent, a refused DATA or
+    BDAT), as send_message does so that the next message can start."""
+
+    def send(
+        conn: ClientConnection,
+        mail: MailFrom,
+        recipients: Sequence[RcptTo],
+        content: bytes | Iterable[bytes],
+        timeouts: Mapping[str, float] = REPLY_TIMEOUTS,
+    ) -> Step[SendResult]:
+        result = yield from transaction(conn, mail, recipients, content, timeouts)
+        if conn.transaction is not None and conn.state is not State.CLOSED and not conn.closed:
+            yield from client_ops.command(conn, Rset(), timeouts)
+        return result
+
+    return send

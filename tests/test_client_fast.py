@@ -20,7 +20,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from client_helpers import GeneralConnection, actions, outcome
+from client_helpers import GeneralConnection, actions, outcome, then_reset
 from smtp_rtls import (
     Bdat,
     Capabilities,
@@ -275,7 +275,7 @@ def test_kept_envelope_returns_a_fresh_list() -> None:
 # -- send_message: the pipelined group in one loop ------------------------------------
 
 
-def reference_send_message(
+def _transaction(
     conn: ClientConnection,
     mail: MailFrom,
     recipients: Sequence[RcptTo],
@@ -334,6 +334,9 @@ def reference_send_message(
         held = b""
     yield from write(held + end)
     return SendResult(result.mail, result.recipients, (yield from last_reply(conn, timeouts)))
+
+
+reference_send_message = then_reset(_transaction)
 
 
 class Responder:

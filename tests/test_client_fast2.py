@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from client_helpers import GeneralConnection, actions, outcome
+from client_helpers import GeneralConnection, actions, outcome, then_reset
 from smtp_rtls import (
     Bdat,
     Capabilities,
@@ -277,7 +278,7 @@ def test_content_and_end_in_one_call_is_the_two_events(steps: list[int], data: A
 # -- send_message -----------------------------------------------------------------------
 
 
-def reference_send_message(
+def _transaction(
     conn: ClientConnection,
     mail: MailFrom,
     recipients: Sequence[RcptTo],
@@ -344,6 +345,9 @@ def reference_send_message(
     return SendResult(
         result.mail, result.recipients, (yield from client_ops._last_reply(conn, timeouts))
     )
+
+
+reference_send_message = then_reset(_transaction)
 
 
 class Responder:
@@ -508,7 +512,10 @@ def test_send_message_writes_reads_and_returns_what_the_general_code_did(
     rcpts = [RcptTo(r) for r in recipients]
     timeouts = REPLY_TIMEOUTS if timeout is None else client_ops.uniform(timeout)
     runs = []
-    for operation in (client_ops.send_message, reference_send_message):
+    for operation in (
+        functools.partial(client_ops.send_message, chunking=False),
+        reference_send_message,
+    ):
         conn = _ready(extensions, lmtp)
         steps = operation(conn, mail, rcpts, content, timeouts)
         wire, result = _drive(steps, Responder(codes, read_size, lmtp))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ._framing import has_bare_line_ending
 
-__all__ = ["DataWriter", "bdat_chunk"]
+__all__ = ["DataWriter", "bdat_chunk", "canonical_content"]
 
 
 # Indicator tables: 1 where the octet is LF (resp. CR), 0 elsewhere.
@@ -29,6 +29,19 @@ def _normalise(data: bytes) -> bytes:
     if is_canonical(data):
         return data  # the usual case: no copy
     return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+
+
+def canonical_content(data: bytes) -> bytes:
+    """``data`` as the server of a DATA transfer receives it, for BDAT.
+
+    RFC 5321 §2.3.8: every bare CR and bare LF becomes CRLF; §4.1.1.4: the
+    content ends with CRLF (DataWriter.end() adds one when it does not).
+    BDAT (RFC 3030 §2) rewrites nothing, so a client that sends message
+    text with BDAT instead of DATA makes it canonical first: the server then
+    receives the same octets either way.  No copy when nothing changes.
+    """
+    data = _normalise(data)
+    return data if data.endswith(b"\r\n") or not data else data + b"\r\n"
 
 
 def _stuff(data: bytes, line_start: bool) -> bytes:

@@ -299,3 +299,31 @@ def test_connect_submits_requiretls_to_postfix311_rfc8689_2(postfix311: Postfix)
     stored = message_from_bytes(postfix311.delivered()[-1])
     assert stored["Message-ID"] == "<connect-1@example.org>"
     assert stored["Require-TLS-ESMTP"] == "yes"
+
+
+@pytest.mark.interop("Postfix 3.11", "connect(): a message in one write with BDAT (CHUNKING)")
+def test_connect_sends_in_one_write_with_bdat_to_postfix311_rfc3030(postfix311: Postfix) -> None:
+    """RFC 3030 §4.2: MAIL, RCPT, BDAT LAST and the content in one write.  Postfix
+    drops the chunk of a transaction with no recipient (RFC 3030 §2), the client
+    resets the failed transaction, and the next message is stored exactly as
+    DATA would have stored it (bare line ends as CRLF, a final line end added)."""
+    since = postfix311.log_size()
+    before = len(postfix311.delivered())
+    content = b"Subject: chunked\nMessage-ID: <bdat-1@example.org>\n\n.dot line\r\nno line end"
+    with sync.connect(
+        "127.0.0.1", postfix311.port, local_hostname="client.example.org", timeout=30
+    ) as client:
+        caps = client.conn.capabilities
+        assert caps is not None and "CHUNKING" in caps and "PIPELINING" in caps
+        nowhere = client.send("alice@example.org", ["x@elsewhere.invalid"], b"x\r\n")
+        assert nowhere.data is None and list(nowhere.refused) == ["x@elsewhere.invalid"]
+        result = client.send("alice@example.org", ["bob@example.test"], content)
+        assert result.data is not None and result.data.code == 250
+        client.quit()
+    # Postfix counts each command it read when the client leaves (ok/total)
+    log = postfix311.wait_log(" bdat=1/2", since=since)
+    assert " rset=1" in log and " data=" not in log
+    wait_for(lambda: len(postfix311.delivered()) > before, "delivery into the Maildir")
+    stored = postfix311.delivered()[-1]  # a Maildir file: LF line ends
+    assert stored.endswith(b"\n\n.dot line\nno line end\n")
+    assert message_from_bytes(stored)["Message-ID"] == "<bdat-1@example.org>"

@@ -71,10 +71,17 @@ def test_the_rfc5321_waits_apply_without_a_timeout(server: sync.Server) -> None:
     try:
         recording = _Recording(client.sock)
         client.sock = recording  # type: ignore[assignment]
-        assert client.send("a@example.org", ["b@example.org"], MESSAGE).accepted
+        assert client.send("a@example.org", ["b@example.org"], MESSAGE, chunking=False).accepted
         # RFC 5321 §4.5.3.2: the write (3 min), MAIL's reply (5 min), the
         # content (3 min), the end of data (10 min); each set when it changes
         assert recording.timeouts == [180.0, 300.0, 180.0, 600.0]
+        recording.timeouts.clear()
+        client._timeout = None
+        # With BDAT the whole message is one write; the last chunk's reply
+        # waits as the end of data does (10 min), if it needs a read of its own.
+        assert client.send("a@example.org", ["b@example.org"], MESSAGE).accepted
+        assert recording.timeouts[:2] == [180.0, 300.0]
+        assert set(recording.timeouts[2:]) <= {600.0}
     finally:
         client.sock = recording.sock
         client.quit()

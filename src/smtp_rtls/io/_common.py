@@ -245,10 +245,13 @@ class AsyncClientBase:
         content: bytes | Iterable[bytes],
         *,
         requiretls: bool = False,
+        chunking: bool = True,
     ) -> SendResult:
         """Send one message (see :meth:`smtp_rtls.io.sync.Client.send`)."""
         mail, rcpts = message_envelope(mail_from, recipients, requiretls)
-        steps = client_ops.send_message(self.conn, mail, rcpts, content, self.timeouts)
+        steps = client_ops.send_message(
+            self.conn, mail, rcpts, content, self.timeouts, chunking=chunking
+        )
         return await self._run(steps)
 
     async def quit(self) -> None:

@@ -485,12 +485,24 @@ class Client:
         content: bytes | Iterable[bytes],
         *,
         requiretls: bool = False,
+        chunking: bool = True,
     ) -> SendResult:
         """Send one message (``requiretls``: MAIL FROM ... REQUIRETLS, RFC
         8689; the core refuses it unless TLS is up and the server offered it
-        after the handshake)."""
+        after the handshake).
+
+        A message of one ``bytes`` up to
+        :data:`~smtp_rtls.session.client.CHUNKING_MAX` goes in one write
+        with BDAT (RFC 3030) when the server offers CHUNKING and
+        PIPELINING: one round trip instead of two.  ``chunking=False``
+        keeps to DATA (see :func:`smtp_rtls.session.client.send_message`).
+        """
         mail, rcpts = message_envelope(mail_from, recipients, requiretls)
-        return self._run(client_ops.send_message(self.conn, mail, rcpts, content, self.timeouts))
+        return self._run(
+            client_ops.send_message(
+                self.conn, mail, rcpts, content, self.timeouts, chunking=chunking
+            )
+        )
 
     def quit(self) -> None:
         """QUIT (when the session allows it) and close."""

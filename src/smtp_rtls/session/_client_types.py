@@ -19,7 +19,8 @@ __all__ = ["SendResult"]
 class SendResult:
     """What the server said to one message: the MAIL reply, each recipient's
     reply, and the reply to the end of the content (None when the content
-    was not sent: MAIL or every RCPT refused, or DATA refused)."""
+    went nowhere: MAIL or every RCPT refused, or DATA refused; a BDAT sent
+    in the same write as MAIL and RCPT was then refused and dropped)."""
 
     __module__ = "smtp_rtls.session.client"
 

@@ -27,16 +27,19 @@ from .._events import (
     MailFrom,
     MessageData,
     RcptTo,
+    Rset,
     StartTLS,
 )
 from .._reply import Reply
 from .._sasl import auth_login, auth_plain, login_response
 from .._sentinels import NEED_DATA
-from .._state import REPLY_TIMEOUTS
+from .._state import REPLY_TIMEOUTS, State
+from .._writers import canonical_content
 from ._client_types import SendResult, _Uniform
 from .requests import Broken, Read, Step, Write
 
 __all__ = [
+    "CHUNKING_MAX",
     "SendResult",
     "authenticate",
     "command",
@@ -72,6 +75,7 @@ def _read_request(timeout: float) -> Read:
 # it formatted for an event it saw before (by identity).
 _DATA = Data()
 _END = EndOfMessage()
+_RSET = Rset()
 
 
 def read_reply(
@@ -182,16 +186,55 @@ def send_message(
     recipients: Sequence[RcptTo],
     content: bytes | Iterable[bytes],
     timeouts: Mapping[str, float] = REPLY_TIMEOUTS,
+    *,
+    chunking: bool = True,
 ) -> Step[SendResult]:
-    """One transaction: MAIL, RCPT..., DATA (or BDAT for BINARYMIME), the
-    content, the end; pipelined in one write when the server offered
-    PIPELINING (RFC 2920).  REQUIRETLS goes out only if ``mail`` asks for it,
-    and the core refuses it without TLS and the post-TLS offer (RFC 8689 §2).
+    """One transaction: MAIL, RCPT..., DATA (or BDAT), the content, the end.
+
+    With PIPELINING (RFC 2920), MAIL, RCPT and DATA go in one write.  When
+    the server also offers CHUNKING and ``content`` is one ``bytes`` of at
+    most :data:`CHUNKING_MAX` octets, the whole message goes in one write
+    instead: MAIL, RCPT, ``BDAT <size> LAST`` and the content (RFC 3030
+    §4.2), one round trip where DATA takes two.  The content is sent as
+    DATA would deliver it (line ends made CRLF, a final CRLF); ``chunking``
+    False keeps to DATA.  BINARYMIME content always goes with BDAT.
+    REQUIRETLS goes out only if ``mail`` asks for it, and the core refuses
+    it without TLS and the post-TLS offer (RFC 8689 §2).
+
+    A transaction the server left open (MAIL accepted but no recipient, or
+    DATA refused, or a BDAT chunk refused) is reset with RSET before this
+    returns, so the next message can start with MAIL.
     """
     if not recipients:
         raise ValueError("a message needs at least one recipient")
+    result = yield from _send(conn, mail, recipients, content, timeouts, chunking)
+    if conn.transaction is not None and conn.state is not State.CLOSED and not conn.closed:
+        # RFC 5321 §4.1.1.5 (RFC 3030 §2 after a failed BDAT: "A RSET
+        # command MUST be issued to clear the transaction before additional
+        # commands may be sent"); a MAIL now would be refused as nested.
+        yield from command(conn, _RSET, timeouts)
+    return result
+
+
+def _send(
+    conn: ClientConnection,
+    mail: MailFrom,
+    recipients: Sequence[RcptTo],
+    content: bytes | Iterable[bytes],
+    timeouts: Mapping[str, float],
+    chunking: bool,
+) -> Step[SendResult]:
     bdat = mail.body == "BINARYMIME"
     if conn.pipelining and not bdat:
+        if (
+            chunking
+            and type(content) is bytes
+            and 0 < len(content) <= CHUNKING_MAX
+            and conn.capabilities is not None
+            and "CHUNKING" in conn.capabilities
+        ):
+            body = canonical_content(content)
+            return (yield from _send_chunked(conn, mail, recipients, body, timeouts))
         return (yield from _send_pipelined(conn, mail, recipients, content, timeouts))
     wt = timeouts.get(_WRITE, _WRITE_TIMEOUT)
     chunks = [content] if isinstance(content, bytes) else content
@@ -279,6 +322,51 @@ def _send_pipelined(
     else:
         yield from _write_content(conn, [content] if isinstance(content, bytes) else content, wt)
     return SendResult(mail_reply, pairs, (yield from _last_reply(conn, timeouts)))
+
+
+#: The largest message :func:`send_message` sends in the same write as its
+#: MAIL and RCPT commands (``BDAT <size> LAST``): a server that refuses every
+#: recipient has received the content for nothing, a waste worth one round
+#: trip only for a small message.
+CHUNKING_MAX = 256 * 1024
+
+
+def _send_chunked(
+    conn: ClientConnection,
+    mail: MailFrom,
+    recipients: Sequence[RcptTo],
+    body: bytes,
+    timeouts: Mapping[str, float],
+) -> Step[SendResult]:
+    """send_message in one write: MAIL, RCPT..., BDAT LAST and the content."""
+    wt = timeouts.get(_WRITE, _WRITE_TIMEOUT)
+    # RFC 3030 §4.2: BDAT may be pipelined, and BDAT LAST ends the group
+    # (RFC 2920 §3.1); the server reads and drops the chunk it refuses
+    # (RFC 3030 §2), so the stream stays in step whatever the replies.
+    send = conn.send
+    lines = [send(mail)]
+    for rcpt in recipients:
+        lines.append(send(rcpt))
+    lines.append(send(Bdat(len(body), last=True)))
+    lines.append(send(MessageData(body)))
+    if len(body) <= _JOIN_END:
+        written = yield Write(b"".join(lines), wt)
+    else:
+        # a large body goes out as it is, not copied to join the commands
+        written = yield Write(b"".join(lines[:-1]), wt)
+        if not isinstance(written, Broken):
+            written = yield Write(body, wt)
+    if isinstance(written, Broken):
+        raise ConnectionError(written.detail)
+    got = yield from _read_replies(conn, len(recipients) + 1, timeouts)
+    mail_reply = got[0]
+    pairs = tuple(zip(recipients, got[1:], strict=True))
+    end = yield from _last_reply(conn, timeouts)
+    # (a refused chunk leaves the transaction to reset: send_message does)
+    if not (mail_reply.is_positive and any(r.is_positive for _, r in pairs)):
+        # the content went nowhere, as when DATA is not sent (SendResult)
+        return SendResult(mail_reply, pairs, None)
+    return SendResult(mail_reply, pairs, end)
 
 
 def _write_content(conn: ClientConnection, chunks: Iterable[bytes], wt: float) -> Step[None]:

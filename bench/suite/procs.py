@@ -43,8 +43,10 @@ class ServerProcess:
         cpu: int | None = None,
         uvloop: bool = False,
         maildir: str | None = None,
+        chunking: bool = False,
     ) -> None:
         self.kind = kind
+        self.chunking = chunking
         self.maildir = maildir
         self.tls = tls
         self.cpu = cpu
@@ -73,6 +75,8 @@ class ServerProcess:
             cmd.append("--uvloop")
         if self.maildir:
             cmd += ["--maildir", self.maildir]
+        if self.chunking:
+            cmd.append("--chunking")
         if self.cpu is not None and shutil.which("taskset"):
             cmd = ["taskset", "-c", str(self.cpu), *cmd]
         return cmd

@@ -5,7 +5,9 @@ beyond the verb, the end of the content found with one ``bytes.find(b"\\r\\n.\\r
 per read over what arrived (plus the four octets before it, where the end
 may have started), the content dropped as it arrives.  Pipelined commands
 are answered in one write per read.  STARTTLS goes through
-``loop.start_tls``.  It is also the sink the client benchmarks send to.
+``loop.start_tls``.  It is also the sink the client benchmarks send to;
+there it may offer CHUNKING (RFC 3030), as Postfix and Exim do, and then
+skips each BDAT chunk by its size.
 """
 
 from __future__ import annotations
@@ -37,16 +39,19 @@ _BUFFER = bytearray(_READ_SIZE)
 _VIEW = memoryview(_BUFFER)
 
 
-def _ehlo_reply(starttls: bool) -> bytes:
+def _ehlo_reply(starttls: bool, chunking: bool = False) -> bytes:
     lines = [SERVER_NAME, "PIPELINING", "8BITMIME", "SIZE 67108864"]
     if starttls:
         lines.append("STARTTLS")
+    if chunking:
+        lines.append("CHUNKING")
     out = [f"250-{line}\r\n" for line in lines[:-1]] + [f"250 {lines[-1]}\r\n"]
     return "".join(out).encode()
 
 
 _EHLO_PLAIN = _ehlo_reply(False)
 _EHLO_TLS = _ehlo_reply(True)
+_EHLO_CHUNKING = _ehlo_reply(False, chunking=True)
 
 
 class Counter:
@@ -59,9 +64,15 @@ class Counter:
 class RawResponder(asyncio.BufferedProtocol):
     """One connection of the raw responder."""
 
-    def __init__(self, counter: Counter, tls: ssl.SSLContext | None) -> None:
+    def __init__(
+        self, counter: Counter, tls: ssl.SSLContext | None, chunking: bool = False
+    ) -> None:
         self.counter = counter
         self.tls = tls
+        self.ehlo = _EHLO_CHUNKING if chunking else _EHLO_PLAIN
+        # octets of the current BDAT chunk still to skip, and its reply
+        self.chunk_left = 0
+        self.chunk_reply = _OK
         self.tls_on = False
         # between STARTTLS and the end of the handshake: the TLS layer may
         # hand us the client's EHLO before start_tls() has returned the new
@@ -100,6 +111,13 @@ class RawResponder(asyncio.BufferedProtocol):
         size = len(buf)
         # bounded: every pass consumes a line or the end of the content, or leaves
         while pos < size:
+            if self.chunk_left:
+                take = min(self.chunk_left, size - pos)
+                self.chunk_left -= take
+                pos += take
+                if not self.chunk_left:
+                    out.append(self.chunk_reply)
+                continue
             if self.in_data:
                 end = buf.find(END_OF_DATA, pos)
                 if end < 0:
@@ -129,8 +147,21 @@ class RawResponder(asyncio.BufferedProtocol):
                 # The content's end may be the CRLF of this very line
                 # followed by ".\r\n" (an empty message), so search from it.
                 pos = eol
+            elif verb == b"BDAT":
+                words = buf[pos:eol].split()
+                last = len(words) == 3 and words[2].upper() == b"LAST"
+                if len(words) != 2 + last or not words[1].isdigit():
+                    out.append(_UNKNOWN)
+                else:
+                    self.chunk_left = int(words[1])
+                    self.chunk_reply = _QUEUED if last else _OK
+                    if last:
+                        self.counter.messages += 1
+                    if not self.chunk_left:
+                        out.append(self.chunk_reply)
+                pos = eol + 2
             elif verb == b"EHLO":
-                out.append(_EHLO_TLS if self.tls and not self.tls_on else _EHLO_PLAIN)
+                out.append(_EHLO_TLS if self.tls and not self.tls_on else self.ehlo)
                 pos = eol + 2
             elif verb == b"HELO":
                 out.append(_HELO)
@@ -181,8 +212,8 @@ class RawResponder(asyncio.BufferedProtocol):
 
 
 async def serve_raw(
-    counter: Counter, host: str, port: int, tls: ssl.SSLContext | None
+    counter: Counter, host: str, port: int, tls: ssl.SSLContext | None, chunking: bool = False
 ) -> asyncio.Server:
-    """Listen on ``host``:``port`` with the raw responder."""
+    """Listen on ``host``:``port`` with the raw responder (offering CHUNKING if asked)."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: RawResponder(counter, tls), host, port)
+    return await loop.create_server(lambda: RawResponder(counter, tls, chunking), host, port)

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,22 +120,33 @@ class ClientCase:
 
     size: int
     per_message: bool
+    #: The sink offers CHUNKING (RFC 3030), as Postfix and Exim do: a client
+    #: may then send a small message with BDAT in one write.
+    chunking: bool = False
 
     @property
     def id(self) -> str:
         """A short stable name."""
         how = "permsg" if self.per_message else "session"
-        return f"{size_label(self.size).replace(' ', '')}-{how}"
+        return f"{size_label(self.size).replace(' ', '')}-{how}" + "-chunking" * self.chunking
 
     @property
     def label(self) -> str:
         """What a reader of the table needs."""
-        return f"{size_label(self.size)}, " + (
-            "a connection per message" if self.per_message else "one session"
+        return (
+            f"{size_label(self.size)}, "
+            + ("a connection per message" if self.per_message else "one session")
+            + (", CHUNKING offered" if self.chunking else "")
         )
 
 
-CLIENT_CASES = (ClientCase(KiB, False), ClientCase(MiB, False), ClientCase(KiB, True))
+CLIENT_CASES = (
+    ClientCase(KiB, False),
+    ClientCase(MiB, False),
+    ClientCase(KiB, True),
+    ClientCase(KiB, False, chunking=True),
+    ClientCase(KiB, True, chunking=True),
+)
 
 
 @attrs.frozen
@@ -360,12 +371,14 @@ def run_clients(
     settings: Settings,
     cases: Sequence[ClientCase],
     names: Sequence[str],
-    sink: ServerProcess,
+    sinks: Mapping[bool, ServerProcess],
     warmups: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """Every client case: warm-up, then the alternating repetitions."""
+    """Every client case: warm-up, then the alternating repetitions; ``sinks``
+    by whether they offer CHUNKING."""
     out = []
     for i, case in enumerate(cases, 1):
+        sink = sinks[case.chunking]
         msg = message(case.size)
         log(f"[clients {i}/{len(cases)}] {case.label}")
         for name in names:
@@ -564,14 +577,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pool.close()
                 results["anomalies"] = pool.anomalies
         if args.only != "servers":
-            sink = ServerProcess("raw", cpu=server_cpu, uvloop=loop_factory is not None)
+            sinks = {
+                chunking: ServerProcess(
+                    "raw", cpu=server_cpu, uvloop=loop_factory is not None, chunking=chunking
+                )
+                for chunking in (False, True)
+            }
             try:
-                sink.start()
-                results["clients"] = run_clients(settings, CLIENT_CASES, names, sink, warmups)
+                for sink in sinks.values():
+                    sink.start()
+                results["clients"] = run_clients(settings, CLIENT_CASES, names, sinks, warmups)
             finally:
-                sink.close()
-                if sink.forced_stop:
-                    notes.append(f"sink {sink.forced_stop}")
+                for sink in sinks.values():
+                    sink.close()
+                    if sink.forced_stop:
+                        notes.append(f"sink {sink.forced_stop}")
     results["machine"]["loadavg_end"] = os.getloadavg()
     results["duration_s"] = time.monotonic() - started
 

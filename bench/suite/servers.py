@@ -147,7 +147,12 @@ def _our_handler(maildir: str | None) -> tuple[Any, Callable[[], int]]:
 
 
 async def _asyncio_main(
-    kind: str, port: int, tls: ssl.SSLContext | None, log: AnomalyLog, maildir: str | None = None
+    kind: str,
+    port: int,
+    tls: ssl.SSLContext | None,
+    log: AnomalyLog,
+    maildir: str | None = None,
+    chunking: bool = False,
 ) -> None:
     """raw, asyncio, uvloop or aiosmtpd: serve on the running loop until stopped."""
     loop = asyncio.get_running_loop()
@@ -156,7 +161,7 @@ async def _asyncio_main(
     closer: Callable[[], Any]
     if kind == "raw":
         counter = Counter()
-        server = await serve_raw(counter, HOST, port, tls)
+        server = await serve_raw(counter, HOST, port, tls, chunking)
         count = lambda: counter.messages  # noqa: E731
         real_port = server.sockets[0].getsockname()[1]
 
@@ -296,9 +301,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     parser.add_argument("--uvloop", action="store_true", help="the raw responder on uvloop")
     parser.add_argument("--maildir", metavar="DIR", help="store into this Maildir (not raw)")
+    parser.add_argument(
+        "--chunking", action="store_true", help="the raw responder offers CHUNKING (RFC 3030)"
+    )
     args = parser.parse_args(argv)
     if args.maildir and args.kind == "raw":
         parser.error("the raw responder stores nothing: --maildir needs another KIND")
+    if args.chunking and args.kind != "raw":
+        parser.error("--chunking is an option of the raw responder")
     tls = None
     if args.tls:
         from smtp_rtls.io.tls import server_context
@@ -314,9 +324,9 @@ def main(argv: list[str] | None = None) -> int:
 
         kind = "asyncio" if args.kind == "uvloop" else "raw"
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(_asyncio_main(kind, args.port, tls, log, args.maildir))
+            runner.run(_asyncio_main(kind, args.port, tls, log, args.maildir, args.chunking))
     else:
-        asyncio.run(_asyncio_main(args.kind, args.port, tls, log, args.maildir))
+        asyncio.run(_asyncio_main(args.kind, args.port, tls, log, args.maildir, args.chunking))
     log.summary()
     return 0
 

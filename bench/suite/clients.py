@@ -293,13 +293,29 @@ def smtpproto_available() -> str | None:
 
 
 #: name -> the function that runs it
+def raw_sync_run(port: int, msg: bytes, per_message: bool, duration: float) -> ClientRun:
+    """The raw blocking client (:mod:`suite.rawclient`): the ceiling."""
+    from .rawclient import raw_sync
+
+    return raw_sync(port, msg, per_message, duration)
+
+
+def raw_asyncio_run(port: int, msg: bytes, per_message: bool, duration: float) -> ClientRun:
+    """The raw asyncio client (:mod:`suite.rawclient`): the ceiling."""
+    from .rawclient import raw_asyncio
+
+    return raw_asyncio(port, msg, per_message, duration)
+
+
 CLIENTS: dict[str, Callable[[int, bytes, bool, float], ClientRun]] = {
     "smtplib": smtplib_run,
     "ours-sync": ours_sync_run,
+    "raw-sync": raw_sync_run,
     "aiosmtplib": aiosmtplib_run,
     "ours-asyncio": ours_asyncio_run,
     "ours-trio": ours_trio_run,
+    "raw-asyncio": raw_asyncio_run,
     "smtpproto": smtpproto_run,
 }
 #: The clients that are asynchronous (also reported against aiosmtplib).
-ASYNC_CLIENTS = ("ours-asyncio", "ours-trio", "smtpproto")
+ASYNC_CLIENTS = ("ours-asyncio", "ours-trio", "raw-asyncio", "smtpproto")

@@ -111,14 +111,17 @@ class RawResponder(asyncio.BufferedProtocol):
         size = len(buf)
         # bounded: every pass consumes a line or the end of the content, or leaves
         while pos < size:
-            if self.chunk_left:
-                take = min(self.chunk_left, size - pos)
-                self.chunk_left -= take
-                pos += take
-                if not self.chunk_left:
-                    out.append(self.chunk_reply)
-                continue
             if self.in_data:
+                if self.chunk_left:
+                    # a BDAT chunk (looked at only in content: the DATA
+                    # path, the servers' reference, pays nothing for it)
+                    take = min(self.chunk_left, size - pos)
+                    self.chunk_left -= take
+                    pos += take
+                    if not self.chunk_left:
+                        self.in_data = False
+                        out.append(self.chunk_reply)
+                    continue
                 end = buf.find(END_OF_DATA, pos)
                 if end < 0:
                     self.pending = buf[max(pos, size - 4) :]
@@ -157,7 +160,9 @@ class RawResponder(asyncio.BufferedProtocol):
                     self.chunk_reply = _QUEUED if last else _OK
                     if last:
                         self.counter.messages += 1
-                    if not self.chunk_left:
+                    if self.chunk_left:
+                        self.in_data = True
+                    else:
                         out.append(self.chunk_reply)
                 pos = eol + 2
             elif verb == b"EHLO":
@@ -202,6 +207,7 @@ class RawResponder(asyncio.BufferedProtocol):
         self.transport = cast(asyncio.Transport, new)
         self.tls_on = True
         self.in_data = False
+        self.chunk_left = 0
         self.upgrading = False
         if self.pending:
             self.data_received(b"")

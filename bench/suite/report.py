@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .clients import ASYNC_CLIENTS
+
 #: How the tables name the contenders.
 SERVER_NAMES = {
     "raw": "raw",
@@ -19,9 +21,11 @@ SERVER_NAMES = {
 CLIENT_NAMES = {
     "smtplib": "smtplib",
     "ours-sync": "ours blocking",
+    "raw-sync": "raw blocking",
     "aiosmtplib": "aiosmtplib",
     "ours-asyncio": "ours asyncio",
     "ours-trio": "ours trio",
+    "raw-asyncio": "raw asyncio",
     "smtpproto": "smtpproto",
 }
 SERVER_TARGETS = {"asyncio": 0.7, "trio": 0.5, "threads": 0.5}
@@ -152,7 +156,7 @@ def client_tables(clients: list[dict[str, Any]]) -> list[str]:
         return []
     names = list(clients[0]["summary"])
     others = [n for n in names if n != "smtplib"]
-    asyncs = [n for n in ("ours-asyncio", "ours-trio", "smtpproto") if n in names]
+    asyncs = [n for n in ASYNC_CLIENTS if n in names]
     lines = [
         "### Clients: throughput against smtplib (higher is better)",
         "",
@@ -361,7 +365,7 @@ def _plot_clients(plt: Any, results: dict[str, Any], path: Path) -> None:
     axes[0].axvline(2.0, color="tab:red", linestyle="--", linewidth=1, label="blocking target 2x")
     axes[0].set_xlabel("throughput / smtplib's (median, min–max)")
     axes[0].legend(fontsize=8, loc="lower right")
-    asyncs = [n for n in ("ours-asyncio", "ours-trio", "smtpproto") if n in names]
+    asyncs = [n for n in ASYNC_CLIENTS if n in names]
     if "aiosmtplib" in names and asyncs:
         _bars(
             axes[1],

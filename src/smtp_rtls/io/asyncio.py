@@ -505,8 +505,10 @@ async def _call(request: Call) -> Any:
 
 async def _close(writer: asyncio.StreamWriter) -> None:
     writer.close()
+    # asyncio.timeout(), not wait_for(): no Task of its own per close
     with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
-        await asyncio.wait_for(writer.wait_closed(), 5)
+        async with asyncio.timeout(5):
+            await writer.wait_closed()
 
 
 # -- the step-by-step client -----------------------------------------------------------
@@ -609,12 +611,10 @@ async def connect(
     context = None
     if implicit_tls:
         context = tls_context if tls_context is not None else ssl.create_default_context()
-    reader, writer = await asyncio.wait_for(
-        open_connection(
+    async with asyncio.timeout(timeout or 30.0):  # (no Task of its own, as wait_for makes)
+        reader, writer = await open_connection(
             host, port, ssl=context, server_hostname=name if context is not None else None
-        ),
-        timeout or 30.0,
-    )
+        )
     conn = ClientConnection(local_hostname or socket.getfqdn(), lmtp=lmtp)
     client = Client(reader, writer, conn, server_hostname=name, timeouts=timeouts)
     await client._greet(context, implicit_tls)

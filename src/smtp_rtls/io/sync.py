@@ -367,6 +367,8 @@ def _refuse(sock: socket.socket, reply: Reply) -> None:
 
 
 def _close(sock: socket.socket) -> None:
+    if sock.fileno() == -1:
+        return  # closed already (quit(), then the with block's close())
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
     sock.close()

@@ -82,7 +82,9 @@ def header(results: dict[str, Any]) -> list[str]:
         f"aiosmtplib {v['aiosmtplib']}, uvloop {v['uvloop']}, trio {v['trio']}, "
         f"smtpproto {v['smtpproto']}.",
         f"* Method: {s['repetitions']} repetitions; in each, every contender runs "
-        f"{s['duration']} s (after one {s['warmup']} s warm-up per scenario), in an order "
+        f"{s['duration']} s"
+        + (f" (a client {s['client_duration']} s)" if "client_duration" in s else "")
+        + f" after one {s['warmup']} s warm-up per scenario, in an order "
         "that rotates from one repetition to the next; ratios are taken within a repetition "
         f"and given as median (min–max).  {pinned}.  The load generator runs on "
         f"{results['load_generator_loop']}.  The whole run took "

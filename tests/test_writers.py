@@ -7,7 +7,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from smtp_rtls._framing import DataReader, normalise_line_endings
-from smtp_rtls._writers import DataWriter, bdat_chunk, is_canonical
+from smtp_rtls._writers import (
+    DataWriter,
+    TextWriter,
+    bdat_chunk,
+    canonical_content,
+    is_canonical,
+)
 
 
 def write_all(chunks: list[bytes]) -> bytes:
@@ -112,6 +118,41 @@ def test_the_server_reader_gets_the_content_back(
     assert done
     assert rest == b""
     assert b"".join(got) == expected
+
+
+def server_content(wire: bytes) -> bytes:
+    """What the server's DataReader gives out for the DATA bytes ``wire``."""
+    content, done, rest = DataReader().feed(wire)
+    assert done and rest == b""
+    return content
+
+
+@given(content, cuts)
+def test_bdat_text_is_what_data_delivers_rfc5321_2_3_8(data: bytes, where: list[int]) -> None:
+    """TextWriter (message text sent with BDAT, RFC 3030) writes, for any split
+    of the content, exactly what the server of a DATA transfer receives: line
+    ends as CRLF, a final CRLF, and nothing else changed."""
+    writer = TextWriter()
+    pieces = [writer.write(c) for c in split(data, where)]
+    text = b"".join(pieces) + writer.end()
+    assert text == server_content(write_all([data]))
+    assert is_canonical(text)
+    assert canonical_content(data) == text
+
+
+def test_text_writer_holds_a_trailing_cr_for_its_lf() -> None:
+    writer = TextWriter()
+    assert writer.write(b"a\r") == b"a"
+    assert writer.write(b"\nb\n") == b"\r\nb\r\n"
+    assert writer.end() == b""
+    writer = TextWriter()
+    assert writer.write(b"a\r") == b"a"
+    assert writer.end() == b"\r\n"  # the CR was bare: it ends the last line
+
+
+def test_canonical_content_copies_nothing_that_is_canonical() -> None:
+    data = b"Subject: x\r\n\r\nbody\r\n"
+    assert canonical_content(data) is data
 
 
 @given(content)

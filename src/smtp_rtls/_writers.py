@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ._framing import has_bare_line_ending
 
-__all__ = ["DataWriter", "bdat_chunk", "canonical_content"]
+__all__ = ["DataWriter", "TextWriter", "bdat_chunk", "canonical_content"]
 
 
 # Indicator tables: 1 where the octet is LF (resp. CR), 0 elsewhere.
@@ -31,17 +31,55 @@ def _normalise(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
 
 
-def canonical_content(data: bytes) -> bytes:
-    """``data`` as the server of a DATA transfer receives it, for BDAT.
+class TextWriter:
+    """Message text for BDAT: what :class:`DataWriter` writes, without the
+    dot-stuffing and the end marker.
 
-    RFC 5321 §2.3.8: every bare CR and bare LF becomes CRLF; §4.1.1.4: the
-    content ends with CRLF (DataWriter.end() adds one when it does not).
-    BDAT (RFC 3030 §2) rewrites nothing, so a client that sends message
-    text with BDAT instead of DATA makes it canonical first: the server then
-    receives the same octets either way.  No copy when nothing changes.
+    BDAT (RFC 3030 §2) rewrites nothing, so a client that sends message text
+    (a body that is not BINARYMIME) with BDAT instead of DATA makes it
+    canonical itself: every bare CR and bare LF becomes CRLF (RFC 5321
+    §2.3.8) and the text ends with CRLF, as DATA's end adds it (§4.1.1.4).
+    The server then receives the same octets either way, whatever the split
+    of the content into chunks.
     """
-    data = _normalise(data)
-    return data if data.endswith(b"\r\n") or not data else data + b"\r\n"
+
+    __slots__ = ("_held_cr", "_line_start")
+
+    def __init__(self) -> None:
+        self._held_cr = False  # the previous chunk ended with a CR not yet written
+        self._line_start = True  # the next octet written starts a line
+
+    def write(self, data: bytes) -> bytes:
+        """The canonical text of the next piece of content."""
+        if self._held_cr:
+            data = b"\r" + data
+            self._held_cr = False
+        if data.endswith(b"\r"):
+            # maybe the first half of a CRLF split across chunks
+            data = data[:-1]
+            self._held_cr = True
+        if not data:
+            return b""
+        data = _normalise(data)
+        self._line_start = data.endswith(b"\r\n")
+        return data
+
+    def end(self) -> bytes:
+        """What ends the text: CRLF when the last line has none, else nothing."""
+        if self._held_cr or not self._line_start:
+            self._held_cr = False
+            self._line_start = True
+            return b"\r\n"
+        return b""
+
+
+def canonical_content(data: bytes) -> bytes:
+    """``data`` as :class:`TextWriter` writes it in one piece (no copy when
+    it is canonical already)."""
+    writer = TextWriter()
+    text = writer.write(data)
+    tail = writer.end()
+    return text + tail if tail else text
 
 
 def _stuff(data: bytes, line_start: bool) -> bytes:

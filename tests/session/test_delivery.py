@@ -223,6 +223,20 @@ def test_rfc3030_bdat_when_asked_and_offered(world: World) -> None:
     assert bytes(site.content) == MESSAGE
 
 
+def test_rfc3030_bdat_sends_text_as_data_would_rfc5321_2_3_8(world: World) -> None:
+    # bare LF and bare CR, a CRLF split across chunks, no final line end: with
+    # BDAT nothing rewrites the content on the way, so the client must
+    chunks = [b"Subject: x\n\nline one\r", b"\nline two\rline", b" three"]
+    stored = []
+    for bdat in (False, True):
+        site = world.site()
+        result, _ = run(world, {A1: site}, bdat=bdat, content=lambda: iter(chunks))  # type: ignore[arg-type]
+        assert result.recipients[0].status is DELIVERED
+        assert bool(sent(site, Bdat)) is bdat
+        stored.append(bytes(site.content))
+    assert stored[0] == stored[1] == b"Subject: x\r\n\r\nline one\r\nline two\r\nline three\r\n"
+
+
 def test_without_pipelining_one_command_at_a_time(world: World) -> None:
     config = ServerConfig(starttls=True, pipelining=False)
     site = world.site(config=config)

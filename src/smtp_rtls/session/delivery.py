@@ -66,6 +66,7 @@ from .._reply import EnhancedStatus, Reply
 from .._sentinels import NEED_DATA
 from .._state import REPLY_TIMEOUTS
 from .._tls import TLSInfo
+from .._writers import TextWriter
 from ..policy.codes import Reason
 from ..policy.dsn import Bounce, RecipientStatus, build_dsn
 from ..policy.plan import (
@@ -341,7 +342,8 @@ class Delivery:
     :class:`~smtp_rtls.policy.PolicyConfig`; ``port`` the SMTP port to connect
     to (default ``config.port``).  ``timeouts`` override
     :data:`DEFAULT_TIMEOUTS` entries.  ``bdat``: send the content with BDAT
-    (RFC 3030) where CHUNKING is offered.  ``clock`` gives the report's date
+    (RFC 3030) where CHUNKING is offered (message text made canonical first,
+    as DATA would deliver it: CRLF line ends, a final CRLF).  ``clock`` gives the report's date
     (and ``now`` for an MTA-STS cache); ``arrival_date`` and ``dsn_options``
     (``redact``, ``without_requiretls``) go to
     :func:`~smtp_rtls.policy.dsn.build_dsn`.
@@ -694,7 +696,9 @@ class Delivery:
                 outcome[i] = mail_reply if not mail_reply.is_positive else rcpt_replies[i]
             accepted = [i for i in range(len(rcpts)) if outcome[i].is_positive]
             if accepted:
-                end = yield from self._content(conn, data_reply, bdat=bdat)
+                end = yield from self._content(
+                    conn, data_reply, bdat=bdat, text=mail.body != "BINARYMIME"
+                )
                 for i in accepted:
                     outcome[i] = end
             else:
@@ -743,11 +747,12 @@ class Delivery:
             yield from self._reply(conn)
 
     def _content(
-        self, conn: ClientConnection, data_reply: Reply | None, *, bdat: bool
+        self, conn: ClientConnection, data_reply: Reply | None, *, bdat: bool, text: bool
     ) -> Step[Reply]:
-        """Send the content; the reply that decides for the accepted recipients."""
+        """Send the content; the reply that decides for the accepted recipients.
+        ``text``: the body is message text (not BINARYMIME)."""
         if bdat:
-            return (yield from self._chunks(conn))
+            return (yield from self._chunks(conn, text))
         if data_reply is None:
             yield from self._send(conn, Data())
             data_reply = yield from self._reply(conn)
@@ -759,9 +764,10 @@ class Delivery:
         yield from self._send(conn, EndOfMessage())
         return (yield from self._reply(conn))
 
-    def _chunks(self, conn: ClientConnection) -> Step[Reply]:
-        """RFC 3030 §2: the content in BDAT chunks, the last one marked LAST."""
-        chunks = self.chunks()
+    def _chunks(self, conn: ClientConnection, text: bool) -> Step[Reply]:
+        """RFC 3030 §2: the content in BDAT chunks, the last one marked LAST;
+        message text made canonical on the way, as DATA would deliver it."""
+        chunks = _canonical_chunks(self.chunks()) if text else self.chunks()
         chunk = next(chunks, None)
         if chunk is None:
             yield from self._send(conn, Bdat(0, last=True))
@@ -820,3 +826,20 @@ class Delivery:
             redact=self.redact,
             without_requiretls=self.without_requiretls,
         )
+
+
+def _canonical_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The chunks as :class:`~smtp_rtls._writers.TextWriter` writes them
+    (RFC 5321 §2.3.8: CR and LF only as CRLF), the final CRLF in the last
+    one, none empty."""
+    writer = TextWriter()
+    held = b""
+    for chunk in chunks:
+        out = writer.write(chunk)
+        if out:
+            if held:
+                yield held
+            held = out
+    held += writer.end()
+    if held:
+        yield held

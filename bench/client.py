@@ -308,6 +308,7 @@ class FakeSocket:
         self.out = [b"220 bench.test ESMTP raw\r\n"]
         self.in_data = False
         self.tail = b""
+        self.closed = False
 
     def settimeout(self, timeout: float | None) -> None:
         pass
@@ -340,8 +341,11 @@ class FakeSocket:
     def shutdown(self, how: int) -> None:
         pass
 
+    def fileno(self) -> int:
+        return -1 if self.closed else 3
+
     def close(self) -> None:
-        pass
+        self.closed = True
 
 
 def fake_client() -> sync.Client:

@@ -32,8 +32,8 @@ def _normalise(data: bytes) -> bytes:
 
 
 class TextWriter:
-    """Message text for BDAT: what :class:`DataWriter` writes, without the
-    dot-stuffing and the end marker.
+    """Message text made canonical, for BDAT; :class:`DataWriter` adds the
+    dot-stuffing and the end marker of DATA to it.
 
     BDAT (RFC 3030 §2) rewrites nothing, so a client that sends message text
     (a body that is not BINARYMIME) with BDAT instead of DATA makes it
@@ -106,8 +106,9 @@ def _stuff(data: bytes, line_start: bool) -> bytes:
     return b"\r\n..".join(parts)
 
 
-class DataWriter:
-    """Turns message content into DATA wire bytes.
+class DataWriter(TextWriter):
+    """Turns message content into DATA wire bytes: :class:`TextWriter`'s
+    canonical text, dot-stuffed, and the end-of-data sequence.
 
     :meth:`write` takes any split of the content and returns the bytes to
     send; :meth:`end` returns the end-of-data sequence.  The concatenation
@@ -124,11 +125,10 @@ class DataWriter:
       already ended with one.
     """
 
-    __slots__ = ("_held_cr", "_line_start", "octets")
+    __slots__ = ("octets",)
 
     def __init__(self) -> None:
-        self._held_cr = False  # the previous chunk ended with a CR not yet sent
-        self._line_start = True  # the next octet written starts a line
+        super().__init__()
         self.octets = 0  # content octets written so far (before stuffing)
 
     def write(self, data: bytes) -> bytes:
@@ -136,35 +136,19 @@ class DataWriter:
         if not data:
             return b""
         self.octets += len(data)
-        if self._held_cr:
-            data = b"\r" + data
-            self._held_cr = False
-        # A trailing CR may be the first half of a CRLF split across chunks:
-        # hold it back rather than decide now.
-        hold = data.endswith(b"\r")
-        if hold:
-            data = data[:-1]
-            self._held_cr = True
-            if not data:
-                return b""
-        data = _normalise(data)
+        # whether the text written now starts a line (a CR held back from
+        # the chunk before does not change it)
+        line_start = self._line_start
+        text = TextWriter.write(self, data)
         # Stuffing keeps a trailing CRLF trailing (it only adds a period
         # after a CRLF that a period follows).
-        line_start = self._line_start
-        self._line_start = data.endswith(b"\r\n")
-        return _stuff(data, line_start)
+        return _stuff(text, line_start) if text else b""
 
     def end(self) -> bytes:
-        """The end-of-data sequence (RFC 5321 §4.1.1.4)."""
-        if self._held_cr:
-            # a bare CR at the very end of the content: it ends the last line
-            self._held_cr = False
-            self._line_start = True
-            return b"\r\n.\r\n"
-        if self._line_start:
-            return b".\r\n"
-        self._line_start = True
-        return b"\r\n.\r\n"
+        """The end-of-data sequence (RFC 5321 §4.1.1.4): the last line's CRLF
+        when it has none (a CR held back at the very end counts as one),
+        then "." CRLF."""
+        return TextWriter.end(self) + b".\r\n"
 
 
 def bdat_chunk(data: bytes | bytearray | memoryview, *, last: bool = False) -> bytes:

@@ -12,9 +12,11 @@ command line is the size on the wire, so nothing may be rewritten.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 from ._framing import has_bare_line_ending
 
-__all__ = ["DataWriter", "TextWriter", "bdat_chunk", "canonical_content"]
+__all__ = ["DataWriter", "TextWriter", "bdat_chunk", "canonical_chunks", "canonical_content"]
 
 
 # Indicator tables: 1 where the octet is LF (resp. CR), 0 elsewhere.
@@ -71,6 +73,23 @@ class TextWriter:
             self._line_start = True
             return b"\r\n"
         return b""
+
+
+def canonical_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The chunks of message text as :class:`TextWriter` writes them, the
+    final CRLF in the last one, none empty: BDAT chunks whose content the
+    server stores as DATA would have delivered it."""
+    writer = TextWriter()
+    held = b""
+    for chunk in chunks:
+        out = writer.write(chunk)
+        if out:
+            if held:
+                yield held
+            held = out
+    held += writer.end()
+    if held:
+        yield held
 
 
 def canonical_content(data: bytes) -> bytes:

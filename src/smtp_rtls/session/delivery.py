@@ -66,7 +66,7 @@ from .._reply import EnhancedStatus, Reply
 from .._sentinels import NEED_DATA
 from .._state import REPLY_TIMEOUTS
 from .._tls import TLSInfo
-from .._writers import TextWriter
+from .._writers import canonical_chunks
 from ..policy.codes import Reason
 from ..policy.dsn import Bounce, RecipientStatus, build_dsn
 from ..policy.plan import (
@@ -343,10 +343,10 @@ class Delivery:
     to (default ``config.port``).  ``timeouts`` override
     :data:`DEFAULT_TIMEOUTS` entries.  ``bdat``: send the content with BDAT
     (RFC 3030) where CHUNKING is offered (message text made canonical first,
-    as DATA would deliver it: CRLF line ends, a final CRLF).  ``clock`` gives the report's date
-    (and ``now`` for an MTA-STS cache); ``arrival_date`` and ``dsn_options``
-    (``redact``, ``without_requiretls``) go to
-    :func:`~smtp_rtls.policy.dsn.build_dsn`.
+    as DATA would deliver it: CRLF line ends, a final CRLF).  ``clock``
+    gives the report's date (and ``now`` for an MTA-STS cache);
+    ``arrival_date`` and ``dsn_options`` (``redact``,
+    ``without_requiretls``) go to :func:`~smtp_rtls.policy.dsn.build_dsn`.
     """
 
     def __init__(
@@ -767,7 +767,7 @@ class Delivery:
     def _chunks(self, conn: ClientConnection, text: bool) -> Step[Reply]:
         """RFC 3030 §2: the content in BDAT chunks, the last one marked LAST;
         message text made canonical on the way, as DATA would deliver it."""
-        chunks = _canonical_chunks(self.chunks()) if text else self.chunks()
+        chunks = canonical_chunks(self.chunks()) if text else self.chunks()
         chunk = next(chunks, None)
         if chunk is None:
             yield from self._send(conn, Bdat(0, last=True))
@@ -826,20 +826,3 @@ class Delivery:
             redact=self.redact,
             without_requiretls=self.without_requiretls,
         )
-
-
-def _canonical_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """The chunks as :class:`~smtp_rtls._writers.TextWriter` writes them
-    (RFC 5321 §2.3.8: CR and LF only as CRLF), the final CRLF in the last
-    one, none empty."""
-    writer = TextWriter()
-    held = b""
-    for chunk in chunks:
-        out = writer.write(chunk)
-        if out:
-            if held:
-                yield held
-            held = out
-    held += writer.end()
-    if held:
-        yield held

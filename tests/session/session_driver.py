@@ -6,7 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 from smtp_rtls import TLSInfo
-from smtp_rtls.session.server import Call, Read, StartTLS, Write
+from smtp_rtls.session.server import Call, Handler, Read, StartTLS, Write
+
+#: The handler methods a session answers itself when the handler leaves them
+#: as Handler's (their answers are Handler's, made without a call).
+ANSWERED_INLINE = (
+    "on_connect",
+    "on_ehlo",
+    "on_mail",
+    "on_rcpt",
+    "on_data_start",
+    "on_reset",
+    "on_close",
+)
 
 
 def comparable(request: Any) -> tuple[Any, ...]:
@@ -20,6 +32,17 @@ def comparable(request: Any) -> tuple[Any, ...]:
         return ("starttls",)
     assert isinstance(request, Call)
     return ("call", type(request.target).__name__, request.method, request.args)
+
+
+def without_inherited_calls(made: list[tuple[Any, ...]], handler: object) -> list[tuple[Any, ...]]:
+    """``made`` (by a session that calls every method, as the reference
+    does) less the calls of the :data:`ANSWERED_INLINE` methods ``handler``
+    has from Handler unchanged."""
+    inherited = {
+        name for name in ANSWERED_INLINE if getattr(type(handler), name) is getattr(Handler, name)
+    }
+    name = type(handler).__name__
+    return [r for r in made if not (r[0] == "call" and r[1] == name and r[2] in inherited)]
 
 
 def play(session: Any, reads: list[bytes], tls: TLSInfo | None = None) -> list[tuple[Any, ...]]:

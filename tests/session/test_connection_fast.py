@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from reference_server import ServerSession as ReferenceSession
-from session_driver import play, reads_of
+from session_driver import play, reads_of, without_inherited_calls
 
 from smtp_rtls import Reply, ServerConfig
 from smtp_rtls.handlers import Sink
@@ -181,7 +181,9 @@ def test_a_connection_opens_and_ends_as_the_reference_session_does(
 ) -> None:
     got = _run(ServerSession, modes, reads, config)
     expected = _run(ReferenceSession, modes, reads, config)
-    assert got[0] == expected[0]  # the requests, with their bytes
+    # the requests, with their bytes (less the calls of the methods Once
+    # leaves as Handler's, which the session answers itself)
+    assert got[0] == without_inherited_calls(expected[0], Once({}))
     assert got[1] == expected[1]  # the handler's calls, with their arguments
     assert got[2] == expected[2]  # the log records, level and text
 

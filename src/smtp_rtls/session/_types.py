@@ -200,6 +200,11 @@ class Handler:
     The defaults accept every envelope and refuse the message itself with
     ``451 4.3.0`` (nothing is lost: the sender keeps it) until
     :meth:`on_message` is given; ``smtp_rtls.handlers`` has ready ones.
+
+    The session answers with these defaults itself, without a call through
+    the adapter, wherever a handler leaves a method as it is here.  Which
+    methods a handler overrides (in its class or on the instance) is read
+    once, when a session starts.
     """
 
     __module__ = _MODULE

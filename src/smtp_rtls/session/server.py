@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from .._config import ServerConfig
 from .._errors import LocalProtocolError, RemoteProtocolError
@@ -57,6 +57,9 @@ from .._tls import TLSInfo
 from ..policy.tags import TLSTag, header_section_end, message_tag
 from ._types import (
     _ERROR_REPLY,
+    _GO_AHEAD,
+    _RECIPIENT_OK,
+    _SENDER_OK,
     Call,
     Handler,
     MessageWriter,
@@ -148,6 +151,18 @@ class ServerSession:
         self._head = bytearray()  # the header section, until the message starts
         self._message_started = False
         self._identity: str | None = None
+        # The handler's methods it left as Handler's, read once: the
+        # session makes their answers itself (they are constants, or depend
+        # on the event only) instead of asking the adapter for a call,
+        # which costs a request and a round trip through the adapter's loop
+        # each; a message makes three such calls with the ready handlers.
+        self._own_mail = _overrides(handler, "on_mail")
+        self._own_rcpt = _overrides(handler, "on_rcpt")
+        self._own_data_start = _overrides(handler, "on_data_start")
+        self._own_connect = _overrides(handler, "on_connect")
+        self._own_ehlo = _overrides(handler, "on_ehlo")
+        self._own_reset = _overrides(handler, "on_reset")
+        self._own_close = _overrides(handler, "on_close")
 
     @property
     def state(self) -> State:
@@ -172,7 +187,10 @@ class ServerSession:
         # are inline too, as _call would make them: a connection per
         # message is common (RFC 5321 §3.1 to §4.1.1.10: greeting, EHLO,
         # one transaction, QUIT), and there they cost as much as a message.
-        greeting = yield Call(handler, "on_connect", (self.info,))
+        if self._own_connect:
+            greeting = yield Call(handler, "on_connect", (self.info,))
+        else:
+            greeting = Handler.on_connect(cast(Handler, handler), self.info)
         if type(greeting) is not Reply:
             greeting = _reply_or(_logged(handler, "on_connect", greeting), _NO_SERVICE)
         if greeting.code not in (220, 554):
@@ -273,11 +291,20 @@ class ServerSession:
             # The decisions of every transaction inline (one request each);
             # the others, and STARTTLS, in _decide.
             if kind is RcptTo:
-                answer = yield Call(handler, "on_rcpt", (self.info, pending, conn.envelope))
+                if self._own_rcpt:
+                    answer = yield Call(handler, "on_rcpt", (self.info, pending, conn.envelope))
+                else:
+                    answer = _RECIPIENT_OK
             elif kind is MailFrom:
-                answer = yield Call(handler, "on_mail", (self.info, pending))
+                if self._own_mail:
+                    answer = yield Call(handler, "on_mail", (self.info, pending))
+                else:
+                    answer = _SENDER_OK
             elif kind is Data:
-                answer = yield Call(handler, "on_data_start", (self.info, conn.envelope))
+                if self._own_data_start:
+                    answer = yield Call(handler, "on_data_start", (self.info, conn.envelope))
+                else:
+                    answer = _GO_AHEAD
             elif kind is EndOfMessage:
                 assert isinstance(pending, EndOfMessage)
                 if not self._message_started:
@@ -293,7 +320,11 @@ class ServerSession:
             elif kind is Ehlo or kind is Helo:
                 # a new session (RFC 5321 §4.1.4): any transaction ends
                 yield from self._abort_message()
-                answer = yield Call(handler, "on_ehlo", (self.info, pending))
+                if self._own_ehlo:
+                    answer = yield Call(handler, "on_ehlo", (self.info, pending))
+                else:
+                    hello = cast("Ehlo | Helo", pending)
+                    answer = Handler.on_ehlo(cast(Handler, handler), self.info, hello)
                 if type(answer) is not Reply:
                     answer = _reply_or(_logged(handler, "on_ehlo", answer), _ERROR_REPLY)
                 self._send(_hello_reply(answer))
@@ -317,7 +348,8 @@ class ServerSession:
             except LocalProtocolError as exc:
                 self._refused(reply, exc)
         yield from self._abort_message()
-        _logged(handler, "on_close", (yield Call(handler, "on_close", (self.info,))))
+        if self._own_close:
+            _logged(handler, "on_close", (yield Call(handler, "on_close", (self.info,))))
 
     def abort_calls(self) -> list[Call]:
         """What an adapter that ends a session early (a timeout, a lost
@@ -402,7 +434,8 @@ class ServerSession:
         if isinstance(event, Rset):
             yield from self._abort_message()
             self._out += self.conn.data_to_send()
-            yield from self._call(self.handler, "on_reset", self.info)
+            if self._own_reset:
+                yield from self._call(self.handler, "on_reset", self.info)
         elif isinstance(event, CommandRejected):
             self._out += self.conn.data_to_send()
             if self.conn.state not in (State.DATA, State.BDAT) and self.conn.envelope is None:
@@ -477,6 +510,13 @@ class ServerSession:
             result = yield Call(writer, "abort", ())
             if isinstance(result, BaseException):
                 logger.error("message writer failed to abort: %r", result)
+
+
+def _overrides(handler: object, name: str) -> bool:
+    # False for a method the handler has from Handler, unchanged (neither
+    # overridden in its class nor replaced on the instance).
+    method = getattr(handler, name, None)
+    return getattr(method, "__func__", None) is not getattr(Handler, name)
 
 
 def _message_tag(requiretls: bool, head: bytes, end: int) -> TLSTag:

@@ -27,6 +27,16 @@ from smtp_rtls import (
 )
 from smtp_rtls.handlers import Maildir
 from smtp_rtls.io import sync
+from smtp_rtls.io._deliver_sync import SyncRunner
+from smtp_rtls.session import (
+    Delivery,
+    DeliveryStatus,
+    SessionRequest,
+    SessionResult,
+    Write,
+    run_session,
+)
+from smtp_rtls.testing.peers import loopback_dns
 
 pytestmark = pytest.mark.lab
 
@@ -327,3 +337,50 @@ def test_connect_sends_in_one_write_with_bdat_to_postfix311_rfc3030(postfix311: 
     stored = postfix311.delivered()[-1]  # a Maildir file: LF line ends
     assert stored.endswith(b"\n\n.dot line\nno line end\n")
     assert message_from_bytes(stored)["Message-ID"] == "<bdat-1@example.org>"
+
+
+@pytest.mark.interop("Postfix 3.11", "deliver(bdat=True): envelope and message in one write")
+def test_deliver_sends_envelope_and_content_in_one_write_to_postfix311_rfc3030(
+    postfix311: Postfix,
+) -> None:
+    """RFC 3030 §4.2 with RFC 2920 §3.1: under verified TLS, deliver(bdat=True)
+    writes MAIL (with REQUIRETLS), RCPT, BDAT LAST and the message at once.
+    Postfix reads one chunk and no DATA, and stores the message as DATA would
+    have (bare line ends as CRLF, RFC 5321 §2.3.8)."""
+    since = postfix311.log_size()
+    before = len(postfix311.delivered())
+    content = b"Subject: one write\nMessage-ID: <deliver-bdat-1@example.org>\n\n.dot\nbody\n"
+    delivery = Delivery(
+        MailFrom("alice@sender.example", requiretls=True),
+        ["bob@example.test"],
+        content,
+        local_hostname="client.sender.example",
+        port=postfix311.port,
+        bdat=True,
+    )
+    runner = SyncRunner(loopback_dns("example.test", "mx.example.test"), str(postfix311.ca))
+    writes: list[bytes] = []
+
+    def answer(request: SessionRequest) -> SessionResult:
+        if isinstance(request, Write):
+            writes.append(request.data)
+        return runner(request)
+
+    try:
+        result = run_session(delivery.run(), answer)
+    finally:
+        runner.close()
+    (recipient,) = result.recipients
+    assert recipient.status is DeliveryStatus.DELIVERED and recipient.requiretls
+    canonical = content.replace(b"\n", b"\r\n")
+    (group,) = [w for w in writes if w.startswith(b"MAIL FROM:")]
+    assert b" REQUIRETLS" in group and group.endswith(
+        f"BDAT {len(canonical)} LAST\r\n".encode() + canonical
+    )
+    # Postfix counts each command it read when the client leaves (ok/total)
+    log = postfix311.wait_log(" bdat=1 ", since=since)
+    assert " data=" not in log and " rset=" not in log
+    wait_for(lambda: len(postfix311.delivered()) > before, "delivery into the Maildir")
+    stored = postfix311.delivered()[-1]  # a Maildir file: LF line ends
+    assert stored.endswith(b"\n\n.dot\nbody\n")
+    assert message_from_bytes(stored)["Require-TLS-ESMTP"] == "yes"

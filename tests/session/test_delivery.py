@@ -30,6 +30,7 @@ from smtp_rtls import (
     Quit,
     RcptTo,
     Reply,
+    Rset,
     ServerConfig,
     StartTLS,
 )
@@ -235,6 +236,105 @@ def test_rfc3030_bdat_sends_text_as_data_would_rfc5321_2_3_8(world: World) -> No
         assert bool(sent(site, Bdat)) is bdat
         stored.append(bytes(site.content))
     assert stored[0] == stored[1] == b"Subject: x\r\n\r\nline one\r\nline two\r\nline three\r\n"
+
+
+def _group(net: MemoryNet) -> bytes:
+    """The write that carried MAIL FROM."""
+    return next(r.data for r in net.log if isinstance(r, Write) and r.data.startswith(b"MAIL"))
+
+
+def test_rfc3030_s4_2_small_message_goes_with_its_envelope_in_one_write(world: World) -> None:
+    site = world.site()
+    recipients = ("bob@example.org", "carol@example.org")
+    result, net = run(world, {A1: site}, bdat=True, recipients=recipients)
+    assert [r.status for r in result.recipients] == [DELIVERED, DELIVERED]
+    # MAIL, both RCPTs, BDAT LAST and the whole content: one write, one round
+    # trip, the content as DATA would have delivered it
+    group = _group(net)
+    assert group.count(b"RCPT TO") == 2
+    assert f"BDAT {len(MESSAGE)} LAST\r\n".encode() + MESSAGE in group
+    assert group.endswith(MESSAGE)
+    assert [c.last for c in sent(site, Bdat)] == [True]
+    assert bytes(site.content) == MESSAGE
+    assert not sent(site, Rset)
+    assert all(r.reply is not None and r.reply.code == 250 for r in result.recipients)
+
+
+def test_rfc3030_s2_one_write_with_some_recipients_refused(world: World) -> None:
+    def decide(event: Event) -> Reply:
+        if isinstance(event, RcptTo) and event.forward_path.local_part == "nobody":
+            return Reply(550, "no such user", "5.1.1")
+        if isinstance(event, RcptTo) and event.forward_path.local_part == "later":
+            return Reply(450, "busy", "4.2.1")
+        return accept_all(event)
+
+    site = world.site(decide=decide)
+    recipients = ("nobody@example.org", "bob@example.org", "later@example.org")
+    result, net = run(world, {A1: site}, bdat=True, recipients=recipients)
+    assert [r.status for r in result.recipients] == [FAILED, DELIVERED, DEFERRED]
+    assert [r.reply.code for r in result.recipients if r.reply] == [550, 250, 450]
+    assert b"BDAT" in _group(net)
+    assert bytes(site.content) == MESSAGE
+
+
+def test_rfc3030_s2_one_write_no_recipient_accepted_drops_the_chunk_and_resets(
+    world: World,
+) -> None:
+    def decide(event: Event) -> Reply:
+        if isinstance(event, RcptTo):
+            return Reply(550, "no", "5.1.1")
+        return accept_all(event)
+
+    site = world.site(decide=decide)
+    result, net = run(world, {A1: site}, bdat=True)
+    assert result.recipients[0].status is FAILED
+    assert result.recipients[0].reply is not None and result.recipients[0].reply.code == 550
+    assert b"BDAT" in _group(net)
+    # the server read and dropped the chunk (RFC 3030 §2): nothing stored;
+    # "A RSET command MUST be issued" before QUIT
+    assert not site.content
+    kinds = [type(e) for e in site.events]
+    assert kinds.index(Rset) < kinds.index(Quit)
+
+
+def test_rfc3030_s2_one_write_content_refused_fails_and_resets(world: World) -> None:
+    def decide(event: Event) -> Reply:
+        if isinstance(event, EndOfMessage):
+            return Reply(554, "content rejected", "5.7.1")
+        return accept_all(event)
+
+    site = world.site(decide=decide)
+    result, _ = run(world, {A1: site}, bdat=True)
+    r = only(result)
+    assert r.status is FAILED and r.reply is not None and r.reply.code == 554  # type: ignore[attr-defined]
+    assert sent(site, Rset)
+
+
+def test_rfc3207_s4_no_one_write_in_plaintext(world: World) -> None:
+    # a plaintext session (no STARTTLS offered, an untagged message): the
+    # server may answer MAIL with 530, so the content waits for the replies
+    site = world.site(config=ServerConfig(starttls=False))
+    result, net = run(world, {A1: site}, bdat=True, content=UNTAGGED, requiretls=False)
+    assert only(result).status is DELIVERED  # type: ignore[attr-defined]
+    assert b"BDAT" not in _group(net)
+    assert sent(site, Bdat) and bytes(site.content) == UNTAGGED
+
+
+def test_rfc3030_large_or_unpipelined_content_goes_in_chunks_after_the_replies(
+    world: World,
+) -> None:
+    # over CHUNKING_MAX (256 KiB) in all, in pieces the server takes one by one
+    pieces = [MESSAGE] + [b"x" * 76 + b"\r\n"] * 3500
+    big = b"".join(pieces)
+    site = world.site()
+    parts = [b"".join(pieces[i : i + 1000]) for i in range(0, len(pieces), 1000)]
+    result, net = run(world, {A1: site}, bdat=True, content=lambda: iter(parts))  # type: ignore[arg-type]
+    assert only(result).status is DELIVERED  # type: ignore[attr-defined]
+    assert b"BDAT" not in _group(net) and bytes(site.content) == big
+    site = world.site(config=ServerConfig(starttls=True, pipelining=False))
+    result, net = run(world, {A1: site}, bdat=True)
+    assert only(result).status is DELIVERED  # type: ignore[attr-defined]
+    assert b"BDAT" not in _group(net) and bytes(site.content) == MESSAGE
 
 
 def test_without_pipelining_one_command_at_a_time(world: World) -> None:

@@ -16,7 +16,9 @@ for each candidate MX host, in order, and each of its addresses:
    a candidate that allows plaintext is retried once without STARTTLS after a
    failed handshake (RFC 7435 opportunistic security);
 5. MAIL FROM (with REQUIRETLS when the verdict says so), the RCPTs
-   (pipelined when offered, RFC 2920), DATA or BDAT, the content;
+   (pipelined when offered, RFC 2920), DATA or BDAT, the content (with
+   ``bdat``, under TLS and PIPELINING, a small message goes in the
+   envelope's write as one ``BDAT LAST`` chunk, RFC 3030 §4.2);
    a ``530`` to MAIL on a plaintext session means the server insists on
    STARTTLS: QUIT, next host (RFC 3207 §4);
 6. QUIT.
@@ -67,6 +69,7 @@ from .._sentinels import NEED_DATA
 from .._state import REPLY_TIMEOUTS
 from .._tls import TLSInfo
 from .._writers import canonical_chunks
+from .client import CHUNKING_MAX
 from ..policy.codes import Reason
 from ..policy.dsn import Bounce, RecipientStatus, build_dsn
 from ..policy.plan import (
@@ -343,7 +346,10 @@ class Delivery:
     to (default ``config.port``).  ``timeouts`` override
     :data:`DEFAULT_TIMEOUTS` entries.  ``bdat``: send the content with BDAT
     (RFC 3030) where CHUNKING is offered (message text made canonical first,
-    as DATA would deliver it: CRLF line ends, a final CRLF).  ``clock``
+    as DATA would deliver it: CRLF line ends, a final CRLF); under TLS with
+    PIPELINING, a message of at most
+    :data:`~smtp_rtls.session.client.CHUNKING_MAX` octets then goes in the
+    envelope's write, one round trip for MAIL, RCPT and content.  ``clock``
     gives the report's date (and ``now`` for an MTA-STS cache);
     ``arrival_date`` and ``dsn_options`` (``redact``,
     ``without_requiretls``) go to :func:`~smtp_rtls.policy.dsn.build_dsn`.
@@ -672,11 +678,22 @@ class Delivery:
         rcpts = self._rcpts_for(caps)
         # RFC 3030 §3: BINARYMIME content can only go with BDAT.
         bdat = "CHUNKING" in caps and (self.bdat or mail.body == "BINARYMIME")
+        text = mail.body != "BINARYMIME"
+        # With PIPELINING too, a message of at most CHUNKING_MAX octets goes
+        # with its envelope: MAIL, the RCPTs, BDAT LAST and the content in
+        # one write (RFC 3030 §4.2, RFC 2920 §3.1), one round trip where
+        # chunks after the RCPT replies take two.  Only under TLS: on a
+        # plaintext session the server may still answer MAIL with 530
+        # (RFC 3207 §4), and the content must not have crossed in clear to
+        # a server that asked for TLS first.
+        single = (
+            self._single_chunk(text) if bdat and conn.pipelining and tls is not None else None
+        )
         outcome: dict[int, Reply] = {}
         try:
             try:
                 mail_reply, rcpt_replies, data_reply = yield from self._envelope(
-                    conn, mail, rcpts, data=conn.pipelining and not bdat
+                    conn, mail, rcpts, data=conn.pipelining and not bdat, content=single
                 )
             except LocalProtocolError as exc:
                 # The message needs what this server did not offer (SMTPUTF8,
@@ -695,10 +712,16 @@ class Delivery:
             for i in range(len(rcpts)):
                 outcome[i] = mail_reply if not mail_reply.is_positive else rcpt_replies[i]
             accepted = [i for i in range(len(rcpts)) if outcome[i].is_positive]
-            if accepted:
-                end = yield from self._content(
-                    conn, data_reply, bdat=bdat, text=mail.body != "BINARYMIME"
-                )
+            if single is not None:
+                # The content went with the envelope; the server dropped it
+                # if no recipient was accepted (RFC 3030 §2).
+                assert data_reply is not None
+                if not data_reply.is_positive:
+                    yield from self._reset(conn)
+                for i in accepted:
+                    outcome[i] = data_reply
+            elif accepted:
+                end = yield from self._content(conn, data_reply, bdat=bdat, text=text)
                 for i in accepted:
                     outcome[i] = end
             else:
@@ -715,21 +738,35 @@ class Delivery:
         return verdict, [result(r, outcome[i]) for i, r in enumerate(self.recipients)]
 
     def _envelope(
-        self, conn: ClientConnection, mail: MailFrom, rcpts: Sequence[RcptTo], *, data: bool
+        self,
+        conn: ClientConnection,
+        mail: MailFrom,
+        rcpts: Sequence[RcptTo],
+        *,
+        data: bool,
+        content: bytes | None = None,
     ) -> Step[tuple[Reply, list[Reply], Reply | None]]:
-        """MAIL and the RCPTs (and DATA when ``data``): the replies to each.
+        """MAIL and the RCPTs (and DATA when ``data``, or ``content`` as one
+        BDAT LAST chunk): the replies to each, the last one DATA's or BDAT's.
 
-        With PIPELINING the whole group is one write (RFC 2920 §3.1: DATA may
-        end it); without, one command at a time, stopping at a refused MAIL.
+        With PIPELINING the whole group is one write (RFC 2920 §3.1: DATA or
+        BDAT may end it); without, one command at a time, stopping at a
+        refused MAIL (``content`` then must be None).
         """
         if conn.pipelining:
-            yield from self._send(conn, mail, *rcpts, *([Data()] if data else []))
+            last: list[Event] = []
+            if content is not None:
+                last = [Bdat(len(content), last=True), MessageData(content)]
+            elif data:
+                last = [Data()]
+            yield from self._send(conn, mail, *rcpts, *last)
             mail_reply = yield from self._reply(conn)
             replies = []
             for _ in rcpts:
                 replies.append((yield from self._reply(conn)))
-            data_reply = (yield from self._reply(conn)) if data else None
+            data_reply = (yield from self._reply(conn)) if last else None
             return mail_reply, replies, data_reply
+        assert content is None
         yield from self._send(conn, mail)
         mail_reply = yield from self._reply(conn)
         replies = []
@@ -764,6 +801,22 @@ class Delivery:
         yield from self._send(conn, EndOfMessage())
         return (yield from self._reply(conn))
 
+    def _single_chunk(self, text: bool) -> bytes | None:
+        """The whole content as one BDAT chunk (message text made canonical,
+        as DATA would deliver it), or None when empty or over CHUNKING_MAX."""
+        chunks = canonical_chunks(self.chunks()) if text else self.chunks()
+        body = bytearray()
+        for chunk in chunks:
+            body += chunk
+            if len(body) > CHUNKING_MAX:
+                return None
+        return bytes(body) if body else None
+
+    def _reset(self, conn: ClientConnection) -> Step[None]:
+        """RFC 3030 §2: after a refused chunk, "A RSET command MUST be issued"."""
+        yield from self._send(conn, Rset())
+        yield from self._reply(conn)
+
     def _chunks(self, conn: ClientConnection, text: bool) -> Step[Reply]:
         """RFC 3030 §2: the content in BDAT chunks, the last one marked LAST;
         message text made canonical on the way, as DATA would deliver it."""
@@ -779,9 +832,8 @@ class Delivery:
             )
             reply = yield from self._reply(conn)
             if not reply.is_positive:
-                # RFC 3030 §2: no more chunks; "A RSET command MUST be issued".
-                yield from self._send(conn, Rset())
-                yield from self._reply(conn)
+                # RFC 3030 §2: no more chunks, and RSET
+                yield from self._reset(conn)
                 return reply
             if following is None:
                 return reply

@@ -310,6 +310,17 @@ def test_rfc3030_s2_one_write_content_refused_fails_and_resets(world: World) -> 
     assert sent(site, Rset)
 
 
+def test_rfc3030_s3_binarymime_goes_in_one_write_octet_for_octet(world: World) -> None:
+    # BINARYMIME content is not text: no line end is rewritten, none added
+    content = b"Subject: bin\r\n\r\n\x00\xff\rbare\nend"
+    site = world.site(config=ServerConfig(starttls=True, binarymime=True))
+    mail = MailFrom("alice@sender.example", body="BINARYMIME")
+    result, net = run(world, {A1: site}, mail_from=mail, content=content)
+    assert only(result).status is DELIVERED  # type: ignore[attr-defined]
+    assert _group(net).endswith(f"BDAT {len(content)} LAST\r\n".encode() + content)
+    assert bytes(site.content) == content
+
+
 def test_rfc3207_s4_no_one_write_in_plaintext(world: World) -> None:
     # a plaintext session (no STARTTLS offered, an untagged message): the
     # server may answer MAIL with 530, so the content waits for the replies

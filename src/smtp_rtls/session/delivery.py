@@ -69,7 +69,6 @@ from .._sentinels import NEED_DATA
 from .._state import REPLY_TIMEOUTS
 from .._tls import TLSInfo
 from .._writers import canonical_chunks
-from .client import CHUNKING_MAX
 from ..policy.codes import Reason
 from ..policy.dsn import Bounce, RecipientStatus, build_dsn
 from ..policy.plan import (
@@ -92,6 +91,7 @@ from ..policy.verdict import (
     handshake_failed,
     server_requires_starttls,
 )
+from .client import CHUNKING_MAX
 from .requests import (
     Broken,
     Close,
@@ -686,9 +686,7 @@ class Delivery:
         # plaintext session the server may still answer MAIL with 530
         # (RFC 3207 §4), and the content must not have crossed in clear to
         # a server that asked for TLS first.
-        single = (
-            self._single_chunk(text) if bdat and conn.pipelining and tls is not None else None
-        )
+        single = self._single_chunk(text) if bdat and conn.pipelining and tls is not None else None
         outcome: dict[int, Reply] = {}
         try:
             try:

@@ -23,7 +23,7 @@ from aiosmtpd.controller import Controller
 from smtp_peers import MESSAGE, TIMEOUTS, Certs, ThreadedServer, table
 
 from conftest_lab import Lab
-from smtp_rtls import MailFrom
+from smtp_rtls import Bdat, Data, MailFrom
 from smtp_rtls.io._deliver_asyncio import deliver as asyncio_deliver
 from smtp_rtls.io._deliver_trio import deliver as trio_deliver
 from smtp_rtls.io._fulfil_async import AsyncFulfiller
@@ -118,6 +118,22 @@ def test_requiretls_with_pkix_over_loopback(loop: str, certs: Certs, server: Any
     assert r.tls_version in ("TLSv1.2", "TLSv1.3")
     mail = next(e for e in srv.events if isinstance(e, MailFrom))
     assert isinstance(mail, MailFrom) and mail.requiretls
+    assert bytes(srv.content) == MESSAGE
+
+
+def test_rfc3030_bdat_envelope_and_content_in_one_write_over_tls(
+    loop: str, certs: Certs, server: Any
+) -> None:
+    # RFC 3030 §4.2: under TLS the runners carry MAIL, RCPT, BDAT LAST and
+    # the content as one write (test_delivery.py checks the write itself);
+    # the server reads one chunk, no DATA, and stores the message
+    srv = server()
+    result = send(loop, srv.port, awaitable(table(authentic=True)), cafile=certs.cafile, bdat=True)
+    (r,) = result.recipients
+    assert r.status is DeliveryStatus.DELIVERED and r.requiretls, r
+    chunks = [e for e in srv.events if isinstance(e, Bdat)]
+    assert [(c.size, c.last) for c in chunks] == [(len(MESSAGE), True)]
+    assert not any(isinstance(e, Data) for e in srv.events)
     assert bytes(srv.content) == MESSAGE
 
 

@@ -106,8 +106,47 @@ def _reply_outcome(build: object, raw: bytes) -> object:
 @example(b"250 2.1.0")
 @example(b"550 2.7.1 wrong class")
 def test_a_one_line_reply_parses_as_the_general_path_does_rfc5321_4_2(raw: bytes) -> None:
-    from smtp_rtls._reply import Reply
+    from smtp_rtls._reply import _ONE_LINE, Reply
 
-    assert _reply_outcome(Reply.from_line, raw) == _reply_outcome(
-        lambda r: Reply.from_lines([r]), raw
+    general = _reply_outcome(lambda r: Reply.from_lines([r]), raw)
+    _ONE_LINE.pop(raw, None)
+    # the first parse of a line, then the parts kept from it
+    assert _reply_outcome(Reply.from_line, raw) == general
+    assert _reply_outcome(Reply.from_line, raw) == general
+    # a bytearray (never kept) too
+    line = bytearray(raw)
+    assert _reply_outcome(Reply.from_line, line) == _reply_outcome(
+        lambda r: Reply.from_lines([r]), line
     )
+
+
+def test_a_kept_reply_line_gives_a_new_reply_each_time() -> None:
+    # The client core sets each reply's command (ClientConnection._on_reply):
+    # a reply shared between two commands would change under the first one.
+    from smtp_rtls import ClientConnection, Ehlo, MailFrom, Rset
+
+    conn = ClientConnection("client.example")
+    conn.receive_data(b"220 mx ESMTP\r\n")
+    conn.next_event()
+    conn.send(Ehlo("client.example"))
+    conn.receive_data(b"250 mx\r\n")
+    conn.next_event()
+    conn.send(MailFrom("a@b.example"))
+    conn.receive_data(b"250 2.0.0 Ok\r\n")
+    mail_reply = conn.next_event()
+    conn.send(Rset())
+    conn.receive_data(b"250 2.0.0 Ok\r\n")
+    rset_reply = conn.next_event()
+    assert mail_reply == rset_reply.__class__(250, "Ok", "2.0.0", command="MAIL")
+    assert mail_reply is not rset_reply
+    assert (mail_reply.command, rset_reply.command) == ("MAIL", "RSET")  # type: ignore[union-attr]
+
+
+def test_the_kept_reply_lines_are_bounded() -> None:
+    from smtp_rtls._reply import _ONE_LINE, _ONE_LINE_MAX, Reply
+
+    for i in range(_ONE_LINE_MAX + 100):
+        # a queue id in each: every line differs
+        reply = Reply.from_line(b"250 2.0.0 Ok: queued as %d" % i)
+        assert reply.lines == (f"Ok: queued as {i}",)
+        assert len(_ONE_LINE) <= _ONE_LINE_MAX

@@ -250,35 +250,30 @@ class Reply:
         """:meth:`from_lines` for a one-line reply, each check done once.
 
         The usual reply (``250 2.1.0 Ok``: ASCII, printable, not too long)
-        is checked here in one pass and built without the constructor's
-        checks, which that pass already made; anything else takes
-        :meth:`from_lines`, with the same result and the same errors.
+        is checked here in one pass, once per distinct line (the last 512
+        are kept), and built without the constructor's checks, which that
+        pass already made; anything else takes :meth:`from_lines`, with the
+        same result and the same errors.  Each call returns a new Reply.
         """
-        # RFC 5321 §4.5.3.1.5 (the line limit), §4.2 (Reply-code [ SP
-        # textstring ]: the code's digits, a space or nothing after them)
-        if len(raw) + 2 > MAX_REPLY_LINE or raw[3:4] not in (b" ", b"") or not raw.isascii():
-            return cls.from_lines((raw,))
-        text = raw[4:].decode("ascii")
-        # isprintable(): no control character, not even HT (which from_lines allows)
-        if not text.isprintable() or not _CODE_RE.fullmatch(raw, 0, 3):
-            return cls.from_lines((raw,))
-        code = int(raw[:3])
-        enhanced = None
-        m = _ENHANCED_RE.match(text)
-        if m is not None:
-            # RFC 2034 §4, as from_lines reads it: the status, of the
-            # code's class, then a space or the end of the line
-            token = m[0]
-            ends = len(text) == len(token) or text[len(token)] == " "
-            if ends and int(token[0]) == code // 100:
-                enhanced = _to_enhanced(token)
-                text = text[len(token) + 1 :]
+        cached = type(raw) is bytes
+        parsed = _ONE_LINE.get(raw) if cached else None
+        if parsed is None:
+            parsed = _parse_one_line(raw)
+            if parsed is None:
+                return cls.from_lines((raw,))
+            if cached:
+                if len(_ONE_LINE) >= _ONE_LINE_MAX:
+                    _ONE_LINE.clear()
+                _ONE_LINE[raw] = parsed
+        code, lines, enhanced = parsed
+        # A new Reply each time (the client core sets its command), from
+        # parts that are immutable and checked once.
         reply = object.__new__(cls)
         # every rule of __attrs_post_init__ holds: the code matched
         # [2-5][0-5][0-9], the enhanced class is the code's, the line is
         # printable ASCII within MAX_REPLY_LINE
         object.__setattr__(reply, "code", code)
-        object.__setattr__(reply, "lines", (text,))
+        object.__setattr__(reply, "lines", lines)
         object.__setattr__(reply, "enhanced", enhanced)
         object.__setattr__(reply, "command", None)
         object.__setattr__(reply, "_wire", None)
@@ -323,6 +318,41 @@ class Reply:
             return cls(icode, tuple(texts), enhanced)
         except LocalProtocolError as exc:
             raise RemoteProtocolError(f"malformed reply: {exc}") from None
+
+
+# The usual one-line replies read so far, parsed, by their line: a server
+# repeats its replies ("250 2.1.0 Ok" to every MAIL), and checking one costs
+# more than building a Reply from its parts.  Bounded (emptied when full),
+# so replies that differ every time (a queue id in each) cost a parse each,
+# as without it.
+_ONE_LINE: dict[bytes, tuple[int, tuple[str], EnhancedStatus | None]] = {}
+_ONE_LINE_MAX = 512
+
+
+def _parse_one_line(raw: bytes) -> tuple[int, tuple[str], EnhancedStatus | None] | None:
+    """The code, lines and enhanced status of the usual one-line reply
+    (ASCII, printable, within the limit), checked in one pass; None for
+    anything else, which Reply.from_lines reads with every check."""
+    # RFC 5321 §4.5.3.1.5 (the line limit), §4.2 (Reply-code [ SP
+    # textstring ]: the code's digits, a space or nothing after them)
+    if len(raw) + 2 > MAX_REPLY_LINE or raw[3:4] not in (b" ", b"") or not raw.isascii():
+        return None
+    text = raw[4:].decode("ascii")
+    # isprintable(): no control character, not even HT (which from_lines allows)
+    if not text.isprintable() or not _CODE_RE.fullmatch(raw, 0, 3):
+        return None
+    code = int(raw[:3])
+    enhanced = None
+    m = _ENHANCED_RE.match(text)
+    if m is not None:
+        # RFC 2034 §4, as from_lines reads it: the status, of the
+        # code's class, then a space or the end of the line
+        token = m[0]
+        ends = len(text) == len(token) or text[len(token)] == " "
+        if ends and int(token[0]) == code // 100:
+            enhanced = _to_enhanced(token)
+            text = text[len(token) + 1 :]
+    return code, (text,), enhanced
 
 
 def parse_reply_line(raw: bytes) -> tuple[bytes, bool, str]:

@@ -194,6 +194,24 @@ def test_a_handler_not_derived_from_handler_is_called_for_every_method() -> None
     assert codes == [220, 250, 250, 250, 250, 354, 451, 250, 250, 221]
 
 
+class Broken(Inherits):
+    """A handler whose on_mail cannot even be looked up."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "on_mail":
+            raise KeyError(name)
+        return super().__getattribute__(name)
+
+
+def test_a_method_whose_look_up_raises_is_answered_451_not_a_failed_session() -> None:
+    # as before the session read which methods a handler overrides: the
+    # look-up happens in the adapter's call, whose exception is the result
+    made = play(ServerSession(Broken(), "mx.example"), [SESSION[0], SESSION[1], b"QUIT\r\n"])
+    codes = [int(line[:3]) for line in _writes(made).split(b"\r\n") if line[3:4] == b" "]
+    # MAIL 451; the RCPTs and DATA after it 503 (no transaction); QUIT 221
+    assert codes == [220, 250, 451, 503, 503, 503, 221]
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_adapter_answers_as_handler_does_with_a_ready_handler(kind: str) -> None:
     sink = Sink()

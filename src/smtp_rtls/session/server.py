@@ -514,8 +514,13 @@ class ServerSession:
 
 def _overrides(handler: object, name: str) -> bool:
     # False for a method the handler has from Handler, unchanged (neither
-    # overridden in its class nor replaced on the instance).
-    method = getattr(handler, name, None)
+    # overridden in its class nor replaced on the instance).  A handler
+    # whose look-up raises is called as before: the adapter's call turns
+    # what it raises into the call's result (451), not a failed session.
+    try:
+        method = getattr(handler, name, None)
+    except Exception:
+        return True
     return getattr(method, "__func__", None) is not getattr(Handler, name)
 
 

@@ -799,12 +799,16 @@ class Delivery:
         yield from self._send(conn, EndOfMessage())
         return (yield from self._reply(conn))
 
+    def _bdat_chunks(self, text: bool) -> Iterator[bytes]:
+        """The content as BDAT carries it: message text made canonical
+        (RFC 5321 §2.3.8, as DATA would deliver it), BINARYMIME as it is."""
+        return canonical_chunks(self.chunks()) if text else self.chunks()
+
     def _single_chunk(self, text: bool) -> bytes | None:
         """The whole content as one BDAT chunk (message text made canonical,
         as DATA would deliver it), or None when empty or over CHUNKING_MAX."""
-        chunks = canonical_chunks(self.chunks()) if text else self.chunks()
         body = bytearray()
-        for chunk in chunks:
+        for chunk in self._bdat_chunks(text):
             body += chunk
             if len(body) > CHUNKING_MAX:
                 return None
@@ -818,7 +822,7 @@ class Delivery:
     def _chunks(self, conn: ClientConnection, text: bool) -> Step[Reply]:
         """RFC 3030 §2: the content in BDAT chunks, the last one marked LAST;
         message text made canonical on the way, as DATA would deliver it."""
-        chunks = canonical_chunks(self.chunks()) if text else self.chunks()
+        chunks = self._bdat_chunks(text)
         chunk = next(chunks, None)
         if chunk is None:
             yield from self._send(conn, Bdat(0, last=True))

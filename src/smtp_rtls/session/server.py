@@ -156,6 +156,10 @@ class ServerSession:
         # on the event only) instead of asking the adapter for a call,
         # which costs a request and a round trip through the adapter's loop
         # each; a message makes three such calls with the ready handlers.
+        # For MAIL, RCPT and DATA it uses the constants Handler's methods
+        # return (calling the methods cost about 0.7 us more per message);
+        # tests/session/test_inherited_answers.py holds the two to the same
+        # bytes.
         self._own_mail = _overrides(handler, "on_mail")
         self._own_rcpt = _overrides(handler, "on_rcpt")
         self._own_data_start = _overrides(handler, "on_data_start")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Final
 
 import attrs
 
@@ -27,18 +28,18 @@ from ._errors import LocalProtocolError
 __all__ = ["Address", "AddressError"]
 
 # RFC 5321 §4.5.3.1.1-3
-MAX_LOCAL_PART = 64
-MAX_DOMAIN = 255
-MAX_PATH = 256
+MAX_LOCAL_PART: Final = 64
+MAX_DOMAIN: Final = 255
+MAX_PATH: Final = 256
 
-_ADL_RE = re.compile(rf"@{_abnf.DOMAIN}(?:,@{_abnf.DOMAIN})*:")
-_ADDRESS_LITERAL_RE = re.compile(_abnf.ADDRESS_LITERAL)
-_IPV6_CHARS_RE = re.compile(r"[0-9A-Fa-f:.]+")
-_IPV4_CHARS_RE = re.compile(r"[0-9.]+")
-_GENERAL_LITERAL_RE = re.compile(r"([A-Za-z0-9-]*[A-Za-z0-9]):([\x21-\x5a\x5e-\x7e]+)")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_QUOTE_RE = re.compile(r'(["\\])')
-_UNQUOTE_RE = re.compile(r"\\(.)")
+_ADL_RE: Final = re.compile(rf"@{_abnf.DOMAIN}(?:,@{_abnf.DOMAIN})*:")
+_ADDRESS_LITERAL_RE: Final = re.compile(_abnf.ADDRESS_LITERAL)
+_IPV6_CHARS_RE: Final = re.compile(r"[0-9A-Fa-f:.]+")
+_IPV4_CHARS_RE: Final = re.compile(r"[0-9.]+")
+_GENERAL_LITERAL_RE: Final = re.compile(r"([A-Za-z0-9-]*[A-Za-z0-9]):([\x21-\x5a\x5e-\x7e]+)")
+_CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f]")
+_QUOTE_RE: Final = re.compile(r'(["\\])')
+_UNQUOTE_RE: Final = re.compile(r"\\(.)")
 
 # The fast path of Address.parse.  Most paths are a Dot-string at a Domain
 # (RFC 5321 §4.1.2), ASCII or with RFC 6531 UTF-8, or at an IPv4 address
@@ -51,11 +52,11 @@ _UNQUOTE_RE = re.compile(r"\\(.)")
 # Dot-string holds none), within 64 octets; the text within _FAST_PATH_MAX
 # octets, which keeps the path within 256 bare (two brackets added) or
 # bracketed, and so the domain, shorter than the text, within 255.
-_FAST_PATH_RE = re.compile(
+_FAST_PATH_RE: Final = re.compile(
     rf"(<)?({_abnf.DOT_STRING_U_FAST})@({_abnf.DOMAIN_U_FAST}|{_abnf.IPV4_ADDRESS_LITERAL})(?(1)>)"
 )
-_FAST_PATH_MAX = MAX_PATH - 2
-_FAST_DOMAIN_RE = re.compile(_abnf.DOMAIN_U_FAST)
+_FAST_PATH_MAX: Final = MAX_PATH - 2
+_FAST_DOMAIN_RE: Final = re.compile(_abnf.DOMAIN_U_FAST)
 
 
 class AddressError(LocalProtocolError):
@@ -302,9 +303,9 @@ class Address:
 
 # Setting the slots through their descriptors skips the frozen __setattr__ as
 # object.__setattr__ does, without looking the name up on every call.
-_new = object.__new__
-_set_local_part = Address.__dict__["local_part"].__set__
-_set_domain = Address.__dict__["domain"].__set__
+_new: Final = object.__new__
+_set_local_part: Final = Address.__dict__["local_part"].__set__
+_set_domain: Final = Address.__dict__["domain"].__set__
 
 
 def to_address(value: Address | str) -> Address:

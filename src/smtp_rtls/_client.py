@@ -21,6 +21,7 @@ accepted recipient, RFC 2033 §4.2), ``"BDAT"``, ``"RSET"``, ``"NOOP"``,
 from __future__ import annotations
 
 from collections import deque
+from typing import Final
 
 from ._capabilities import Capabilities
 from ._client_rules import _RULES, ClientTransaction, SessionView
@@ -52,22 +53,22 @@ __all__ = ["ClientConnection"]
 # start a group ("The actual transfer of message content is explicitly
 # allowed to be the first 'command' in a group"), so MAIL may follow it;
 # RFC 3030 §4.2 lets BDAT chunks be pipelined, BDAT LAST ends the group.
-_GROUP_CONTINUES = frozenset(["MAIL", "RCPT", "RSET", "EOM", "BDAT"])
+_GROUP_CONTINUES: Final = frozenset(["MAIL", "RCPT", "RSET", "EOM", "BDAT"])
 
 # RFC 5321 §4.2.1 puts no limit on the number of lines of a reply; this bound
 # keeps a reply in memory small (each line is at most 512 octets, §4.5.3.1.5).
-DEFAULT_MAX_REPLY_LINES = 100
+DEFAULT_MAX_REPLY_LINES: Final = 100
 # The same bound as the server's: replies handed to receive_data() and not
 # yet read with next_event() (RFC 2920 §3.1 lets a server answer a whole
 # group at once; nothing lets it send without end).
-DEFAULT_MAX_BACKLOG = 256 * 1024
+DEFAULT_MAX_BACKLOG: Final = 256 * 1024
 
 # The capabilities read from positive EHLO replies, by the reply's text:
 # Capabilities is immutable, and a client that opens a connection per
 # message reads the same reply from the same server every time.  Only
 # replies that parsed are kept, and at most _MAX_CAPS of them.
-_CAPS_CACHE: dict[tuple[object, tuple[str, ...]], Capabilities] = {}
-_MAX_CAPS = 64
+_CAPS_CACHE: Final[dict[tuple[object, tuple[str, ...]], Capabilities]] = {}
+_MAX_CAPS: Final = 64
 
 # The formatted command lines, by the identity of their (immutable) event:
 # a client sending message after message, on one connection or on one
@@ -75,18 +76,28 @@ _MAX_CAPS = 64
 # id(event) -> (event, lmtp, bytes): the event is kept, so that its id
 # cannot be reused by another object while the entry lives.  Shared by
 # every connection (a lookup checks the event is the very one).
-_FORMATTED: dict[int, tuple[Event, bool, bytes]] = {}
-_MAX_FORMATTED = 256
+_FORMATTED: Final[dict[int, tuple[Event, bool, bytes]]] = {}
+_MAX_FORMATTED: Final = 256
 # The commands whose lines are kept: never AUTH, whose events carry
 # credentials that must not outlive the application's own references.
-_REMEMBERED = frozenset(["EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT"])
+_REMEMBERED: Final = frozenset(["EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "QUIT"])
 
 
 # next_state() by its arguments (the table by ``lmtp``): a pure function of
 # them, asked four times per message.  Only answers are kept, never
 # refusals, so every refused reply goes through next_state() and its error.
-_NEXT_STATES: dict[tuple[bool, State, str, int], State] = {}
-_MAX_NEXT_STATES = 4096
+_NEXT_STATES: Final[dict[tuple[bool, State, str, int], State]] = {}
+_MAX_NEXT_STATES: Final = 4096
+
+# The compiled build (mypyc) reads a Final name of this module from a C
+# static, but looks a name imported from a module it does not compile (the
+# events, Reply, the sentinels) up in the module's dict at every use: the
+# paths taken for every message use these.
+_NEED_DATA: Final = NEED_DATA
+_AuthResponse: Final = AuthResponse
+_MailFrom: Final = MailFrom
+_Bdat: Final = Bdat
+_RcptTo: Final = RcptTo
 
 
 class _Pending:
@@ -289,14 +300,14 @@ class ClientConnection:
             # then the reader has nothing to read (the first call for each
             # group of replies, before any of them arrived).
             if not buf._data:
-                return NEED_DATA if not self._peer_closed else self._closed_event()
+                return _NEED_DATA if not self._peer_closed else self._closed_event()
             if self._state is State.STARTTLS:
                 raise _injection()
             reply = self._reader.read(buf)
             if reply is not None:
                 return self._on_reply(reply)
             if not self._peer_closed:
-                return NEED_DATA
+                return _NEED_DATA
             return self._closed_event()
         except RemoteProtocolError as exc:
             self._error = exc
@@ -415,7 +426,7 @@ class ClientConnection:
 
     def _reply_rcpt(self, head: _Pending, reply: Reply, _before: State) -> None:
         txn = head.transaction
-        assert txn is not None and isinstance(head.event, RcptTo)
+        assert txn is not None and isinstance(head.event, _RcptTo)
         txn.rcpt_replies.append((head.event, reply))
 
     def _reply_data(self, head: _Pending, reply: Reply, before: State) -> None:
@@ -512,7 +523,7 @@ class ClientConnection:
             raise LocalProtocolError("STARTTLS accepted: call start_tls() first")
         if self._writer is not None or self._bdat_left:
             raise LocalProtocolError("inside message content: send MessageData / EndOfMessage")
-        if isinstance(event, AuthResponse) != (state is State.AUTH):
+        if isinstance(event, _AuthResponse) != (state is State.AUTH):
             if state is State.AUTH:
                 raise LocalProtocolError("a 334 challenge is waiting for an AuthResponse")
             raise LocalProtocolError("AuthResponse only answers a 334 challenge")
@@ -575,7 +586,7 @@ class ClientConnection:
         if verb == "EHLO" and self.lmtp:
             pending.verb = pending.table_verb = "LHLO"
         elif verb == "MAIL":
-            assert isinstance(event, MailFrom)
+            assert isinstance(event, _MailFrom)
             txn = self._transaction = ClientTransaction(event)
             pending.transaction = txn
         elif verb == "RCPT":
@@ -586,7 +597,7 @@ class ClientConnection:
             txn.data_sent = True
             txn.data_refused = False
         elif verb == "BDAT":
-            assert txn is not None and isinstance(event, Bdat)
+            assert txn is not None and isinstance(event, _Bdat)
             txn.bdat_sent = True
             self._bdat_left = event.size
             if event.last:
@@ -599,7 +610,7 @@ class ClientConnection:
         elif verb == "QUIT":
             self._quit_sent = True
         pending.ends_group = not (
-            verb in _GROUP_CONTINUES and not (isinstance(event, Bdat) and event.last)
+            verb in _GROUP_CONTINUES and not (isinstance(event, _Bdat) and event.last)
         )
         self._pending.append(pending)
         self._group_enders += pending.ends_group
@@ -683,7 +694,7 @@ class ClientConnection:
 
 # The reply handlers by the verb of the command answered (a dictionary look-up
 # per reply, not a string built and a getattr()).
-_REPLY_HANDLERS = {
+_REPLY_HANDLERS: Final = {
     "EHLO": ClientConnection._reply_ehlo,
     "LHLO": ClientConnection._reply_ehlo,
     "HELO": ClientConnection._reply_helo,

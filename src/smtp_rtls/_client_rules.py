@@ -10,6 +10,7 @@ groups, a reply still owed) stay in the connection, which owns the queue.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 import attrs
 
@@ -125,7 +126,7 @@ def _check_auth(view: SessionView, event: Event) -> None:
 
 
 def _check_mail(view: SessionView, event: Event) -> None:
-    assert isinstance(event, MailFrom)
+    assert isinstance(event, _MailFrom)
     if event.requiretls:
         check_requiretls(view)
     _need_hello(view)
@@ -149,8 +150,15 @@ def _check_mail(view: SessionView, event: Event) -> None:
 # events to a server whose offer is the same object (ClientConnection keeps
 # Capabilities by reply), so each is checked once.  The event is kept so
 # that its id cannot be reused while the entry lives.
-_PARAMS_OFFERED: dict[int, tuple[Event, Capabilities | None]] = {}
-_MAX_PARAMS_OFFERED = 256
+_PARAMS_OFFERED: Final[dict[int, tuple[Event, Capabilities | None]]] = {}
+_MAX_PARAMS_OFFERED: Final = 256
+
+# The compiled build (mypyc) reads a Final name of this module from a C
+# static, but looks a name imported from a module it does not compile (the
+# events, Reply, the sentinels) up in the module's dict at every use: the
+# paths taken for every message use these.
+_MailFrom: Final = MailFrom
+_RcptTo: Final = RcptTo
 
 
 def _need_parameters(view: SessionView, event: Event, table: tuple[Parameter, ...]) -> None:
@@ -198,7 +206,7 @@ def _open_txn(view: SessionView) -> ClientTransaction:
 
 
 def _check_rcpt(view: SessionView, event: Event) -> None:
-    assert isinstance(event, RcptTo)
+    assert isinstance(event, _RcptTo)
     txn = _open_txn(view)
     if txn.content_started or txn.bdat_sent:
         # the recipients are fixed once the content starts (RFC 5321 §3.3)
@@ -247,7 +255,7 @@ def _check_vrfy_expn(view: SessionView, event: Event) -> None:
         _need(view, "SMTPUTF8", f"{type(event).__name__.upper()} in UTF-8")
 
 
-_RULES: dict[str, Callable[[SessionView, Event], None]] = {
+_RULES: Final[dict[str, Callable[[SessionView, Event], None]]] = {
     "HELO": _check_helo,
     "STARTTLS": _check_starttls,
     "AUTH": _check_auth,
@@ -262,7 +270,7 @@ _RULES: dict[str, Callable[[SessionView, Event], None]] = {
 
 #: The verbs :func:`check_command` has a rule for (for the others it does
 #: nothing, and a caller need not build a SessionView).
-RULED_VERBS = frozenset(_RULES)
+RULED_VERBS: Final = frozenset(_RULES)
 
 
 def check_command(verb: str, event: Event, view: SessionView) -> None:

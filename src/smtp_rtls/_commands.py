@@ -9,6 +9,7 @@ server's business, not this module's.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from ._address import Address, AddressError
 from ._errors import LocalProtocolError
@@ -52,7 +53,7 @@ __all__ = [
 
 # Verbs this library parses.  TURN, ETRN, SEND, SOML and SAML are known but
 # not implemented (502, RFC 5321 §4.2.4).
-KNOWN_VERBS = frozenset(
+KNOWN_VERBS: Final = frozenset(
     [
         "EHLO",
         "HELO",
@@ -71,20 +72,20 @@ KNOWN_VERBS = frozenset(
         "AUTH",
     ]
 )
-UNIMPLEMENTED_VERBS = frozenset(["TURN", "ETRN", "SEND", "SOML", "SAML", "ATRN"])
+UNIMPLEMENTED_VERBS: Final = frozenset(["TURN", "ETRN", "SEND", "SOML", "SAML", "ATRN"])
 
 # The path ends at the first ">" outside a quoted local part and outside an
 # address literal: qtextSMTP and dcontent admit ">" (RFC 5321 §4.1.2, §4.1.3),
 # as in <"a>b"@example.com> and <a@[tag:x>y]>.
-_PATH = r'(<(?:[^>"\[]|"(?:[^"\\]|\\.)*"|\[[^\]]*\])*>)'
-_MAIL_RE = re.compile(rf"FROM: ?{_PATH}(?: (.*))?", re.IGNORECASE | re.DOTALL)
-_RCPT_RE = re.compile(rf"TO: ?{_PATH}(?: (.*))?", re.IGNORECASE | re.DOTALL)
-_SIZE_RE = re.compile(r"[0-9]{1,20}")
+_PATH: Final = r'(<(?:[^>"\[]|"(?:[^"\\]|\\.)*"|\[[^\]]*\])*>)'
+_MAIL_RE: Final = re.compile(rf"FROM: ?{_PATH}(?: (.*))?", re.IGNORECASE | re.DOTALL)
+_RCPT_RE: Final = re.compile(rf"TO: ?{_PATH}(?: (.*))?", re.IGNORECASE | re.DOTALL)
+_SIZE_RE: Final = re.compile(r"[0-9]{1,20}")
 
 
 # The one map from command event to verb, for both roles (AuthResponse lines
 # belong to the AUTH command, RFC 4954 §4).
-_VERB_OF: dict[type[Event], str] = {
+_VERB_OF: Final[dict[type[Event], str]] = {
     Ehlo: "EHLO",
     Helo: "HELO",
     StartTLS: "STARTTLS",
@@ -114,7 +115,13 @@ def verb_of(event: Event, *, lmtp: bool = False) -> str:
     return "LHLO" if lmtp and verb == "EHLO" else verb
 
 
-_DIGITS = re.compile(r"0*([0-9]+)")
+_DIGITS: Final = re.compile(r"0*([0-9]+)")
+
+# The events' constructors for parts parsed here, as Final names: the
+# compiled build (mypyc) reads those from C statics, where a name imported
+# from a module it does not compile is looked up in the module's dict.
+_mail_from_parsed: Final = MailFrom._parsed
+_rcpt_to_parsed: Final = RcptTo._parsed
 
 
 def parse_bdat_size(arg: str) -> tuple[int | None, bool] | None:
@@ -249,7 +256,7 @@ def _mail_from(arg: str) -> MailFrom:
         # Every rule MailFrom's constructor checks was checked above (the
         # path by Address.parse with the SMTPUTF8 flag, each value by its
         # branch); only ENVID and AUTH keep rules for the constructor.
-        return MailFrom._parsed(reverse_path, extra, kw)
+        return _mail_from_parsed(reverse_path, extra, kw)
     try:
         return MailFrom(reverse_path, extra=extra, **kw)  # type: ignore[arg-type]
     except LocalProtocolError as error:
@@ -268,7 +275,7 @@ def _rcpt_to(arg: str, *, utf8: bool) -> RcptTo:
         except AddressError:
             pass
         else:
-            return RcptTo._parsed(forward, [])
+            return _rcpt_to_parsed(forward, [])
     return _rcpt_to_general(arg, utf8=utf8)
 
 
@@ -295,7 +302,7 @@ def _rcpt_to_general(arg: str, *, utf8: bool) -> RcptTo:
     if not kw:
         # The path was checked by Address.parse, the extra keywords are
         # none of the typed ones: nothing is left for the constructor.
-        return RcptTo._parsed(forward_path, extra)
+        return _rcpt_to_parsed(forward_path, extra)
     try:
         return RcptTo(forward_path, extra=extra, **kw)  # type: ignore[arg-type]
     except LocalProtocolError as error:
@@ -379,7 +386,7 @@ def parse_mail_lane(
         reverse_path = Address.parse(path, utf8="smtputf8" in fields, null=True, postmaster=False)
     except AddressError:
         return None
-    return MailFrom._parsed(reverse_path, [], fields)
+    return _mail_from_parsed(reverse_path, [], fields)
 
 
 def parse_rcpt_lane(arg: str, *, utf8: bool) -> RcptTo | None:
@@ -395,7 +402,7 @@ def parse_rcpt_lane(arg: str, *, utf8: bool) -> RcptTo | None:
         forward = Address.parse(path, utf8=utf8, null=False, postmaster=True)
     except AddressError:
         return None
-    return RcptTo._parsed(forward, [])
+    return _rcpt_to_parsed(forward, [])
 
 
 def _no_argument(verb: str, arg: str, event: Event) -> Event:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Final, TypeAlias
 
 from ._errors import RemoteProtocolError
 
@@ -18,15 +19,15 @@ __all__ = ["BdatReader", "DataReader", "LineBuffer", "LineTooLong", "slice_of"]
 # RFC 5321 §4.1.1.4: the mail data ends with "<CRLF>.<CRLF>"; the first CRLF
 # ends the last line of content.  Nothing else ends it: "<LF>.<LF>" MUST NOT
 # be treated as the end, and neither may any other variant (SMTP smuggling).
-_END = b"\r\n.\r\n"
-_BARE_RE = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+_END: Final = b"\r\n.\r\n"
+_BARE_RE: Final = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 #: ``_speedups.scan_data`` (see src/smtp_rtls/_speedups.c): DataReader's read
 #: of content with nothing or a CR held, in one pass of C, built only by the
 #: compiled build (setup.py, SMTP_RTLS_COMPILE=1).  None in the pure build,
 #: where the bytes methods below do the same work in three passes.  A module
 #: global, not Final, so that tests can compare both paths in one process.
-ScanData = Callable[
+ScanData: TypeAlias = Callable[
     [bytes | bytearray, int, bytes, bool, bool], tuple[bytes, bool, int, int, int, bool]
 ]
 
@@ -176,12 +177,12 @@ def slice_of(data: bytes | bytearray, start: int, stop: int) -> bytes:
         return bytes(view[start:stop])
 
 
-_LF_AT = bytes(1 if i == 0x0A else 0 for i in range(256))
-_CR_AT = bytes(1 if i == 0x0D else 0 for i in range(256))
+_LF_AT: Final = bytes(1 if i == 0x0A else 0 for i in range(256))
+_CR_AT: Final = bytes(1 if i == 0x0D else 0 for i in range(256))
 
 
 # Windows of this size bound the indicator copies has_bare_line_ending makes.
-_WINDOW = 16384
+_WINDOW: Final = 16384
 
 
 def has_bare_line_ending(data: bytes, stop: int | None = None) -> bool:
@@ -225,11 +226,11 @@ def _normalised(data: bytes) -> bytes:
 
 
 # A line that starts with "." as it goes on the wire, after the first line.
-_STUFFED = b"\r\n."
+_STUFFED: Final = b"\r\n."
 # A piece of ``split(_STUFFED)`` that starts with CRLF (the end marker) or is
 # empty (the end marker, then another stuffed line) sorts before this: when
 # the least piece does not, no separator begins an end marker.
-_NOT_AFTER = b"\r\x0b"
+_NOT_AFTER: Final = b"\r\x0b"
 
 
 def _split_limit(size: int) -> int:
@@ -342,17 +343,18 @@ class DataReader:
         if not line_start_checked and self._line_start and buf[start : start + 3] == b".\r\n":
             # the end marker right at a line start: the content ends here
             return self._emit(b"", normalise), True, start + 3
-        if scan_data is not None and not self.refused:
+        scan = scan_data  # one look-up of the module's dict (not Final: see above)
+        if scan is not None and not self.refused:
             if not held:
-                return self._scan_c(scan_data, buf, start, b"", normalise)
+                return self._scan_c(scan, buf, start, b"", normalise)
             if held == b"\r" and start < len(buf):
                 # a read that ended on CR (one in about 80 for text): its LF,
                 # or the proof that it was bare, is the first octet here
                 crlf = buf[start] == 0x0A
                 self._line_start = crlf
                 if crlf:
-                    return self._scan_c(scan_data, buf, start + 1, b"\r\n", normalise)
-                return self._scan_c(scan_data, buf, start, held, normalise)
+                    return self._scan_c(scan, buf, start + 1, b"\r\n", normalise)
+                return self._scan_c(scan, buf, start, held, normalise)
         if not start and not held and len(buf) >= self._whole_min and type(buf) is bytes:
             # the usual read: a whole received chunk, nothing held before it
             whole = self._scan_whole(buf, normalise)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Container
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from . import _abnf
 from ._errors import LocalProtocolError
@@ -44,7 +44,7 @@ class Parameter(NamedTuple):
 # The one table of the parameters both roles check: the server refuses one
 # whose extension its EHLO reply did not offer (555 5.5.4, RFC 5321
 # §4.1.1.11), the client never sends it.
-MAIL_PARAMETERS = (
+MAIL_PARAMETERS: Final = (
     Parameter("REQUIRETLS", "requiretls", "REQUIRETLS", "RFC 8689 §2", option="requiretls"),
     Parameter("SIZE", "size", "SIZE", "RFC 1870 §6", option="size"),
     Parameter("BODY", "body", "8BITMIME", "RFC 6152 §2", ("7BIT", "8BITMIME"), "eightbitmime"),
@@ -54,7 +54,7 @@ MAIL_PARAMETERS = (
     Parameter("ENVID", "envid", "DSN", "RFC 3461 §4.4", option="dsn"),
     Parameter("AUTH", "auth", "AUTH", "RFC 4954 §5", option="auth_mechanisms"),
 )
-RCPT_PARAMETERS = (
+RCPT_PARAMETERS: Final = (
     Parameter("NOTIFY", "notify", "DSN", "RFC 3461 §4.1", option="dsn"),
     Parameter("ORCPT", "orcpt", "DSN", "RFC 3461 §4.2", option="dsn"),
 )
@@ -79,7 +79,7 @@ class ParamError(LocalProtocolError):
     """A malformed parameter list (reply 501 5.5.4)."""
 
 
-_PARAMS_RE = re.compile(_abnf.ESMTP_PARAMS_FAST)
+_PARAMS_RE: Final = re.compile(_abnf.ESMTP_PARAMS_FAST)
 
 
 def parse_params(text: str) -> list[tuple[str, str | None]]:

@@ -15,6 +15,7 @@ it; they never change a session's state.
 from __future__ import annotations
 
 import re
+from typing import Final, TypeAlias
 
 from ._errors import RemoteProtocolError
 from ._framing import BdatReader, DataReader, LineBuffer, LineTooLong
@@ -31,8 +32,8 @@ __all__ = [
 # RFC 5321 §4.1.2: no production of a command line admits a control
 # character (qtextSMTP and quoted-pairSMTP are %d32-126 only), and RFC 5321
 # §2.3.8 admits CR and LF only together, as the line end.
-_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
-_BARE = re.compile(rb"[\r\n]")
+_CONTROL: Final = re.compile(rb"[\x00-\x1f\x7f]")
+_BARE: Final = re.compile(rb"[\r\n]")
 
 
 #: One command line as read: its upper-cased verb, the decoded line
@@ -40,13 +41,13 @@ _BARE = re.compile(rb"[\r\n]")
 #: argument after the verb (split once, here, for the parser).  A plain
 #: tuple: one is made per command, and a NamedTuple's constructor is a
 #: Python function.
-CommandLine = tuple[str, str, int, str]
+CommandLine: TypeAlias = tuple[str, str, int, str]
 
 
-LINE_TOO_LONG = Reply(500, "Line too long", "5.5.2")
-BARE_LINE_END = Reply(500, "Bare CR or LF in command", "5.5.2")
-CONTROL_CHARACTER = Reply(500, "Control character in command", "5.5.2")
-CHUNK_SIZE_UNKNOWN = Reply(
+LINE_TOO_LONG: Final = Reply(500, "Line too long", "5.5.2")
+BARE_LINE_END: Final = Reply(500, "Bare CR or LF in command", "5.5.2")
+CONTROL_CHARACTER: Final = Reply(500, "Control character in command", "5.5.2")
+CHUNK_SIZE_UNKNOWN: Final = Reply(
     421, "Cannot find the end of the BDAT chunk, closing connection", "4.5.2"
 )
 
@@ -77,7 +78,14 @@ def read_command_line(buf: LineBuffer, *, reject_bare: bool) -> CommandLine | Re
     return verb.upper(), line, len(raw) + 2, arg
 
 
-SASL_TOO_LONG = Reply(500, "Authentication exchange line is too long", "5.5.6")
+SASL_TOO_LONG: Final = Reply(500, "Authentication exchange line is too long", "5.5.6")
+
+# The compiled build (mypyc) reads a Final name of this module from a C
+# static, but looks a name imported from a module it does not compile (Reply
+# here) up in the module's dict at every use: the readers of replies use
+# these.
+_reply_from_line: Final = Reply.from_line
+_reply_from_lines: Final = Reply.from_lines
 
 
 def read_sasl_line(buf: LineBuffer) -> str | Reply | None:
@@ -196,7 +204,7 @@ class ReplyReader:
             if not self._lines:
                 if line[3:4] != b"-":
                     # a one-line reply, the usual case: checked once, there
-                    return Reply.from_line(line)
+                    return _reply_from_line(line)
                 code, is_last, _ = parse_reply_line(line)
                 self._code = code
             else:
@@ -212,4 +220,4 @@ class ReplyReader:
             self._lines.append(line)
             if is_last:
                 lines, self._lines = self._lines, []
-                return Reply.from_lines(lines)
+                return _reply_from_lines(lines)

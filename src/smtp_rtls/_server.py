@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import Final, TypeAlias
 
 import attrs
 
@@ -70,26 +71,40 @@ from ._tls import TLSInfo
 
 __all__ = ["ServerConnection"]
 
-NextEvent = Event | type[NEED_DATA] | type[PAUSED]
+NextEvent: TypeAlias = Event | type[NEED_DATA] | type[PAUSED]
 
 # For events made of parts checked already (MessageData holds bytes the
 # readers cut; an Envelope, the accepted commands): attrs' __init__ would
 # check them again.
-_new = object.__new__
-_set_mail_from, _set_recipients = slot_setters(Envelope, "mail_from", "recipients")
-(_set_data,) = slot_setters(MessageData, "data")
-(_set_envelope,) = slot_setters(EndOfMessage, "envelope")
+_new: Final = object.__new__
+_set_mail_from: Final = slot_setters(Envelope, "mail_from")[0]
+_set_recipients: Final = slot_setters(Envelope, "recipients")[0]
+_set_data: Final = slot_setters(MessageData, "data")[0]
+_set_envelope: Final = slot_setters(EndOfMessage, "envelope")[0]
+
+# The compiled build (mypyc) reads a Final name of this module from a C
+# static, but looks a name imported from a module it does not compile (the
+# events, Reply, the sentinels) up in the module's dict at every use: the
+# paths taken for every command use these.
+_Envelope: Final = Envelope
+_MessageData: Final = MessageData
+_EndOfMessage: Final = EndOfMessage
+_MailFrom: Final = MailFrom
+_RcptTo: Final = RcptTo
+_Reply: Final = Reply
+_NEED_DATA: Final = NEED_DATA
+_PAUSED: Final = PAUSED
 
 
 def _envelope(mail: MailFrom, rcpts: list[RcptTo]) -> Envelope:
-    envelope = _new(Envelope)
+    envelope = _new(_Envelope)
     _set_mail_from(envelope, mail)
     _set_recipients(envelope, tuple(rcpts))
     return envelope
 
 
 def _message_data(data: bytes) -> MessageData:
-    event = _new(MessageData)
+    event = _new(_MessageData)
     _set_data(event, data)
     return event
 
@@ -97,26 +112,26 @@ def _message_data(data: bytes) -> MessageData:
 # The states as module constants: an enum member looked up on its class
 # (``State.DATA``) costs about 70 ns, and the hot paths look up several
 # per command.
-_AUTH = State.AUTH
-_BDAT = State.BDAT
-_CLOSED = State.CLOSED
-_DATA = State.DATA
-_GREETING = State.GREETING
-_RCPT = State.RCPT
-_REFUSED = State.REFUSED
-_STARTTLS = State.STARTTLS
-_TLS_REFUSED = State.TLS_REFUSED
+_AUTH: Final = State.AUTH
+_BDAT: Final = State.BDAT
+_CLOSED: Final = State.CLOSED
+_DATA: Final = State.DATA
+_GREETING: Final = State.GREETING
+_RCPT: Final = State.RCPT
+_REFUSED: Final = State.REFUSED
+_STARTTLS: Final = State.STARTTLS
+_TLS_REFUSED: Final = State.TLS_REFUSED
 
 # The states where the next input is a command line (see next_event).
-_COMMAND_STATES = frozenset(State) - {_STARTTLS, _DATA, _BDAT, _AUTH, _CLOSED}
+_COMMAND_STATES: Final = frozenset(State) - {_STARTTLS, _DATA, _BDAT, _AUTH, _CLOSED}
 # RFC 3207 §4: with STARTTLS required, only these may precede it.
-_BEFORE_TLS_OK = frozenset({"EHLO", "HELO", "LHLO", "STARTTLS", "NOOP", "QUIT"})
-_HELLO_VERBS = frozenset({"EHLO", "HELO", "LHLO"})
-SASL_LINE = 12288
+_BEFORE_TLS_OK: Final = frozenset({"EHLO", "HELO", "LHLO", "STARTTLS", "NOOP", "QUIT"})
+_HELLO_VERBS: Final = frozenset({"EHLO", "HELO", "LHLO"})
+SASL_LINE: Final = 12288
 # The connection's own answer to RSET and NOOP, made (and formatted) once.
-_OK = Reply(250, "OK", "2.0.0")
+_OK: Final = Reply(250, "OK", "2.0.0")
 # What a BDAT chunk that can never end is discarded as: "forever".
-_ENDLESS = 1 << 128
+_ENDLESS: Final = 1 << 128
 
 
 class ServerConnection:
@@ -251,7 +266,7 @@ class ServerConnection:
         if self._ready:
             return self._ready.popleft()
         if self._owed:
-            return PAUSED
+            return _PAUSED
         state = self._state
         if state is _CLOSED:
             return ConnectionClosed()
@@ -295,7 +310,7 @@ class ServerConnection:
         for it (250 to DATA, 354 to MAIL, 334 to EHLO), or not the exact code
         it requires (220 to STARTTLS, RFC 3207 §4).
         """
-        if type(reply) is not Reply and not isinstance(reply, Reply):
+        if type(reply) is not _Reply and not isinstance(reply, _Reply):
             raise TypeError(f"a server sends Reply objects, not {type(reply).__name__}")
         verb = self._pending_verb
         if verb is None or self._ready:
@@ -458,10 +473,10 @@ class ServerConnection:
         # table's.  ``verb`` is the pending verb, which names the event's class.
         self._errors = 0
         if verb == "MAIL":
-            assert isinstance(event, MailFrom)
+            assert isinstance(event, _MailFrom)
             self._mail = event
         elif verb == "RCPT":
-            assert isinstance(event, RcptTo)
+            assert isinstance(event, _RcptTo)
             self._rcpts.append(event)
         elif verb == "DATA":
             self._content = ContentReader(self.config.max_message_size, normalise=self._normalise)
@@ -486,14 +501,14 @@ class ServerConnection:
         buf = self._receive_buffer
         if not buf._data and not self._peer_closed:
             # the usual call after the last command of a read
-            return NEED_DATA
+            return _NEED_DATA
         got = read_command_line(buf, reject_bare=not self._normalise)
         if got is None:
             if self._peer_closed:
                 self._enter(_CLOSED)
                 return ConnectionClosed()
-            return NEED_DATA
-        if isinstance(got, Reply):
+            return _NEED_DATA
+        if isinstance(got, _Reply):
             if got.code == 421:
                 return self._close("BDAT", got)
             return self._reject("", got)
@@ -505,8 +520,8 @@ class ServerConnection:
             if self._peer_closed:
                 self._enter(_CLOSED)
                 return ConnectionClosed()
-            return NEED_DATA
-        if isinstance(got, Reply):
+            return _NEED_DATA
+        if isinstance(got, _Reply):
             return self._reject("AUTH", got)
         if got == "*":
             # RFC 4954 §4: a "*" cancels; the server MUST reject the AUTH
@@ -689,7 +704,7 @@ class ServerConnection:
         if self._peer_closed:
             self._fail("connection closed inside a BDAT chunk")
             raise self._error  # type: ignore[misc]
-        return NEED_DATA
+        return _NEED_DATA
 
     # -- internals: reading content ----------------------------------------------
 
@@ -702,12 +717,12 @@ class ServerConnection:
                 if self._peer_closed:
                     self._fail("connection closed inside message content")
                     raise self._error  # type: ignore[misc]
-                return NEED_DATA
+                return _NEED_DATA
             data, done = content.read(self._receive_buffer)
             if done:
                 end = self._end_of_chunk() if bdat else self._end_of_data()
                 if data:
-                    if end is not PAUSED:
+                    if end is not _PAUSED:
                         self._ready.append(end)  # type: ignore[arg-type]
                     return _message_data(data)
                 return end
@@ -737,12 +752,12 @@ class ServerConnection:
         # the reply to a non-LAST chunk is owed now (RFC 3030 §2: a 250 per
         # chunk, sent once its octets are read)
         self._decision("BDAT", chunk)
-        return PAUSED
+        return _PAUSED
 
     def _end_of_message(self, verb: str) -> EndOfMessage:
         mail = self._mail
         envelope = _envelope(mail, self._rcpts) if mail is not None else None
-        eom = _new(EndOfMessage)
+        eom = _new(_EndOfMessage)
         _set_envelope(eom, envelope)
         self._decision(verb, eom)
         # RFC 2033 §4.2: LMTP answers the end of data once per recipient
@@ -820,7 +835,7 @@ class _Offer:
         return b"%d%s%s\r\n%s" % (code, b"-" if tail else b" ", head, tail)
 
 
-_MAX_HELLO_REPLIES = 256
+_MAX_HELLO_REPLIES: Final = 256
 
 
 class _Profile:
@@ -850,8 +865,8 @@ class _Profile:
 # Profiles by (id(config), hostname); the entry keeps its config alive, so
 # the id cannot be reused while the entry exists.  Bounded: a server has a
 # handful of configurations, and a program that makes many just rebuilds.
-_PROFILES: dict[tuple[int, str], _Profile] = {}
-_MAX_PROFILES = 64
+_PROFILES: Final[dict[tuple[int, str], _Profile]] = {}
+_MAX_PROFILES: Final = 64
 
 
 def _profile(config: ServerConfig, hostname: str) -> _Profile:
@@ -876,10 +891,10 @@ def _profile(config: ServerConfig, hostname: str) -> _Profile:
 # is refused.  tests/test_fast_paths.py runs sessions through both and
 # compares every event and every octet.
 
-_DATA_EVENT = Data()
-_NO_PARAMETERS: dict[str, tuple[str, object]] = {}
-_RSET_EVENT = Rset()
-_QUIT_EVENT = Quit()
+_DATA_EVENT: Final = Data()
+_NO_PARAMETERS: Final[dict[str, tuple[str, object]]] = {}
+_RSET_EVENT: Final = Rset()
+_QUIT_EVENT: Final = Quit()
 
 
 def _lane_mail(conn: ServerConnection, arg: str, line: str, length: int) -> Event | None:
@@ -976,9 +991,9 @@ def _hello_lane(verb: str, kind: type[Ehlo] | type[Helo]) -> Lane:
     return lane
 
 
-Lane = Callable[[ServerConnection, str, str, int], Event | None]
+Lane: TypeAlias = Callable[[ServerConnection, str, str, int], Event | None]
 
-_LANES: dict[str, Lane] = {
+_LANES: Final[dict[str, Lane]] = {
     "EHLO": _hello_lane("EHLO", Ehlo),
     "LHLO": _hello_lane("LHLO", Ehlo),
     "HELO": _hello_lane("HELO", Helo),

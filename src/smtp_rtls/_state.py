@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
+from typing import Final
 
 import attrs
 
@@ -98,7 +99,7 @@ class State(enum.Enum):
         return _TIMEOUTS[self]
 
 
-_TIMEOUTS: dict[State, float] = {s: 300.0 for s in State}
+_TIMEOUTS: Final[dict[State, float]] = {s: 300.0 for s in State}
 _TIMEOUTS[State.DATA] = 180.0
 _TIMEOUTS[State.BDAT] = 180.0
 _TIMEOUTS[State.CLOSED] = 0.0
@@ -107,7 +108,7 @@ _TIMEOUTS[State.CLOSED] = 0.0
 #: (by the name :attr:`Reply.command` gives it), in seconds; any other
 #: command: 5 minutes.  ``EOM`` and the last BDAT chunk wait for the
 #: "DATA termination" (10 minutes: the server may be delivering).
-REPLY_TIMEOUTS: Mapping[str, float] = MappingProxyType(
+REPLY_TIMEOUTS: Final[Mapping[str, float]] = MappingProxyType(
     {"GREETING": 300.0, "MAIL": 300.0, "RCPT": 300.0, "DATA": 120.0, "EOM": 600.0, "BDAT": 600.0}
 )
 
@@ -127,8 +128,8 @@ class Step:
     on_command: State | None = None
 
 
-S = State
-_ALL = (2, 4, 5)
+S: Final = State
+_ALL: Final = (2, 4, 5)
 
 
 def _step(on: Mapping[int, State | None], on_command: State | None = None) -> Step:
@@ -141,7 +142,7 @@ def _stay(classes: Iterable[int] = _ALL) -> Step:
 
 # RFC 5321 §4.1.1.10: QUIT's 221 ends the session; a refused QUIT (one
 # with an argument) does not.
-_QUIT = _step({2: S.CLOSED, 4: None, 5: None})
+_QUIT: Final = _step({2: S.CLOSED, 4: None, 5: None})
 
 
 # RFC 5321 §4.1.4: NOOP, HELP, EXPN, VRFY and RSET may come at any time.
@@ -171,9 +172,9 @@ def _bdat(verbs: dict[str, Step]) -> dict[str, Step]:
     return verbs
 
 
-_STARTTLS = _step({2: S.STARTTLS, 4: None, 5: None})
+_STARTTLS: Final = _step({2: S.STARTTLS, 4: None, 5: None})
 # RFC 4954 §4: 334 continues the exchange, 235 ends it, anything else fails it.
-_AUTH = _step({2: S.READY, 3: S.AUTH, 4: None, 5: None})
+_AUTH: Final = _step({2: S.READY, 3: S.AUTH, 4: None, 5: None})
 
 
 def _build(hello: tuple[str, ...]) -> Mapping[State, Mapping[str, Step]]:
@@ -245,21 +246,21 @@ def _build(hello: tuple[str, ...]) -> Mapping[State, Mapping[str, Step]]:
 
 
 #: The SMTP session: ``SMTP_TRANSITIONS[state][verb]`` is the :class:`Step`.
-SMTP_TRANSITIONS = _build(("EHLO", "HELO"))
+SMTP_TRANSITIONS: Final = _build(("EHLO", "HELO"))
 #: RFC 2033 §4.1: LMTP uses LHLO and has no HELO or EHLO.
-LMTP_TRANSITIONS = _build(("LHLO",))
+LMTP_TRANSITIONS: Final = _build(("LHLO",))
 
 #: States with an open mail transaction.
-TRANSACTION_STATES = frozenset({S.MAIL, S.RCPT, S.DATA, S.BDAT, S.BDAT_MORE})
+TRANSACTION_STATES: Final = frozenset({S.MAIL, S.RCPT, S.DATA, S.BDAT, S.BDAT_MORE})
 
 #: Reply codes a class must be exactly, for the commands that name one:
 #: RFC 3207 §4 (220 to STARTTLS), RFC 5321 §4.3.2 (354 to DATA), RFC 4954 §4
 #: (334 to AUTH), RFC 5321 §3.1 (220 greeting).
-EXACT_CODES: Mapping[tuple[str, int], int] = MappingProxyType(
+EXACT_CODES: Final[Mapping[tuple[str, int], int]] = MappingProxyType(
     {("STARTTLS", 2): 220, ("DATA", 3): 354, ("AUTH", 3): 334, ("GREETING", 2): 220}
 )
 
-_EXACT_VERBS = frozenset(verb for verb, _ in EXACT_CODES)
+_EXACT_VERBS: Final = frozenset(verb for verb, _ in EXACT_CODES)
 
 
 def transitions_for(lmtp: bool) -> Mapping[State, Mapping[str, Step]]:

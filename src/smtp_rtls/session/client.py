@@ -14,6 +14,7 @@ command the session does not allow raises
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Final
 
 import attrs
 
@@ -50,16 +51,16 @@ __all__ = [
     "uniform",
 ]
 
-_WRITE_TIMEOUT = 180.0  # RFC 5321 §4.5.3.2.5: a data block, 3 minutes
+_WRITE_TIMEOUT: Final = 180.0  # RFC 5321 §4.5.3.2.5: a data block, 3 minutes
 #: The key of the write timeout in a timeouts mapping (absent from
 #: REPLY_TIMEOUTS: _WRITE_TIMEOUT; a ``timeout=`` given to connect() is
 #: every wait, this one too).
-_WRITE = "WRITE"
+_WRITE: Final = "WRITE"
 
 # Read requests by timeout: immutable, and a session waits with a handful
 # of values, so each is made once instead of once per read.
-_READS: dict[float, Read] = {}
-_MAX_READS = 64
+_READS: Final[dict[float, Read]] = {}
+_MAX_READS: Final = 64
 
 
 def _read_request(timeout: float) -> Read:
@@ -73,9 +74,20 @@ def _read_request(timeout: float) -> Read:
 
 # Events without fields, made once: the connection keeps the command line
 # it formatted for an event it saw before (by identity).
-_DATA = Data()
-_END = EndOfMessage()
-_RSET = Rset()
+_DATA: Final = Data()
+_END: Final = EndOfMessage()
+_RSET: Final = Rset()
+
+# The compiled build (mypyc) reads a Final name of this module from a C
+# static, but looks a name imported from a module it does not compile (the
+# events, Reply, the sentinels) up in the module's dict at every use: the
+# paths taken for every message use these.
+_Reply: Final = Reply
+_ConnectionClosed: Final = ConnectionClosed
+_NEED_DATA: Final = NEED_DATA
+_Broken: Final = Broken
+_Write: Final = Write
+_SendResult: Final = SendResult
 
 
 def read_reply(
@@ -84,13 +96,13 @@ def read_reply(
     """The next reply (RFC 5321 §4.5.3.2 waits per command by default)."""
     while True:
         event = conn.next_event()
-        if isinstance(event, Reply):
+        if isinstance(event, _Reply):
             return event
-        if isinstance(event, ConnectionClosed):
+        if isinstance(event, _ConnectionClosed):
             raise ConnectionError("the server closed the connection")
-        assert event is NEED_DATA
+        assert event is _NEED_DATA
         data = yield _read_request(timeouts.get(conn.awaiting or "", 300.0))
-        if isinstance(data, Broken):
+        if isinstance(data, _Broken):
             raise ConnectionError(data.detail)
         assert isinstance(data, bytes)
         conn.receive_data(data)
@@ -104,14 +116,14 @@ def _read_replies(
     replies: list[Reply] = []
     while len(replies) < count:
         event = conn.next_event()
-        if isinstance(event, Reply):
+        if isinstance(event, _Reply):
             replies.append(event)
             continue
-        if isinstance(event, ConnectionClosed):
+        if isinstance(event, _ConnectionClosed):
             raise ConnectionError("the server closed the connection")
-        assert event is NEED_DATA
+        assert event is _NEED_DATA
         data = yield _read_request(timeouts.get(conn.awaiting or "", 300.0))
-        if isinstance(data, Broken):
+        if isinstance(data, _Broken):
             raise ConnectionError(data.detail)
         assert isinstance(data, bytes)
         conn.receive_data(data)
@@ -295,8 +307,8 @@ def _send_pipelined(
     lines.append(send(_DATA))
     # (the Write requests yielded here, not through _write: a generator
     # less per write on the path every message takes)
-    written = yield Write(b"".join(lines), wt)
-    if isinstance(written, Broken):
+    written = yield _Write(b"".join(lines), wt)
+    if isinstance(written, _Broken):
         raise ConnectionError(written.detail)
     got = yield from _read_replies(conn, len(lines), timeouts)
     mail_reply = got[0]
@@ -304,31 +316,31 @@ def _send_pipelined(
     pairs = tuple(zip(recipients, rcpt_replies, strict=True))
     go = got[-1]
     if go.code != 354:
-        return SendResult(mail_reply, pairs, None)
+        return _SendResult(mail_reply, pairs, None)
     if not (mail_reply.is_positive and any(r.is_positive for r in rcpt_replies)):
         # RFC 2920 §3.1: DATA accepted though no recipient was: a lone dot
         yield from _write(conn.send(_END), wt)
         yield from read_reply(conn, timeouts)
-        return SendResult(mail_reply, pairs, None)
+        return _SendResult(mail_reply, pairs, None)
     if type(content) is bytes and content:
         # the whole content at once: its bytes and the end's in one call
         held, end = conn._send_content_end(content)
         # the end of data joins a small content (see _write_content)
-        written = yield Write(held + end if len(held) <= _JOIN_END else held, wt)
-        if isinstance(written, Broken):
+        written = yield _Write(held + end if len(held) <= _JOIN_END else held, wt)
+        if isinstance(written, _Broken):
             raise ConnectionError(written.detail)
         if len(held) > _JOIN_END:
             yield from _write(end, wt)
     else:
         yield from _write_content(conn, [content] if isinstance(content, bytes) else content, wt)
-    return SendResult(mail_reply, pairs, (yield from _last_reply(conn, timeouts)))
+    return _SendResult(mail_reply, pairs, (yield from _last_reply(conn, timeouts)))
 
 
 #: The largest message :func:`send_message` sends in the same write as its
 #: MAIL and RCPT commands (``BDAT <size> LAST``): a server that refuses every
 #: recipient has received the content for nothing, a waste worth one round
 #: trip only for a small message.
-CHUNKING_MAX = 256 * 1024
+CHUNKING_MAX: Final = 256 * 1024
 
 
 def _send_chunked(
@@ -387,7 +399,7 @@ def _write_content(conn: ClientConnection, chunks: Iterable[bytes], wt: float) -
 
 
 #: The largest last chunk of content copied to join the end of data to it.
-_JOIN_END = 64 * 1024
+_JOIN_END: Final = 64 * 1024
 
 
 def _last_reply(conn: ClientConnection, timeouts: Mapping[str, float]) -> Step[Reply]:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator, Sequence
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from .._config import ServerConfig
 from .._errors import LocalProtocolError, RemoteProtocolError
@@ -55,11 +55,9 @@ from .._server import ServerConnection
 from .._state import _TIMEOUTS, State
 from .._tls import TLSInfo
 from ..policy.tags import TLSTag, header_section_end, message_tag
+from . import _types
 from ._types import (
     _ERROR_REPLY,
-    _GO_AHEAD,
-    _RECIPIENT_OK,
-    _SENDER_OK,
     Call,
     Handler,
     MessageWriter,
@@ -85,34 +83,58 @@ __all__ = [
     "Write",
 ]
 
-logger = logging.getLogger(__name__)
+logger: Final = logging.getLogger(__name__)
 
 #: How much of a message's start the session holds to find the end of its
 #: header section, where a ``TLS-Required`` field must be (RFC 8689 §4.1).
-MAX_HEADER_SECTION = 256 * 1024
+MAX_HEADER_SECTION: Final = 256 * 1024
 #: The replies held for one write at most: a pipelined group's replies go
 #: out together (RFC 2920 §3.2) up to this many octets, then as they come,
 #: so that a peer that sends commands and never reads the replies makes
 #: the write wait (and the session stop reading) instead of the replies
 #: piling up; an EHLO reply is some 17 times its command.
-MAX_PENDING_REPLIES = 64 * 1024
+MAX_PENDING_REPLIES: Final = 64 * 1024
 
 
-_NO_SERVICE = Reply(554, "No service", "5.3.0")
+_NO_SERVICE: Final = Reply(554, "No service", "5.3.0")
 # RFC 3207 §4: 220, then the handshake; 454 when it cannot be done.
-_TLS_READY = Reply(220, "Ready to start TLS", "2.0.0")
-_TLS_UNAVAILABLE = Reply(454, "TLS not available due to temporary reason", "4.7.0")
+_TLS_READY: Final = Reply(220, "Ready to start TLS", "2.0.0")
+_TLS_UNAVAILABLE: Final = Reply(454, "TLS not available due to temporary reason", "4.7.0")
 
 # The events of the commands whose decision run makes when the event comes
 # (the PAUSED that would follow adds nothing).  Exact types, as run checks
 # them.
-_SAID = frozenset({MailFrom, RcptTo, Data, EndOfMessage, Ehlo, Helo})
+_SAID: Final = frozenset({MailFrom, RcptTo, Data, EndOfMessage, Ehlo, Helo})
 
 # States as module constants (an enum member looked up on its class costs
 # about 70 ns); the RFC 5321 §4.5.3.2 timeouts are read from _state._TIMEOUTS.
-_DATA = State.DATA
-_BDAT = State.BDAT
-_STARTTLS = State.STARTTLS
+_DATA: Final = State.DATA
+_BDAT: Final = State.BDAT
+_STARTTLS: Final = State.STARTTLS
+
+# The compiled build (mypyc) reads a Final name of this module from a C
+# static, but looks a name imported from a module it does not compile (the
+# events, Reply, the requests, the sentinels) up in the module's dict at
+# every use: the loop of every message uses these (about 40 look-ups a
+# message otherwise).
+_NEED_DATA: Final = NEED_DATA
+_PAUSED: Final = PAUSED
+_MessageData: Final = MessageData
+_MailFrom: Final = MailFrom
+_RcptTo: Final = RcptTo
+_Data: Final = Data
+_EndOfMessage: Final = EndOfMessage
+_Reply: Final = Reply
+_Call: Final = Call
+_Write: Final = Write
+_SessionEnvelope: Final = SessionEnvelope
+_header_section_end: Final = header_section_end
+_REQUIRETLS_TAG: Final = TLSTag.REQUIRETLS
+_DEFAULT_TAG: Final = TLSTag.DEFAULT
+# Handler's answers, for the methods a handler leaves as Handler's.
+_SENDER_OK: Final = _types._SENDER_OK
+_RECIPIENT_OK: Final = _types._RECIPIENT_OK
+_GO_AHEAD: Final = _types._GO_AHEAD
 
 
 # -- the driver ------------------------------------------------------------------------
@@ -192,10 +214,10 @@ class ServerSession:
         # message is common (RFC 5321 §3.1 to §4.1.1.10: greeting, EHLO,
         # one transaction, QUIT), and there they cost as much as a message.
         if self._own_connect:
-            greeting = yield Call(handler, "on_connect", (self.info,))
+            greeting = yield _Call(handler, "on_connect", (self.info,))
         else:
             greeting = Handler.on_connect(cast(Handler, handler), self.info)
-        if type(greeting) is not Reply:
+        if type(greeting) is not _Reply:
             greeting = _reply_or(_logged(handler, "on_connect", greeting), _NO_SERVICE)
         if greeting.code not in (220, 554):
             logger.error("on_connect returned %s; refusing the session", greeting.code)
@@ -218,12 +240,12 @@ class ServerSession:
                 yield from self._flush()
                 logger.info("session ended: %s", exc)
                 break
-            if event is NEED_DATA:
+            if event is _NEED_DATA:
                 out += conn.data_to_send()
                 if out:
                     data = bytes(out)
                     out.clear()
-                    yield Write(data)
+                    yield _Write(data)
                 state = conn.state
                 content = state is _DATA or state is _BDAT
                 deadline = self.content_deadline if content else self.command_deadline
@@ -232,15 +254,15 @@ class ServerSession:
                     read = reads[state] = Read(_TIMEOUTS[state], deadline)
                 conn.receive_data((yield read))
                 continue
-            if event is PAUSED:
+            if event is _PAUSED:
                 pending = conn.pending
             else:
-                if type(event) is MessageData:
+                if type(event) is _MessageData:
                     if self._message_started:
                         writer = self._writer
                         if writer is not None:
                             # once per piece of content
-                            result = yield Call(writer, "write", (event.data,))
+                            result = yield _Call(writer, "write", (event.data,))
                             if result is not None and isinstance(result, BaseException):
                                 logger.error("message writer failed: %r", result)
                                 self._writer = _Failed()
@@ -258,14 +280,14 @@ class ServerSession:
                     if not head and type(data) is bytes:
                         # The usual start: the whole header section in the
                         # first piece, read where it is, not copied twice.
-                        end = header_section_end(data)
+                        end = _header_section_end(data)
                         if data.find(b"\n", end) >= 0 or len(data) >= MAX_HEADER_SECTION:
                             yield from self._start_message(end, data)
                         else:
                             head += data
                         continue
                     head += data
-                    end = header_section_end(head)
+                    end = _header_section_end(head)
                     if head.find(b"\n", end) >= 0 or len(head) >= MAX_HEADER_SECTION:
                         yield from self._start_message(end)
                     continue
@@ -280,7 +302,7 @@ class ServerSession:
                         if out:
                             data = bytes(out)
                             out.clear()
-                            yield Write(data)
+                            yield _Write(data)
                         break
                     assert isinstance(event, Event)
                     yield from self._inform(event)
@@ -294,30 +316,30 @@ class ServerSession:
             kind = type(pending)
             # The decisions of every transaction inline (one request each);
             # the others, and STARTTLS, in _decide.
-            if kind is RcptTo:
+            if kind is _RcptTo:
                 if self._own_rcpt:
-                    answer = yield Call(handler, "on_rcpt", (self.info, pending, conn.envelope))
+                    answer = yield _Call(handler, "on_rcpt", (self.info, pending, conn.envelope))
                 else:
                     answer = _RECIPIENT_OK
-            elif kind is MailFrom:
+            elif kind is _MailFrom:
                 if self._own_mail:
-                    answer = yield Call(handler, "on_mail", (self.info, pending))
+                    answer = yield _Call(handler, "on_mail", (self.info, pending))
                 else:
                     answer = _SENDER_OK
-            elif kind is Data:
+            elif kind is _Data:
                 if self._own_data_start:
-                    answer = yield Call(handler, "on_data_start", (self.info, conn.envelope))
+                    answer = yield _Call(handler, "on_data_start", (self.info, conn.envelope))
                 else:
                     answer = _GO_AHEAD
-            elif kind is EndOfMessage:
-                assert isinstance(pending, EndOfMessage)
+            elif kind is _EndOfMessage:
+                assert isinstance(pending, _EndOfMessage)
                 if not self._message_started:
                     yield from self._end_of_message(pending)
                     continue
                 writer, self._writer = self._writer, None
                 self._message_started = False
-                answer = yield Call(writer, "close", ())
-                if type(answer) is not Reply or self.config.lmtp:
+                answer = yield _Call(writer, "close", ())
+                if type(answer) is not _Reply or self.config.lmtp:
                     self._ended(answer, pending)
                     continue
                 # the usual end: one reply (what _ended makes of it)
@@ -325,11 +347,11 @@ class ServerSession:
                 # a new session (RFC 5321 §4.1.4): any transaction ends
                 yield from self._abort_message()
                 if self._own_ehlo:
-                    answer = yield Call(handler, "on_ehlo", (self.info, pending))
+                    answer = yield _Call(handler, "on_ehlo", (self.info, pending))
                 else:
                     hello = cast("Ehlo | Helo", pending)
                     answer = Handler.on_ehlo(cast(Handler, handler), self.info, hello)
-                if type(answer) is not Reply:
+                if type(answer) is not _Reply:
                     answer = _reply_or(_logged(handler, "on_ehlo", answer), _ERROR_REPLY)
                 self._send(_hello_reply(answer))
                 self._update_info()
@@ -346,14 +368,14 @@ class ServerSession:
                 continue
             # MAIL, RCPT, DATA and the end of data change nothing of the
             # SessionInfo: no _update_info here.
-            reply = answer if type(answer) is Reply else _reply_or(answer)
+            reply = answer if type(answer) is _Reply else _reply_or(answer)
             try:
                 out += conn.send(reply)
             except LocalProtocolError as exc:
                 self._refused(reply, exc)
         yield from self._abort_message()
         if self._own_close:
-            _logged(handler, "on_close", (yield Call(handler, "on_close", (self.info,))))
+            _logged(handler, "on_close", (yield _Call(handler, "on_close", (self.info,))))
 
     def abort_calls(self) -> list[Call]:
         """What an adapter that ends a session early (a timeout, a lost
@@ -459,23 +481,23 @@ class ServerSession:
         head = bytes(self._head) if first is None else first
         mail_from = envelope.mail_from
         if end is None:
-            end = header_section_end(head)
+            end = _header_section_end(head)
         tag = _message_tag(mail_from.requiretls, head, end)
-        session_envelope = SessionEnvelope(mail_from, envelope.recipients, tag, self.info)
+        session_envelope = _SessionEnvelope(mail_from, envelope.recipients, tag, self.info)
         self._message_started = True
         # _call and _write inline: once per message
         handler = self.handler
-        writer = yield Call(handler, "on_message", (session_envelope,))
+        writer = yield _Call(handler, "on_message", (session_envelope,))
         if writer is None:
             writer = _Refuse()
-        elif isinstance(writer, Reply | BaseException):
+        elif isinstance(writer, (_Reply, BaseException)):
             if isinstance(writer, BaseException):
                 logger.error("%s.on_message raised %r", type(handler).__name__, writer)
             writer = _Failed()
         self._writer = writer
         self._head = bytearray()
         if head:
-            result = yield Call(writer, "write", (head,))
+            result = yield _Call(writer, "write", (head,))
             if result is not None and isinstance(result, BaseException):
                 logger.error("message writer failed: %r", result)
                 self._writer = _Failed()
@@ -536,11 +558,11 @@ def _message_tag(requiretls: bool, head: bytes, end: int) -> TLSTag:
     it (most messages) cannot have one, and is not parsed.
     """
     if requiretls:
-        return TLSTag.REQUIRETLS
+        return _REQUIRETLS_TAG
     # bytes.lower() folds ASCII only, as the field pattern's IGNORECASE does
     # for bytes
     if end == 0 or head[:end].lower().find(b"tls-required") < 0:
-        return TLSTag.DEFAULT
+        return _DEFAULT_TAG
     return message_tag(False, head)
 
 

@@ -89,10 +89,8 @@ _REMEMBERED: Final = frozenset(["EHLO", "HELO", "MAIL", "RCPT", "DATA", "RSET", 
 _NEXT_STATES: Final[dict[tuple[bool, State, str, int], State]] = {}
 _MAX_NEXT_STATES: Final = 4096
 
-# The compiled build (mypyc) reads a Final name of this module from a C
-# static, but looks a name imported from a module it does not compile (the
-# events, Reply, the sentinels) up in the module's dict at every use: the
-# paths taken for every message use these.
+# Final aliases of names imported from modules mypyc does not compile, for
+# the per-message paths (why: smtp_rtls._build).
 _NEED_DATA: Final = NEED_DATA
 _AuthResponse: Final = AuthResponse
 _MailFrom: Final = MailFrom

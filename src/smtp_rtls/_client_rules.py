@@ -153,10 +153,8 @@ def _check_mail(view: SessionView, event: Event) -> None:
 _PARAMS_OFFERED: Final[dict[int, tuple[Event, Capabilities | None]]] = {}
 _MAX_PARAMS_OFFERED: Final = 256
 
-# The compiled build (mypyc) reads a Final name of this module from a C
-# static, but looks a name imported from a module it does not compile (the
-# events, Reply, the sentinels) up in the module's dict at every use: the
-# paths taken for every message use these.
+# Final aliases of names imported from modules mypyc does not compile, for
+# the per-message paths (why: smtp_rtls._build).
 _MailFrom: Final = MailFrom
 _RcptTo: Final = RcptTo
 

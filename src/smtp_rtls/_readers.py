@@ -80,10 +80,8 @@ def read_command_line(buf: LineBuffer, *, reject_bare: bool) -> CommandLine | Re
 
 SASL_TOO_LONG: Final = Reply(500, "Authentication exchange line is too long", "5.5.6")
 
-# The compiled build (mypyc) reads a Final name of this module from a C
-# static, but looks a name imported from a module it does not compile (Reply
-# here) up in the module's dict at every use: the readers of replies use
-# these.
+# Final aliases of names imported from modules mypyc does not compile, for
+# the per-message paths (why: smtp_rtls._build).
 _reply_from_line: Final = Reply.from_line
 _reply_from_lines: Final = Reply.from_lines
 

@@ -82,10 +82,8 @@ _set_recipients: Final = slot_setters(Envelope, "recipients")[0]
 _set_data: Final = slot_setters(MessageData, "data")[0]
 _set_envelope: Final = slot_setters(EndOfMessage, "envelope")[0]
 
-# The compiled build (mypyc) reads a Final name of this module from a C
-# static, but looks a name imported from a module it does not compile (the
-# events, Reply, the sentinels) up in the module's dict at every use: the
-# paths taken for every command use these.
+# Final aliases of names imported from modules mypyc does not compile, for
+# the per-message paths (why: smtp_rtls._build).
 _Envelope: Final = Envelope
 _MessageData: Final = MessageData
 _EndOfMessage: Final = EndOfMessage

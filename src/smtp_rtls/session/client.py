@@ -78,10 +78,8 @@ _DATA: Final = Data()
 _END: Final = EndOfMessage()
 _RSET: Final = Rset()
 
-# The compiled build (mypyc) reads a Final name of this module from a C
-# static, but looks a name imported from a module it does not compile (the
-# events, Reply, the sentinels) up in the module's dict at every use: the
-# paths taken for every message use these.
+# Final aliases of names imported from modules mypyc does not compile, for
+# the per-message paths (why: smtp_rtls._build).
 _Reply: Final = Reply
 _ConnectionClosed: Final = ConnectionClosed
 _NEED_DATA: Final = NEED_DATA

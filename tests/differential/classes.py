@@ -92,6 +92,8 @@ DIFFERENCES = (
     # -- the rest of a command line
     Difference("whitespace", _A, _TAKES, "RFC 5321 §4.1.1.1, §4.1.1.2, §4.1.2",
                "MAIL FROM:<a@b.example>  SIZE=10", _T_LINES),
+    Difference("comment-after-path", _A, _TAKES, "RFC 5321 §4.1.2",
+               "MAIL FROM:<a@b.example> (comment)", _T_LINES),
     Difference("line-length", _A, _TAKES, "RFC 5321 §4.5.3.1.4",
                "a RCPT line of 514 octets", _T_LINES),
     Difference("hello-argument", _A, _TAKES, "RFC 5321 §4.1.1.1",
@@ -346,6 +348,11 @@ def mail_line_faults(line: bytes, *, reverse: bool, utf8: bool = False) -> set[s
     # RFC 6531 §3.4 10 for SMTPUTF8 to MAIL (both offered here)
     if len(line) > (512 + 26 + 10 if reverse else 512):
         faults.add("line-length")
+    if params.lstrip(" \t").startswith("("):
+        # aiosmtpd's get_angle_addr reads RFC 5322 CFWS after the ">": a
+        # comment there (even an unclosed one) is dropped, where RFC 5321
+        # §4.1.2 has only SP and esmtp-params
+        faults.add("comment-after-path")
     words = params.split()
     declared = any(w.upper() == "SMTPUTF8" for w in words)
     faults |= path_faults(path, reverse=reverse, utf8=utf8 or (reverse and declared))

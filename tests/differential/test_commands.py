@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from smtp_rtls import Address, MailFrom, RcptTo
@@ -93,6 +93,12 @@ EXAMPLES = [
     (b"MAIL  FROM:<a@b.example>\r\n", True, False, "whitespace"),
     (b"MAIL FROM:  <a@b.example>\r\n", True, False, "whitespace"),
     (b"RCPT TO:<a@b.example>  \r\n", False, False, "whitespace"),
+    # §4.1.2: after the path, SP and esmtp-params only; aiosmtpd drops an
+    # RFC 5322 comment there (closed or not) and reads what follows
+    (b"MAIL FROM:<a@b.example> (comment)\r\n", True, False, "comment-after-path"),
+    (b"MAIL FROM:<a@b.example> (SMTPUTF8\r\n", True, False, "comment-after-path"),
+    (b"MAIL FROM:<a@b.example> (x) SIZE=10\r\n", True, False, "comment-after-path"),
+    (b"RCPT TO:<a@b.example> (x)\r\n", False, False, "comment-after-path"),
     # §4.1.2 Path is bracketed
     (b"MAIL FROM:a@b.example\r\n", True, False, "no-angle-brackets"),
     # §4.1.1.3 and §4.1.1.2: "<>" only in MAIL, <Postmaster> only in RCPT
@@ -204,6 +210,8 @@ def test_aiosmtpd_agrees_on_valid_mail_rcpt_rfc5321_4_1_1_2(
 
 @_SETTINGS
 @given(near_misses())
+# found by CI: the parameter text starts an (unclosed) RFC 5322 comment
+@example(case=(b"MAIL FROM:<000@[00000000x:00000000]> (SMTPUTF8\r\n", True, True))
 def test_aiosmtpd_mail_rcpt_disagreements_are_documented(
     aiosmtpd: AiosmtpdPeer, server: OurServer, case: tuple[bytes, bool, bool]
 ) -> None:

@@ -75,7 +75,7 @@ def header(results: dict[str, Any]) -> list[str]:
         f"## Suite results, {results['date']} ({results['mode']} run)",
         "",
         f"* Machine: `{m['uname']}`, nproc {m['nproc']}; load average {la0} at the start, "
-        f"{la1} at the end.",
+        f"{la1} at the end" + (f"; {m['idle']}" if "idle" in m else "") + ".",
         f"* Python: `{m['python']}`.",
         f"* smtp_rtls {v['smtp_rtls']} at {results['source']}, "
         f"{results.get('build', 'pure')} build; aiosmtpd {v['aiosmtpd']}, "

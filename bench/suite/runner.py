@@ -25,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from benchutil import build
+from benchutil import build, idle_policy
 
 from . import clients as client_mod
 from . import report
@@ -507,6 +507,7 @@ def machine() -> dict[str, Any]:
         "nproc": os.cpu_count(),
         "python": sys.version.replace("\n", " "),
         "loadavg_start": os.getloadavg(),
+        "idle": idle_policy(),
     }
 
 

@@ -1,6 +1,7 @@
 """Wake-ups: what an idle CPU's halt costs each contender, clients and servers.
 
-usage: .venv/bin/python bench/wakeups.py [--reps N] [--duration S]   (as root)
+usage: .venv/bin/python bench/wakeups.py [--reps N] [--duration S] [--servers LIST]
+(as root)
 
 A client sending 1 KiB messages in one session sleeps twice per message,
 waiting for a reply, and a server with one connection sleeps between reads.
@@ -12,8 +13,9 @@ caches.  This script runs the same contenders twice, alternated: with the
 machine as configured, and with the guest polling for 200 µs before it
 halts (``guest_halt_poll_ns`` 200000, the kernel's own default), then
 restores the setting.  It prints msgs/s and the ratios the suite reports:
-the blocking clients against smtplib (to the raw responder), and our asyncio
-server against the raw responder with one and with 50 pipelined connections.
+the blocking clients against smtplib (to the raw responder), and our servers
+(``--servers``, asyncio by default) against the raw responder with one and
+with 50 pipelined connections.
 Both CPUs' setting changes (it is one parameter): this is a diagnostic, not
 a way to run the suite (bench/README.md, "Wake-ups").
 """
@@ -52,7 +54,8 @@ CLIENTS: dict[str, ClientFn] = {
 }
 #: (label, connections): the servers' scenarios, pipelined, 1 KiB, one session each.
 SERVER_CASES = (("1 conn", 1), ("50 conns", 50))
-SERVERS = ("raw", "asyncio")
+#: Our servers that --servers may name (the raw responder always runs).
+OUR_SERVERS = ("asyncio", "uvloop", "trio", "threads")
 
 
 @contextmanager
@@ -113,7 +116,17 @@ def main() -> int:
     parser.add_argument(
         "--duration", type=float, default=1.5, help="seconds per contender (default 1.5)"
     )
+    parser.add_argument(
+        "--servers",
+        default="asyncio",
+        help=f"our servers to run, comma-separated, of {', '.join(OUR_SERVERS)} (default asyncio)",
+    )
     args = parser.parse_args()
+    ours = args.servers.split(",")
+    unknown = [name for name in ours if name not in OUR_SERVERS]
+    if unknown:
+        parser.error(f"unknown server {', '.join(unknown)}: choose from {', '.join(OUR_SERVERS)}")
+    servers = ("raw", *ours)
     if not HALT_POLL.exists() or not os.access(HALT_POLL, os.W_OK):
         print(f"{HALT_POLL} is missing or not writable (not a haltpoll guest, or not root)")
         return 2
@@ -143,11 +156,11 @@ def main() -> int:
                 for name, rate in got.items():
                     record(mode, f"client {name}", rate, got["smtplib"])
                 for label, connections in SERVER_CASES:
-                    kinds = SERVERS if rep % 2 == 0 else SERVERS[::-1]
+                    kinds = servers[rep % len(servers) :] + servers[: rep % len(servers)]
                     srv = {
                         k: server_rate(k, server_cpu, connections, args.duration) for k in kinds
                     }
-                    for kind in SERVERS:
+                    for kind in servers:
                         record(mode, f"server {kind}, {label}", srv[kind], srv["raw"])
     print(
         f"{'CPUs':<18} {'contender':<24} {'msgs/s':>9}  ratio (clients: x smtplib; servers: x raw)"

@@ -1,7 +1,7 @@
 """Wake-ups: what an idle CPU's halt costs each contender, clients and servers.
 
-usage: .venv/bin/python bench/wakeups.py [--reps N] [--duration S] [--servers LIST]
-(as root)
+usage (as root):
+    .venv/bin/python bench/wakeups.py [--reps N] [--duration S] [--servers LIST]
 
 A client sending 1 KiB messages in one session sleeps twice per message,
 waiting for a reply, and a server with one connection sleeps between reads.
@@ -15,9 +15,8 @@ halts (``guest_halt_poll_ns`` 200000, the kernel's own default), then
 restores the setting.  It prints msgs/s and the ratios the suite reports:
 the blocking clients against smtplib (to the raw responder), and our servers
 (``--servers``, asyncio by default) against the raw responder with one and
-with 50 pipelined connections.
-Both CPUs' setting changes (it is one parameter): this is a diagnostic, not
-a way to run the suite (bench/README.md, "Wake-ups").
+with 50 pipelined connections.  The setting is one for both CPUs: this is a
+diagnostic, not a way to run the suite (bench/README.md, "Wake-ups").
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ import threading
 import time
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -330,6 +331,62 @@ def test_the_tag_fast_path_agrees_with_message_tag_rfc8689_4_1(
     assert _message_tag(requiretls, head, header_section_end(head)) is message_tag(
         requiretls, head
     )
+
+
+# -- the session's own SessionInfo and SessionEnvelope ---------------------------------
+
+
+class _Recording(Handler):
+    """Keeps what the session hands it: the infos and the envelopes."""
+
+    def __init__(self) -> None:
+        self.infos: list[SessionInfo] = []
+        self.envelopes: list[SessionEnvelope] = []
+
+    def on_ehlo(self, session: SessionInfo, command: Any) -> Reply:
+        self.infos.append(session)
+        return super().on_ehlo(session, command)
+
+    def on_mail(self, session: SessionInfo, command: Any) -> Reply:
+        self.infos.append(session)
+        return super().on_mail(session, command)
+
+    def on_message(self, envelope: SessionEnvelope) -> MessageWriter:
+        self.envelopes.append(envelope)
+        return MessageWriter()
+
+
+def test_the_session_makes_infos_and_envelopes_the_classes_would() -> None:
+    # ServerSession fills their slots directly (no attrs __init__): every
+    # field must be set, to what the classes' own constructors would set,
+    # and a field added to either class must not be left out.
+    handler = _Recording()
+    session = ServerSession(handler, "mx.example", peer=("192.0.2.7", 2525))
+    play(
+        session,
+        [
+            b"EHLO c.example\r\n",
+            b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n",
+            b"Subject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n",
+        ],
+    )
+    first, after_ehlo = handler.infos
+    assert (first.hostname, first.peer, first.client_name) == (
+        "mx.example",
+        ("192.0.2.7", 2525),
+        None,
+    )
+    assert after_ehlo.client_name == "c.example"
+    assert after_ehlo.data is first.data  # one scratch dict per session
+    for info in handler.infos:
+        values = {f.name: getattr(info, f.name) for f in attrs.fields(SessionInfo)}
+        assert info == SessionInfo(**values)
+    (envelope,) = handler.envelopes
+    assert envelope.session is after_ehlo
+    values = {f.name: getattr(envelope, f.name) for f in attrs.fields(SessionEnvelope)}
+    assert envelope == SessionEnvelope(**values)
+    assert str(envelope.mail_from.reverse_path) == "a@example.org"
+    assert [str(r.forward_path) for r in envelope.recipients] == ["b@example.net"]
 
 
 # -- the shared replies ----------------------------------------------------------------

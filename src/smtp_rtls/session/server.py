@@ -47,6 +47,7 @@ from .._events import (
     RcptTo,
     Rset,
     Vrfy,
+    slot_setters,
 )
 from .._events import StartTLS as StartTLSCommand
 from .._reply import Reply
@@ -57,7 +58,6 @@ from .._tls import TLSInfo
 from ..policy.tags import TLSTag, header_section_end, message_tag
 from . import _types
 from ._types import (
-    _ERROR_REPLY,
     Call,
     Handler,
     MessageWriter,
@@ -128,10 +128,34 @@ _SessionEnvelope: Final = SessionEnvelope
 _header_section_end: Final = header_section_end
 _REQUIRETLS_TAG: Final = TLSTag.REQUIRETLS
 _DEFAULT_TAG: Final = TLSTag.DEFAULT
+# ... and for the paths each connection takes (greeting, EHLO, QUIT).
+_Handler: Final = Handler
+_Read: Final = Read
+_Ehlo: Final = Ehlo
+_Helo: Final = Helo
+_Quit: Final = Quit
+_StartTLS: Final = StartTLS
 # Handler's answers, for the methods a handler leaves as Handler's.
 _SENDER_OK: Final = _types._SENDER_OK
 _RECIPIENT_OK: Final = _types._RECIPIENT_OK
 _GO_AHEAD: Final = _types._GO_AHEAD
+_ERROR_REPLY: Final = _types._ERROR_REPLY
+
+# A message's SessionEnvelope and the session's SessionInfo hold what the
+# session has already (the core checked the envelope): their slots are
+# filled directly, as the core makes its events (_events.slot_setters).
+_new: Final = object.__new__
+_SessionInfo: Final = SessionInfo
+_set_mail_from: Final = slot_setters(SessionEnvelope, "mail_from")[0]
+_set_recipients: Final = slot_setters(SessionEnvelope, "recipients")[0]
+_set_tag: Final = slot_setters(SessionEnvelope, "tag")[0]
+_set_session: Final = slot_setters(SessionEnvelope, "session")[0]
+_set_hostname: Final = slot_setters(SessionInfo, "hostname")[0]
+_set_peer: Final = slot_setters(SessionInfo, "peer")[0]
+_set_tls: Final = slot_setters(SessionInfo, "tls")[0]
+_set_client_name: Final = slot_setters(SessionInfo, "client_name")[0]
+_set_authenticated: Final = slot_setters(SessionInfo, "authenticated")[0]
+_set_data: Final = slot_setters(SessionInfo, "data")[0]
 
 
 # -- the driver ------------------------------------------------------------------------
@@ -161,7 +185,7 @@ class ServerSession:
         self.content_deadline = content_deadline
         self.config = config if config is not None else ServerConfig()
         self.conn = ServerConnection(hostname, self.config)
-        self.info = SessionInfo(hostname, peer)
+        self.info = _session_info(hostname, peer, None, None, None, {})
         #: The implicit TLS session (RFC 8314 §3), given before the greeting.
         self._implicit_tls = tls
         self._can_starttls = self.config.starttls if can_starttls is None else can_starttls
@@ -213,7 +237,7 @@ class ServerSession:
         if self._own_connect:
             greeting = yield _Call(handler, "on_connect", (self.info,))
         else:
-            greeting = Handler.on_connect(cast(Handler, handler), self.info)
+            greeting = _Handler.on_connect(cast(Handler, handler), self.info)
         if type(greeting) is not _Reply:
             greeting = _reply_or(_logged(handler, "on_connect", greeting), _NO_SERVICE)
         if greeting.code not in (220, 554):
@@ -248,7 +272,7 @@ class ServerSession:
                 deadline = self.content_deadline if content else self.command_deadline
                 read = reads.get(state)
                 if read is None or read.deadline != deadline:
-                    read = reads[state] = Read(_TIMEOUTS[state], deadline)
+                    read = reads[state] = _Read(_TIMEOUTS[state], deadline)
                 conn.receive_data((yield read))
                 continue
             if event is _PAUSED:
@@ -289,7 +313,7 @@ class ServerSession:
                         yield from self._start_message(end)
                     continue
                 if type(event) not in _SAID:
-                    if type(event) is Quit:
+                    if type(event) is _Quit:
                         # the 221 is the core's
                         yield from self._abort_message()
                         out += conn.data_to_send()
@@ -340,14 +364,14 @@ class ServerSession:
                     self._ended(answer, pending)
                     continue
                 # the usual end: one reply (what _ended makes of it)
-            elif kind is Ehlo or kind is Helo:
+            elif kind is _Ehlo or kind is _Helo:
                 # a new session (RFC 5321 §4.1.4): any transaction ends
                 yield from self._abort_message()
                 if self._own_ehlo:
                     answer = yield _Call(handler, "on_ehlo", (self.info, pending))
                 else:
                     hello = cast("Ehlo | Helo", pending)
-                    answer = Handler.on_ehlo(cast(Handler, handler), self.info, hello)
+                    answer = _Handler.on_ehlo(cast(Handler, handler), self.info, hello)
                 if type(answer) is not _Reply:
                     answer = _reply_or(_logged(handler, "on_ehlo", answer), _ERROR_REPLY)
                 self._send(_hello_reply(answer))
@@ -357,7 +381,7 @@ class ServerSession:
                 yield from self._decide(pending)
                 if conn.state is _STARTTLS:
                     yield from self._flush()
-                    info = yield StartTLS()
+                    info = yield _StartTLS()
                     if info is None:
                         break  # the handshake failed: nothing more to say
                     conn.start_tls(info)
@@ -407,7 +431,7 @@ class ServerSession:
             or info.authenticated != identity
         ):
             # attrs.evolve, without its look-ups: the same fields, the same dict
-            self.info = SessionInfo(
+            self.info = _session_info(
                 info.hostname, info.peer, tls, client_name, identity, info.data
             )
 
@@ -480,7 +504,11 @@ class ServerSession:
         if end is None:
             end = _header_section_end(head)
         tag = _message_tag(mail_from.requiretls, head, end)
-        session_envelope = _SessionEnvelope(mail_from, envelope.recipients, tag, self.info)
+        session_envelope = _new(_SessionEnvelope)
+        _set_mail_from(session_envelope, mail_from)
+        _set_recipients(session_envelope, envelope.recipients)
+        _set_tag(session_envelope, tag)
+        _set_session(session_envelope, self.info)
         self._message_started = True
         # _call and _write inline: once per message
         handler = self.handler
@@ -535,6 +563,24 @@ class ServerSession:
                 logger.error("message writer failed to abort: %r", result)
 
 
+def _session_info(
+    hostname: str,
+    peer: tuple[str, int] | None,
+    tls: TLSInfo | None,
+    client_name: str | None,
+    authenticated: str | None,
+    data: dict[str, Any],
+) -> SessionInfo:
+    info = _new(_SessionInfo)
+    _set_hostname(info, hostname)
+    _set_peer(info, peer)
+    _set_tls(info, tls)
+    _set_client_name(info, client_name)
+    _set_authenticated(info, authenticated)
+    _set_data(info, data)
+    return info
+
+
 def _overrides(handler: object, name: str) -> bool:
     # False for a method the handler has from Handler, unchanged (neither
     # overridden in its class nor replaced on the instance).  A handler
@@ -544,7 +590,7 @@ def _overrides(handler: object, name: str) -> bool:
         method = getattr(handler, name, None)
     except Exception:
         return True
-    return getattr(method, "__func__", None) is not getattr(Handler, name)
+    return getattr(method, "__func__", None) is not getattr(_Handler, name)
 
 
 def _message_tag(requiretls: bool, head: bytes, end: int) -> TLSTag:

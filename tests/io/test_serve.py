@@ -29,6 +29,7 @@ from adapters import KINDS, running
 from smtp_rtls import MailFrom, Reply, ServerConfig
 from smtp_rtls.handlers import Maildir, PasswordAuth, Sink
 from smtp_rtls.io import sync
+from smtp_rtls.io.asyncio import serve as aio_serve
 from smtp_rtls.io.tls import server_context
 from smtp_rtls.policy.tags import TLSTag
 from smtp_rtls.session.server import Handler, MessageWriter, SessionEnvelope, SessionInfo
@@ -278,6 +279,48 @@ def test_asyncio_handlers_may_be_coroutines() -> None:
         )
     assert refused == {"nobody@example.net": (550, b"5.1.1 No such user")}
     assert handler.sink.messages == 1
+
+
+class _TimerCountingLoop(asyncio.SelectorEventLoop):
+    """Records the waits of the timers the asyncio adapter arms for reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read_timers: list[float] = []
+
+    def call_at(self, when: float, callback: Any, *args: Any, context: Any = None) -> Any:
+        if getattr(callback, "__name__", "") == "_check_timer":
+            self.read_timers.append(when - self.time())
+        return super().call_at(when, callback, *args, context=context)
+
+
+def _send_one(port: int) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.sendmail("a@example.org", ["b@example.net"], b"Subject: x\r\n\r\nx")
+
+
+def test_the_asyncio_adapter_arms_one_read_timer_per_connection() -> None:
+    # Issue 10: a call_at and its cancel cost about 2 us.  The content's
+    # wait (3 minutes, RFC 5321 §4.5.3.2.5) is shorter than the commands'
+    # (5 minutes, §4.5.3.2.7): the timer armed at the first read must
+    # already be early enough for it, not cancelled and armed again.
+    sink = Sink()
+
+    async def main() -> None:
+        server = await aio_serve(sink, "127.0.0.1", 0)
+        try:
+            await asyncio.to_thread(_send_one, server.port)
+        finally:
+            await server.shutdown()
+
+    with asyncio.Runner(loop_factory=_TimerCountingLoop) as runner:
+        runner.run(main())
+        loop = runner.get_loop()
+        assert isinstance(loop, _TimerCountingLoop)
+        timers = loop.read_timers
+    assert sink.messages == 1
+    assert len(timers) == 1
+    assert 170 < timers[0] <= 180
 
 
 def test_a_coroutine_handler_under_the_blocking_adapter_is_a_451() -> None:

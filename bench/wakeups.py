@@ -15,7 +15,9 @@ halts (``guest_halt_poll_ns`` 200000, the kernel's own default), then
 restores the setting.  It prints msgs/s and the ratios the suite reports:
 the blocking clients against smtplib (to the raw responder), and our servers
 (``--servers``, asyncio by default) against the raw responder with one and
-with 50 pipelined connections.  The setting is one for both CPUs: this is a
+with 50 pipelined connections.  Each run is the suite's own
+(``suite.runner.measure_client`` and ``measure_server``), checked against
+what the server stored.  The setting is one for both CPUs: this is a
 diagnostic, not a way to run the suite (bench/README.md, "Wake-ups").
 """
 
@@ -26,33 +28,32 @@ import os
 import signal
 import statistics
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
-from benchutil import machine, timestamp
-from suite import clients
-from suite.clients import ClientRun
+from benchutil import KiB, machine, timestamp
 from suite.common import message, wire_content
-from suite.loadgen import run_load_sync
 from suite.procs import ServerProcess
-from suite.rawclient import raw_sync
+from suite.runner import ClientCase, Scenario, measure_client, measure_server, rotated
 
 HALT_POLL = Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
 #: The kernel's default for guest_halt_poll_ns (drivers/cpuidle/haltpoll).
 POLL_NS = 200_000
 MODES = ("as configured", f"halt-poll {POLL_NS // 1000} µs")
 
-ClientFn = Callable[[int, bytes, bool, float], ClientRun]
-CLIENTS: dict[str, ClientFn] = {
-    "smtplib": clients.smtplib_run,
-    "ours blocking": clients.ours_sync_run,
-    "raw blocking": raw_sync,
-}
-#: (label, connections): the servers' scenarios, pipelined, 1 KiB, one session each.
-SERVER_CASES = (("1 conn", 1), ("50 conns", 50))
+#: The suite's names of the clients (suite.clients.CLIENTS), and how this
+#: script prints them.
+CLIENTS = {"smtplib": "smtplib", "ours-sync": "ours blocking", "raw-sync": "raw blocking"}
+CLIENT_CASE = ClientCase(KiB, per_message=False)
+#: (label, scenario): 1 KiB, pipelined, one session per connection.
+SERVER_CASES = (
+    ("1 conn", Scenario(KiB, 1, True, False, False)),
+    ("50 conns", Scenario(KiB, 50, True, False, False)),
+)
 #: Our servers that --servers may name (the raw responder always runs).
 OUR_SERVERS = ("asyncio", "uvloop", "trio", "threads")
 
@@ -71,33 +72,29 @@ def halt_polling(ns: int | None) -> Iterator[None]:
         HALT_POLL.write_text(old)
 
 
-def client_rates(port: int, msg: bytes, duration: float, rep: int) -> dict[str, float]:
+def checked_rate(result: dict[str, Any], what: str) -> float:
+    """msgs/s of a run the suite's checks passed; exits on any other."""
+    if not result["ok"]:
+        sys.exit(f"{what}: {'; '.join(result['errors']) or 'no message completed'}")
+    return float(result["rate"])
+
+
+def client_rates(sink: ServerProcess, msg: bytes, duration: float, rep: int) -> dict[str, float]:
     """msgs/s of each client, in an order that rotates with ``rep``."""
-    names = list(CLIENTS)
-    got = {}
-    for name in names[rep % len(names) :] + names[: rep % len(names)]:
-        run = CLIENTS[name](port, msg, False, duration)
-        got[name] = run.messages / run.elapsed
-    return got
-
-
-def server_rate(kind: str, cpu: int | None, connections: int, duration: float) -> float:
-    """msgs/s the server stored under the suite's load generator."""
-    load: dict[str, object] = {
-        "content": wire_content(message(1024)),
-        "connections": connections,
-        "pipelined": True,
-        "per_message": False,
-        "tls": None,
+    return {
+        name: checked_rate(measure_client(name, sink, msg, CLIENT_CASE, duration), name)
+        for name in rotated(list(CLIENTS), rep)
     }
+
+
+def server_rate(kind: str, cpu: int | None, scenario: Scenario, duration: float) -> float:
+    """msgs/s the server stored under the suite's load generator (after a warm-up)."""
+    content = wire_content(message(scenario.size))
     with ServerProcess(kind, cpu=cpu) as server:
         server.start()
-        run_load_sync(server.port, loop_factory=uvloop.new_event_loop, duration=0.3, **load)
-        before = server.stats().messages
-        result = run_load_sync(
-            server.port, loop_factory=uvloop.new_event_loop, duration=duration, **load
-        )
-        return (server.stats().messages - before) / result.elapsed
+        measure_server(server, scenario, content, 0.3, None, uvloop.new_event_loop)
+        result = measure_server(server, scenario, content, duration, None, uvloop.new_event_loop)
+        return checked_rate(result, f"{kind}, {scenario.label}")
 
 
 def line(mode: str, what: str, rates: list[float], ratios: list[float]) -> str:
@@ -125,7 +122,7 @@ def main() -> int:
     unknown = [name for name in ours if name not in OUR_SERVERS]
     if unknown:
         parser.error(f"unknown server {', '.join(unknown)}: choose from {', '.join(OUR_SERVERS)}")
-    servers = ("raw", *ours)
+    servers = ["raw", *ours]
     if not HALT_POLL.exists() or not os.access(HALT_POLL, os.W_OK):
         print(f"{HALT_POLL} is missing or not writable (not a haltpoll guest, or not root)")
         return 2
@@ -135,7 +132,7 @@ def main() -> int:
     server_cpu, client_cpu = (allowed[0], allowed[1]) if len(allowed) > 1 else (None, None)
     if client_cpu is not None:
         os.sched_setaffinity(0, {client_cpu})
-    msg = message(1024)
+    msg = message(KiB)
     rates: dict[tuple[str, str], list[float]] = {}
     ratios: dict[tuple[str, str], list[float]] = {}
 
@@ -151,13 +148,13 @@ def main() -> int:
             with halt_polling(POLL_NS if mode != MODES[0] else None):
                 with ServerProcess("raw", cpu=server_cpu, uvloop=True) as sink:
                     sink.start()
-                    got = client_rates(sink.port, msg, args.duration, rep)
+                    got = client_rates(sink, msg, args.duration, rep)
                 for name, rate in got.items():
-                    record(mode, f"client {name}", rate, got["smtplib"])
-                for label, connections in SERVER_CASES:
-                    kinds = servers[rep % len(servers) :] + servers[: rep % len(servers)]
+                    record(mode, f"client {CLIENTS[name]}", rate, got["smtplib"])
+                for label, scenario in SERVER_CASES:
                     srv = {
-                        k: server_rate(k, server_cpu, connections, args.duration) for k in kinds
+                        kind: server_rate(kind, server_cpu, scenario, args.duration)
+                        for kind in rotated(servers, rep)
                     }
                     for kind in servers:
                         record(mode, f"server {kind}, {label}", srv[kind], srv["raw"])

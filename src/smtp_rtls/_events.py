@@ -62,7 +62,14 @@ def slot_setters(cls: type, *names: str) -> tuple[Callable[[object, object], Non
     checked fields: a slot's own ``__set__`` skips the frozen class's
     ``__setattr__`` and the lookup by name that ``object.__setattr__`` makes
     (about 30 ns a field, on events made for every command)."""
-    return tuple(cls.__dict__[name].__set__ for name in names)
+    return tuple(slot_setter(cls, name) for name in names)
+
+
+def slot_setter(cls: type, name: str) -> Callable[[object, object], None]:
+    """The setter of ``cls``'s slot ``name`` (see :func:`slot_setters`), for
+    a module constant of its own."""
+    setter: Callable[[object, object], None] = cls.__dict__[name].__set__
+    return setter
 
 
 # Any C0 control or DEL in a field could end a command line early on the wire.

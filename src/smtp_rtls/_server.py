@@ -54,7 +54,7 @@ from ._events import (
     RcptTo,
     Rset,
     StartTLS,
-    slot_setters,
+    slot_setter,
 )
 from ._framing import BdatReader, LineBuffer
 from ._readers import (
@@ -77,10 +77,10 @@ NextEvent: TypeAlias = Event | type[NEED_DATA] | type[PAUSED]
 # readers cut; an Envelope, the accepted commands): attrs' __init__ would
 # check them again.
 _new: Final = object.__new__
-_set_mail_from: Final = slot_setters(Envelope, "mail_from")[0]
-_set_recipients: Final = slot_setters(Envelope, "recipients")[0]
-_set_data: Final = slot_setters(MessageData, "data")[0]
-_set_envelope: Final = slot_setters(EndOfMessage, "envelope")[0]
+_set_mail_from: Final = slot_setter(Envelope, "mail_from")
+_set_recipients: Final = slot_setter(Envelope, "recipients")
+_set_data: Final = slot_setter(MessageData, "data")
+_set_envelope: Final = slot_setter(EndOfMessage, "envelope")
 
 # Final aliases of names imported from modules mypyc does not compile, for
 # the per-message paths (why: smtp_rtls._build).
@@ -965,7 +965,7 @@ def _lane_quit(conn: ServerConnection, arg: str, line: str, length: int) -> Even
 
 
 def _hello_lane(verb: str, kind: type[Ehlo] | type[Helo]) -> Lane:
-    (set_domain,) = slot_setters(kind, "domain")
+    set_domain = slot_setter(kind, "domain")
 
     def lane(conn: ServerConnection, arg: str, line: str, length: int) -> Event | None:
         # What Ehlo/Helo's constructor checks (one word, no control

@@ -47,7 +47,7 @@ from .._events import (
     RcptTo,
     Rset,
     Vrfy,
-    slot_setters,
+    slot_setter,
 )
 from .._events import StartTLS as StartTLSCommand
 from .._reply import Reply
@@ -146,16 +146,16 @@ _ERROR_REPLY: Final = _types._ERROR_REPLY
 # filled directly, as the core makes its events (_events.slot_setters).
 _new: Final = object.__new__
 _SessionInfo: Final = SessionInfo
-_set_mail_from: Final = slot_setters(SessionEnvelope, "mail_from")[0]
-_set_recipients: Final = slot_setters(SessionEnvelope, "recipients")[0]
-_set_tag: Final = slot_setters(SessionEnvelope, "tag")[0]
-_set_session: Final = slot_setters(SessionEnvelope, "session")[0]
-_set_hostname: Final = slot_setters(SessionInfo, "hostname")[0]
-_set_peer: Final = slot_setters(SessionInfo, "peer")[0]
-_set_tls: Final = slot_setters(SessionInfo, "tls")[0]
-_set_client_name: Final = slot_setters(SessionInfo, "client_name")[0]
-_set_authenticated: Final = slot_setters(SessionInfo, "authenticated")[0]
-_set_data: Final = slot_setters(SessionInfo, "data")[0]
+_set_mail_from: Final = slot_setter(SessionEnvelope, "mail_from")
+_set_recipients: Final = slot_setter(SessionEnvelope, "recipients")
+_set_tag: Final = slot_setter(SessionEnvelope, "tag")
+_set_session: Final = slot_setter(SessionEnvelope, "session")
+_set_hostname: Final = slot_setter(SessionInfo, "hostname")
+_set_peer: Final = slot_setter(SessionInfo, "peer")
+_set_tls: Final = slot_setter(SessionInfo, "tls")
+_set_client_name: Final = slot_setter(SessionInfo, "client_name")
+_set_authenticated: Final = slot_setter(SessionInfo, "authenticated")
+_set_data: Final = slot_setter(SessionInfo, "data")
 
 
 # -- the driver ------------------------------------------------------------------------

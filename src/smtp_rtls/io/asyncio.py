@@ -22,7 +22,7 @@ from typing import Any, TypeVar, cast
 from .._client import ClientConnection
 from .._config import ServerConfig
 from .._reply import Reply
-from .._state import _TIMEOUTS, REPLY_TIMEOUTS
+from .._state import REPLY_TIMEOUTS, State
 from .._tls import TLSInfo
 from ..session import client as client_ops
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 #: The shortest wait State.timeout gives a server in any state (the
 #: content's 3 minutes, RFC 5321 §4.5.3.2.5).
-_SHORTEST_WAIT = min(timeout for timeout in _TIMEOUTS.values() if timeout > 0)
+_SHORTEST_WAIT = min(state.timeout for state in State if state.timeout > 0)
 
 
 class Server(ServerBase):

@@ -394,6 +394,46 @@ def test_has_bare_line_ending_up_to_a_stop_is_the_counting_definition(
     assert has_bare_line_ending(data, min(stop, len(data))) == expected
 
 
+@needs_c
+@settings(max_examples=3000)
+@given(
+    st.one_of(
+        st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"x", b"."]), max_size=30).map(b"".join),
+        st.binary(max_size=64),
+    ),
+    st.integers(0, 200),
+)
+@example(b"\r\n\n", 3)
+@example(b"a\r", 2)
+@example(b"a\r\n", 2)
+def test_the_c_search_finds_the_first_bare_line_ending_rfc5321_2_3_8(
+    data: bytes, stop: int
+) -> None:
+    # RFC 5321 §2.3.8: CR and LF only together; a CR at the stop has no LF
+    stop = min(stop, len(data))
+    m = _framing._BARE_RE.search(data, 0, stop)
+    assert _framing.first_bare is not None
+    assert _framing.first_bare(data, stop) == (m.start() if m else -1)
+    assert _framing.first_bare(bytearray(data), stop) == (m.start() if m else -1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_framing, "first_bare", None)
+        pure = has_bare_line_ending(data, stop)
+    assert has_bare_line_ending(data, stop) is pure is (m is not None)
+
+
+@needs_c
+def test_the_c_search_refuses_what_is_not_a_buffer_or_out_of_range() -> None:
+    find = _framing.first_bare
+    assert find is not None
+    with pytest.raises(TypeError):
+        find("text", 0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        find(b"x")  # type: ignore[call-arg]
+    for stop in (-1, 2):
+        with pytest.raises(ValueError, match="outside the buffer"):
+            find(b"x", stop)
+
+
 def test_has_bare_line_ending_across_its_64k_windows() -> None:
     clean = b"x" * 65535 + b"\r\n" + b"y" * 70000 + b"\r\n"
     assert not has_bare_line_ending(clean)

@@ -1,6 +1,6 @@
-"""The C scan of the compiled build (``src/smtp_rtls/_speedups.c``) under
-valgrind's memcheck: no read outside the buffer it is given, for any short
-input, start, head and flags.
+"""The C functions of the compiled build (``src/smtp_rtls/_speedups.c``)
+under valgrind's memcheck: no read outside the buffer they are given, for
+any short input, start or stop, head and flags.
 
 Short inputs are where an off-by-one would read past the end (the end
 marker and its beginnings at the last one to three octets), and a read of
@@ -62,6 +62,10 @@ DRIVER = textwrap.dedent(
                     assert start <= stop <= size and 0 <= keep <= 2, (data, start, head)
                     assert -1 <= bare_at < len(content) + 1, (data, start, head)
                     calls += 1
+        for stop in range(size + 1):
+            at = speedups.first_bare(buf, stop)
+            assert -1 <= at < stop, (data, stop)
+            calls += 1
     print(calls)
     """
 )
@@ -105,8 +109,9 @@ def test_memcheck_catches_a_read_one_octet_past_the_buffer(tmp_path: Path) -> No
     assert "Invalid read" in done.stderr
 
 
-def test_the_c_scan_reads_only_inside_its_buffer(tmp_path: Path) -> None:
+def test_the_c_functions_read_only_inside_their_buffer(tmp_path: Path) -> None:
     done = _memcheck(tmp_path, "scan", inputs=1500)
     assert done.returncode == 0, done.stderr[-4000:]
-    # every call was made: 1500 inputs, (size + 1) starts, 3 heads, 3 flag pairs
-    assert int(done.stdout.split()[-1]) >= 1500 * 18 * 9
+    # every call was made: 1500 inputs, (size + 1) starts, 3 heads, 3 flag
+    # pairs for the scan; (size + 1) stops for the search
+    assert int(done.stdout.split()[-1]) >= 1500 * 18 * 10

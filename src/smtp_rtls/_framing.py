@@ -42,6 +42,22 @@ def _load_scan_data() -> ScanData | None:
 
 scan_data: ScanData | None = _load_scan_data()
 
+#: ``_speedups.first_bare``: the offset of the first bare CR or LF in
+#: ``buf[:stop]``, or -1 (a memchr per line), for :func:`has_bare_line_ending`;
+#: None in the pure build.  Not Final either, for the same reason.
+FirstBare: TypeAlias = Callable[[bytes | bytearray, int], int]
+
+
+def _load_first_bare() -> FirstBare | None:
+    try:
+        from ._speedups import first_bare
+    except ImportError:
+        return None
+    return first_bare
+
+
+first_bare: FirstBare | None = _load_first_bare()
+
 
 class LineTooLong(RemoteProtocolError):
     """More than the allowed octets arrived without a line end; ``head`` is
@@ -189,13 +205,17 @@ def has_bare_line_ending(data: bytes, stop: int | None = None) -> bool:
     """True when ``data[:stop]`` holds a CR not followed by LF, or an LF not
     after CR (a CR at ``stop - 1`` counts as bare).
 
-    Shift-and-compare rather than counting ``b"\r\n"`` (a two-octet search,
+    The compiled build asks :data:`first_bare` (C, a ``memchr`` per line).
+    Here, shift-and-compare rather than counting ``b"\r\n"`` (a two-octet search,
     the slowest kind): with an LF right after every CR and nowhere else, the
     LF indicator string from the second octet on equals the CR indicator
     string.  Two ``translate`` passes and a ``memcmp`` per window; windows
     (overlapping by one octet) keep the copies small whatever the read size.
     """
     size = len(data) if stop is None else stop
+    find = first_bare  # one look-up of the module's dict (not Final: see above)
+    if find is not None:
+        return find(data, size) >= 0
     # memchr: content without any line end costs next to nothing
     if data.find(b"\r", 0, size) < 0 and data.find(b"\n", 0, size) < 0:
         return False

@@ -1,5 +1,7 @@
 /* smtp_rtls._speedups: DATA content read in one pass (compiled build only).
  *
+ * scan_data() below; first_bare(), the bare CR / LF search alone, is after it.
+ *
  * The pure-Python DataReader (src/smtp_rtls/_framing.py) reads a chunk of
  * DATA content with bytes methods: a split that unstuffs and rules out the
  * end marker, then the bare CR / LF check.  Each is fast, but there are
@@ -181,8 +183,65 @@ scan_data(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
                          PyBool_FromLong(line_start));
 }
 
+PyDoc_STRVAR(first_bare_doc,
+"first_bare(buf, stop, /)\n"
+"--\n"
+"\n"
+"The offset of the first bare CR or LF in buf[:stop], or -1: a CR not\n"
+"followed by LF (a CR at stop - 1 included), or an LF not after a CR.");
+
+/* The question has_bare_line_ending() (src/smtp_rtls/_framing.py) asks, for
+ * the client's writers and the pure reader's path: a memchr for each line's
+ * LF and one for a CR inside the line, where the pure path makes two
+ * translate passes over every octet. */
+static PyObject *
+first_bare(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "first_bare() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    const Py_ssize_t stop = PyLong_AsSsize_t(args[1]);
+    if (stop == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (stop < 0 || stop > view.len) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "first_bare(): stop is outside the buffer");
+        return NULL;
+    }
+    const char *s = (const char *)view.buf;
+    Py_ssize_t bare = -1;
+    Py_ssize_t p = 0; /* the start of the line looked at */
+    while (p < stop) {
+        const char *lf = memchr(s + p, '\n', (size_t)(stop - p));
+        const Py_ssize_t end = lf != NULL ? lf - s : stop; /* its LF, or the stop */
+        /* the line's first CR: bare unless it is the one right before its LF */
+        const char *cr = end > p ? memchr(s + p, '\r', (size_t)(end - p)) : NULL;
+        if (cr != NULL && (lf == NULL || cr - s < end - 1)) {
+            bare = cr - s;
+            break;
+        }
+        if (lf == NULL) {
+            break;
+        }
+        if (end == 0 || s[end - 1] != '\r') {
+            bare = end; /* an LF without its CR (the octet before may be an LF) */
+            break;
+        }
+        p = end + 1;
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(bare);
+}
+
 static PyMethodDef speedups_methods[] = {
     {"scan_data", (PyCFunction)(void (*)(void))scan_data, METH_FASTCALL, scan_data_doc},
+    {"first_bare", (PyCFunction)(void (*)(void))first_bare, METH_FASTCALL, first_bare_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -4,3 +4,6 @@ def scan_data(
     buf: bytes | bytearray, start: int, head: bytes, line_start: bool, find_bare: bool, /
 ) -> tuple[bytes, bool, int, int, int, bool]:
     """DataReader's read of ``head`` and ``buf[start:]``, in one pass."""
+
+def first_bare(buf: bytes | bytearray, stop: int, /) -> int:
+    """The offset of the first bare CR or LF in ``buf[:stop]``, or -1."""

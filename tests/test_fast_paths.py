@@ -106,7 +106,8 @@ def _reply_outcome(build: object, raw: bytes | bytearray) -> object:
 @example(b"250 2.1.0")
 @example(b"550 2.7.1 wrong class")
 def test_a_one_line_reply_parses_as_the_general_path_does_rfc5321_4_2(raw: bytes) -> None:
-    from smtp_rtls._reply import _ONE_LINE, Reply
+    from smtp_rtls import Reply
+    from smtp_rtls._readers import _ONE_LINE
 
     general = _reply_outcome(lambda r: Reply.from_lines([r]), raw)
     _ONE_LINE.pop(raw, None)
@@ -139,7 +140,8 @@ def test_a_kept_reply_line_gives_a_new_reply_each_time() -> None:
 
 
 def test_the_kept_reply_lines_are_bounded() -> None:
-    from smtp_rtls._reply import _ONE_LINE, _ONE_LINE_MAX, Reply
+    from smtp_rtls import Reply
+    from smtp_rtls._readers import _ONE_LINE, _ONE_LINE_MAX
 
     for i in range(_ONE_LINE_MAX + 100):
         # a queue id in each: every line differs

@@ -18,8 +18,9 @@ import re
 from typing import Final, TypeAlias
 
 from ._errors import RemoteProtocolError
+from ._events import slot_setter
 from ._framing import BdatReader, DataReader, LineBuffer, LineTooLong
-from ._reply import Reply, parse_reply_line
+from ._reply import EnhancedStatus, Reply, parse_one_line, parse_reply_line
 
 __all__ = [
     "CommandLine",
@@ -82,8 +83,51 @@ SASL_TOO_LONG: Final = Reply(500, "Authentication exchange line is too long", "5
 
 # Final aliases of names imported from modules mypyc does not compile, for
 # the per-message paths (why: smtp_rtls._build).
-_reply_from_line: Final = Reply.from_line
 _reply_from_lines: Final = Reply.from_lines
+_parse_one_line: Final = parse_one_line
+_Reply: Final = Reply
+_new: Final = object.__new__
+_set_code: Final = slot_setter(Reply, "code")
+_set_lines: Final = slot_setter(Reply, "lines")
+_set_enhanced: Final = slot_setter(Reply, "enhanced")
+_set_command: Final = slot_setter(Reply, "command")
+_set_wire: Final = slot_setter(Reply, "_wire")
+
+# The usual one-line replies read so far, parsed, by their line: a server
+# repeats its replies ("250 2.1.0 Ok" to every MAIL), and checking one costs
+# more than building a Reply from its parts.  Bounded (emptied when full),
+# so replies that differ every time (a queue id in each) cost a parse each,
+# as without it.
+_ONE_LINE: Final[dict[bytes, tuple[int, tuple[str], EnhancedStatus | None]]] = {}
+_ONE_LINE_MAX: Final = 512
+
+
+def reply_from_line(raw: bytes) -> Reply:
+    """What :meth:`Reply.from_line` returns for ``bytes`` (it calls this): the
+    usual one-line reply checked once per distinct line and built from the
+    parts kept, here in the reader's module so that a compiled build makes
+    it without a Python call; anything else through :meth:`Reply.from_lines`."""
+    parsed = _ONE_LINE.get(raw)
+    if parsed is None:
+        parsed = _parse_one_line(raw)
+        if parsed is None:
+            return _reply_from_lines((raw,))
+        if len(_ONE_LINE) >= _ONE_LINE_MAX:
+            _ONE_LINE.clear()
+        _ONE_LINE[raw] = parsed
+    code, lines, enhanced = parsed
+    # A new Reply each time (the client core sets its command), from parts
+    # that are immutable and checked once: every rule of Reply's
+    # __attrs_post_init__ holds (the code matched [2-5][0-5][0-9], the
+    # enhanced class is the code's, the line is printable ASCII within
+    # MAX_REPLY_LINE), so its slots are filled directly.
+    reply: Reply = _new(_Reply)
+    _set_code(reply, code)
+    _set_lines(reply, lines)
+    _set_enhanced(reply, enhanced)
+    _set_command(reply, None)
+    _set_wire(reply, None)
+    return reply
 
 
 def read_sasl_line(buf: LineBuffer) -> str | Reply | None:
@@ -202,7 +246,7 @@ class ReplyReader:
             if not self._lines:
                 if line[3:4] != b"-":
                     # a one-line reply, the usual case: checked once, there
-                    return _reply_from_line(line)
+                    return reply_from_line(line)
                 code, is_last, _ = parse_reply_line(line)
                 self._code = code
             else:

@@ -250,34 +250,20 @@ class Reply:
         """:meth:`from_lines` for a one-line reply, each check done once.
 
         The usual reply (``250 2.1.0 Ok``: ASCII, printable, not too long)
-        is checked here in one pass, once per distinct line (the last 512
-        are kept), and built without the constructor's checks, which that
-        pass already made; anything else takes :meth:`from_lines`, with the
-        same result and the same errors.  Each call returns a new Reply.
+        is checked in one pass, once per distinct line (the last 512 are
+        kept), and built without the constructor's checks, which that pass
+        already made; anything else takes :meth:`from_lines`, with the same
+        result and the same errors.  Each call returns a new Reply.
         """
-        cached = type(raw) is bytes
-        parsed = _ONE_LINE.get(raw) if cached else None
-        if parsed is None:
-            parsed = _parse_one_line(raw)
-            if parsed is None:
-                return cls.from_lines((raw,))
-            if cached:
-                if len(_ONE_LINE) >= _ONE_LINE_MAX:
-                    _ONE_LINE.clear()
-                _ONE_LINE[raw] = parsed
-        code, lines, enhanced = parsed
-        # A new Reply each time (the client core sets its command), from
-        # parts that are immutable and checked once.
-        reply = object.__new__(cls)
-        # every rule of __attrs_post_init__ holds: the code matched
-        # [2-5][0-5][0-9], the enhanced class is the code's, the line is
-        # printable ASCII within MAX_REPLY_LINE
-        object.__setattr__(reply, "code", code)
-        object.__setattr__(reply, "lines", lines)
-        object.__setattr__(reply, "enhanced", enhanced)
-        object.__setattr__(reply, "command", None)
-        object.__setattr__(reply, "_wire", None)
-        return reply
+        if cls is not Reply or type(raw) is not bytes:
+            # (a bytearray is never kept: it can change after the call)
+            return cls.from_lines((raw,))
+        # The client core's reader builds them (and, in a compiled build,
+        # without a Python call); imported here because _readers imports
+        # this module.
+        from ._readers import reply_from_line
+
+        return reply_from_line(raw)
 
     @classmethod
     def from_lines(cls, raw_lines: Sequence[bytes]) -> Reply:
@@ -320,19 +306,11 @@ class Reply:
             raise RemoteProtocolError(f"malformed reply: {exc}") from None
 
 
-# The usual one-line replies read so far, parsed, by their line: a server
-# repeats its replies ("250 2.1.0 Ok" to every MAIL), and checking one costs
-# more than building a Reply from its parts.  Bounded (emptied when full),
-# so replies that differ every time (a queue id in each) cost a parse each,
-# as without it.
-_ONE_LINE: dict[bytes, tuple[int, tuple[str], EnhancedStatus | None]] = {}
-_ONE_LINE_MAX = 512
-
-
-def _parse_one_line(raw: bytes) -> tuple[int, tuple[str], EnhancedStatus | None] | None:
+def parse_one_line(raw: bytes) -> tuple[int, tuple[str], EnhancedStatus | None] | None:
     """The code, lines and enhanced status of the usual one-line reply
     (ASCII, printable, within the limit), checked in one pass; None for
-    anything else, which Reply.from_lines reads with every check."""
+    anything else, which Reply.from_lines reads with every check (for
+    :func:`smtp_rtls._readers.reply_from_line`)."""
     # RFC 5321 §4.5.3.1.5 (the line limit), §4.2 (Reply-code [ SP
     # textstring ]: the code's digits, a space or nothing after them)
     if len(raw) + 2 > MAX_REPLY_LINE or raw[3:4] not in (b" ", b"") or not raw.isascii():

@@ -9,7 +9,10 @@
 * send_message's pipelined DATA path (content given as bytes or as chunks)
   against the general code it shortcuts, copied below as it was;
 * the write timeout: a ``timeout=`` (``uniform``) is every wait, writes too;
-* message_envelope's look-up before the recipients are checked to be text.
+* message_envelope's look-up before the recipients are checked to be text;
+* the objects made once per message without attrs' ``__init__`` (their
+  slots filled directly) against what the classes' constructors make, and
+  the CHUNKING flag kept per offer against the offer.
 """
 
 from __future__ import annotations
@@ -557,6 +560,59 @@ def test_envelope_with_events_is_never_kept_and_keeps_the_events() -> None:
     again = message_envelope("a@example.org", ["c@example.org"], True)
     assert first[0] is again[0] and first[0].requiretls
     assert first[1] == again[1] and first[1] is not again[1]
+
+
+# -- made without __init__ -----------------------------------------------------------------
+
+
+def _fields(obj: object) -> dict[str, object]:
+    # every field read back: a slot left unset raises AttributeError here
+    return {f.name: getattr(obj, f.name) for f in attrs.fields(type(obj))}
+
+
+def test_views_are_what_the_constructor_makes() -> None:
+    from smtp_rtls._client_rules import ClientTransaction, new_view
+
+    txn = ClientTransaction(MailFrom("a@example.org"))
+    caps = Capabilities("mx.example", entries=["PIPELINING"])
+    args = (caps, "EHLO", None, txn, True, False)
+    view = new_view(*args)
+    assert type(view) is SessionView
+    assert view == SessionView(*args) and _fields(view) == _fields(SessionView(*args))
+
+
+def test_write_requests_and_results_are_what_the_constructors_make() -> None:
+    write = client_ops._write_request(b"MAIL FROM:<a@example.org>\r\n", 7.5)
+    assert write == Write(b"MAIL FROM:<a@example.org>\r\n", 7.5)
+    assert _fields(write) == _fields(Write(b"MAIL FROM:<a@example.org>\r\n", 7.5))
+    ok = Reply(250, "Ok")
+    pairs = ((RcptTo("b@example.org"), ok),)
+    result = client_ops._send_result(ok, pairs, None)
+    assert result == SendResult(ok, pairs, None)
+    assert _fields(result) == _fields(SendResult(ok, pairs, None))
+
+
+@pytest.mark.parametrize("offered", [True, False])
+def test_chunking_is_what_the_offer_in_force_says_rfc3030_rfc3207_4_2(offered: bool) -> None:
+    from client_helpers import ehlo, ready, starttls
+
+    conn = ready("PIPELINING", "STARTTLS", *["CHUNKING"] * offered)
+    assert (
+        conn.chunking
+        is offered
+        is (conn.capabilities is not None and "CHUNKING" in conn.capabilities)
+    )
+    # RFC 3207 §4.2: what the server said before TLS is forgotten
+    starttls(conn)
+    assert conn.chunking is False
+    ehlo(conn, "PIPELINING")
+    assert conn.chunking is False
+    conn = ready("CHUNKING")
+    conn.send(Helo("client.example"))
+    conn.receive_data(b"250 mx.example\r\n")
+    assert isinstance(conn.next_event(), Reply)
+    # RFC 5321 §4.1.1.1: HELO offers no extension
+    assert conn.chunking is False
 
 
 def test_unused_names_stay_importable() -> None:

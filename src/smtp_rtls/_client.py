@@ -24,7 +24,7 @@ from collections import deque
 from typing import Final
 
 from ._capabilities import Capabilities
-from ._client_rules import _RULES, ClientTransaction, SessionView
+from ._client_rules import _RULES, ClientTransaction, SessionView, new_view
 from ._commands import _VERB_OF, format_command, verb_of
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
@@ -193,6 +193,7 @@ class ClientConnection:
         self._caps: Capabilities | None = None
         # "PIPELINING" in self._caps, decided once per EHLO: every send asks.
         self._pipelining = False
+        self._chunking = False
         self._hello: str | None = None  # "EHLO" / "LHLO" / "HELO" once accepted
         self._tls: TLSInfo | None = None
         self._authenticated = False
@@ -252,6 +253,11 @@ class ClientConnection:
     def pipelining(self) -> bool:
         """True when the server offered PIPELINING (RFC 2920)."""
         return self._pipelining
+
+    @property
+    def chunking(self) -> bool:
+        """True when the server offered CHUNKING (RFC 3030), BDAT."""
+        return self._chunking
 
     @property
     def closed(self) -> bool:
@@ -403,6 +409,7 @@ class ClientConnection:
     def _accept_hello(self, verb: str, caps: Capabilities) -> None:
         self._caps = caps
         self._pipelining = "PIPELINING" in caps
+        self._chunking = "CHUNKING" in caps
         self._hello = verb
         # RFC 5321 §4.1.4: an accepted EHLO/HELO resets the transaction.
         self._transaction = None
@@ -572,7 +579,7 @@ class ClientConnection:
                 if view is other:
                     self._last_view, self._other_view = other, last
                 return view
-        view = SessionView(
+        view = new_view(
             self._caps, self._hello, self._tls, self._transaction, self._authenticated, self.lmtp
         )
         self._last_view, self._other_view = view, last
@@ -685,6 +692,7 @@ class ClientConnection:
         self._state = next_state(self._table, self._state, "TLS", 200)
         self._caps = None
         self._pipelining = False
+        self._chunking = False
         self._hello = None
         self._transaction = None
         self._authenticated = False

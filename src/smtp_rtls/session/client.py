@@ -30,6 +30,7 @@ from .._events import (
     RcptTo,
     Rset,
     StartTLS,
+    slot_setter,
 )
 from .._reply import Reply
 from .._sasl import auth_login, auth_plain, login_response
@@ -86,6 +87,34 @@ _NEED_DATA: Final = NEED_DATA
 _Broken: Final = Broken
 _Write: Final = Write
 _SendResult: Final = SendResult
+
+# Made for every message: their slots are filled directly, as the core makes
+# its events (_events.slot_setters), without the frozen classes' __init__ (a
+# Python call even in a compiled build, and an object.__setattr__ per
+# field).  Neither class checks its fields.
+_new: Final = object.__new__
+_set_write_data: Final = slot_setter(Write, "data")
+_set_write_timeout: Final = slot_setter(Write, "timeout")
+_set_result_mail: Final = slot_setter(SendResult, "mail")
+_set_result_recipients: Final = slot_setter(SendResult, "recipients")
+_set_result_data: Final = slot_setter(SendResult, "data")
+
+
+def _write_request(data: bytes, timeout: float) -> Write:
+    request: Write = _new(_Write)
+    _set_write_data(request, data)
+    _set_write_timeout(request, timeout)
+    return request
+
+
+def _send_result(
+    mail: Reply, recipients: tuple[tuple[RcptTo, Reply], ...], data: Reply | None
+) -> SendResult:
+    result: SendResult = _new(_SendResult)
+    _set_result_mail(result, mail)
+    _set_result_recipients(result, recipients)
+    _set_result_data(result, data)
+    return result
 
 
 def read_reply(
@@ -149,7 +178,7 @@ def starttls(
 
 
 def _write(data: bytes, timeout: float = _WRITE_TIMEOUT) -> Step[None]:
-    result = yield Write(data, timeout)
+    result = yield _write_request(data, timeout)
     if isinstance(result, Broken):
         raise ConnectionError(result.detail)
 
@@ -240,8 +269,7 @@ def _send(
             chunking
             and type(content) is bytes
             and 0 < len(content) <= CHUNKING_MAX
-            and conn.capabilities is not None
-            and "CHUNKING" in conn.capabilities
+            and conn.chunking
         ):
             body = canonical_content(content)
             return (yield from _send_chunked(conn, mail, recipients, body, timeouts))
@@ -268,7 +296,7 @@ def _send(
                 replies.append((rcpt, (yield from command(conn, rcpt, timeouts))))
             if any(r.is_positive for _, r in replies) and not bdat:
                 go = yield from command(conn, _DATA, timeouts)
-    result = SendResult(mail_reply, tuple(replies), None)
+    result = _send_result(mail_reply, tuple(replies), None)
     accepted = mail_reply.is_positive and any(r.is_positive for _, r in replies)
     if bdat:
         if not accepted:
@@ -284,7 +312,7 @@ def _send(
         yield from read_reply(conn, timeouts)
         return result
     yield from _write_content(conn, chunks, wt)
-    return SendResult(result.mail, result.recipients, (yield from _last_reply(conn, timeouts)))
+    return _send_result(result.mail, result.recipients, (yield from _last_reply(conn, timeouts)))
 
 
 def _send_pipelined(
@@ -305,7 +333,7 @@ def _send_pipelined(
     lines.append(send(_DATA))
     # (the Write requests yielded here, not through _write: a generator
     # less per write on the path every message takes)
-    written = yield _Write(b"".join(lines), wt)
+    written = yield _write_request(b"".join(lines), wt)
     if isinstance(written, _Broken):
         raise ConnectionError(written.detail)
     got = yield from _read_replies(conn, len(lines), timeouts)
@@ -314,24 +342,24 @@ def _send_pipelined(
     pairs = tuple(zip(recipients, rcpt_replies, strict=True))
     go = got[-1]
     if go.code != 354:
-        return _SendResult(mail_reply, pairs, None)
+        return _send_result(mail_reply, pairs, None)
     if not (mail_reply.is_positive and any(r.is_positive for r in rcpt_replies)):
         # RFC 2920 §3.1: DATA accepted though no recipient was: a lone dot
         yield from _write(conn.send(_END), wt)
         yield from read_reply(conn, timeouts)
-        return _SendResult(mail_reply, pairs, None)
+        return _send_result(mail_reply, pairs, None)
     if type(content) is bytes and content:
         # the whole content at once: its bytes and the end's in one call
         held, end = conn._send_content_end(content)
         # the end of data joins a small content (see _write_content)
-        written = yield _Write(held + end if len(held) <= _JOIN_END else held, wt)
+        written = yield _write_request(held + end if len(held) <= _JOIN_END else held, wt)
         if isinstance(written, _Broken):
             raise ConnectionError(written.detail)
         if len(held) > _JOIN_END:
             yield from _write(end, wt)
     else:
         yield from _write_content(conn, [content] if isinstance(content, bytes) else content, wt)
-    return _SendResult(mail_reply, pairs, (yield from _last_reply(conn, timeouts)))
+    return _send_result(mail_reply, pairs, (yield from _last_reply(conn, timeouts)))
 
 
 #: The largest message :func:`send_message` sends in the same write as its
@@ -360,12 +388,12 @@ def _send_chunked(
     lines.append(send(Bdat(len(body), last=True)))
     lines.append(send(MessageData(body)))
     if len(body) <= _JOIN_END:
-        written = yield Write(b"".join(lines), wt)
+        written = yield _write_request(b"".join(lines), wt)
     else:
         # a large body goes out as it is, not copied to join the commands
-        written = yield Write(b"".join(lines[:-1]), wt)
+        written = yield _write_request(b"".join(lines[:-1]), wt)
         if not isinstance(written, Broken):
-            written = yield Write(body, wt)
+            written = yield _write_request(body, wt)
     if isinstance(written, Broken):
         raise ConnectionError(written.detail)
     got = yield from _read_replies(conn, len(recipients) + 1, timeouts)
@@ -375,8 +403,8 @@ def _send_chunked(
     # (a refused chunk leaves the transaction to reset: send_message does)
     if not (mail_reply.is_positive and any(r.is_positive for _, r in pairs)):
         # the content went nowhere, as when DATA is not sent (SendResult)
-        return SendResult(mail_reply, pairs, None)
-    return SendResult(mail_reply, pairs, end)
+        return _send_result(mail_reply, pairs, None)
+    return _send_result(mail_reply, pairs, end)
 
 
 def _write_content(conn: ClientConnection, chunks: Iterable[bytes], wt: float) -> Step[None]:

@@ -9,7 +9,7 @@ server's business, not this module's.
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Any, Final
 
 from ._address import Address, AddressError
 from ._errors import LocalProtocolError
@@ -30,6 +30,7 @@ from ._events import (
     Rset,
     StartTLS,
     Vrfy,
+    slot_setter,
 )
 from ._params import (
     _PARAMS_RE,
@@ -117,10 +118,53 @@ def verb_of(event: Event, *, lmtp: bool = False) -> str:
 
 _DIGITS: Final = re.compile(r"0*([0-9]+)")
 
-# The events' constructors for parts parsed here, as Final aliases (why:
-# smtp_rtls._build).
-_mail_from_parsed: Final = MailFrom._parsed
-_rcpt_to_parsed: Final = RcptTo._parsed
+# The events' constructors for parts parsed here: every field was checked
+# by the parser already, so the slots are filled directly, without the
+# events' __init__ and its checks (a Python call, and the checks made twice).
+_new: Final = object.__new__
+_MailFrom: Final = MailFrom
+_RcptTo: Final = RcptTo
+_set_reverse_path: Final = slot_setter(MailFrom, "reverse_path")
+_set_size: Final = slot_setter(MailFrom, "size")
+_set_body: Final = slot_setter(MailFrom, "body")
+_set_smtputf8: Final = slot_setter(MailFrom, "smtputf8")
+_set_requiretls: Final = slot_setter(MailFrom, "requiretls")
+_set_ret: Final = slot_setter(MailFrom, "ret")
+_set_envid: Final = slot_setter(MailFrom, "envid")
+_set_auth: Final = slot_setter(MailFrom, "auth")
+_set_mail_extra: Final = slot_setter(MailFrom, "extra")
+_set_forward_path: Final = slot_setter(RcptTo, "forward_path")
+_set_notify: Final = slot_setter(RcptTo, "notify")
+_set_orcpt: Final = slot_setter(RcptTo, "orcpt")
+_set_rcpt_extra: Final = slot_setter(RcptTo, "extra")
+
+
+def _mail_from_parsed(
+    reverse_path: Address, extra: list[tuple[str, str | None]], kw: dict[str, Any]
+) -> MailFrom:
+    # (see _mail_from: ENVID and AUTH are never among the fields parsed here)
+    event: MailFrom = _new(_MailFrom)
+    get = kw.get
+    _set_reverse_path(event, reverse_path)
+    _set_size(event, get("size"))
+    _set_body(event, get("body"))
+    _set_smtputf8(event, get("smtputf8", False))
+    _set_requiretls(event, get("requiretls", False))
+    _set_ret(event, get("ret"))
+    _set_envid(event, None)
+    _set_auth(event, None)
+    _set_mail_extra(event, tuple(extra))
+    return event
+
+
+def _rcpt_to_parsed(forward_path: Address, extra: list[tuple[str, str | None]]) -> RcptTo:
+    # a RCPT without NOTIFY or ORCPT (see _rcpt_to)
+    event: RcptTo = _new(_RcptTo)
+    _set_forward_path(event, forward_path)
+    _set_notify(event, None)
+    _set_orcpt(event, None)
+    _set_rcpt_extra(event, tuple(extra))
+    return event
 
 
 def parse_bdat_size(arg: str) -> tuple[int | None, bool] | None:

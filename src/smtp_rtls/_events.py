@@ -51,11 +51,6 @@ MAX_SIZE_VALUE = 10**20 - 1
 # digits (see _commands.py), so a larger chunk could not be read back.
 MAX_CHUNK_SIZE = 10**18 - 1
 
-# For the parser's constructors (MailFrom._parsed, RcptTo._parsed), which
-# fill in fields that were checked already.
-_new = object.__new__
-_set = object.__setattr__
-
 
 def slot_setters(cls: type, *names: str) -> tuple[Callable[[object, object], None], ...]:
     """The setters of ``cls``'s slots ``names``, for constructors that fill in
@@ -279,39 +274,6 @@ class MailFrom(Event):
         if not self.reverse_path.is_ascii and not self.smtputf8:
             raise LocalProtocolError("a non-ASCII reverse path needs smtputf8=True (RFC 6531)")
 
-    @classmethod
-    def _parsed(
-        cls, reverse_path: Address, extra: list[tuple[str, str | None]], kw: dict[str, Any]
-    ) -> MailFrom:
-        # The parser's constructor: it has checked every field already
-        # (see _commands._mail_from), so the checks are not run twice.
-        self = _new(cls)
-        get = kw.get
-        path, size, body, utf8, requiretls, ret, envid, auth, extras = _MAIL_SET
-        path(self, reverse_path)
-        size(self, get("size"))
-        body(self, get("body"))
-        utf8(self, get("smtputf8", False))
-        requiretls(self, get("requiretls", False))
-        ret(self, get("ret"))
-        envid(self, None)
-        auth(self, None)
-        extras(self, tuple(extra))
-        return self
-
-
-_MAIL_SET = slot_setters(
-    MailFrom,
-    "reverse_path",
-    "size",
-    "body",
-    "smtputf8",
-    "requiretls",
-    "ret",
-    "envid",
-    "auth",
-    "extra",
-)
 
 Notify = Literal["NEVER", "SUCCESS", "FAILURE", "DELAY"]
 
@@ -374,21 +336,6 @@ class RcptTo(Event):
         for keyword, _ in self.extra:
             if keyword.upper() in _RCPT_KEYWORDS:
                 raise LocalProtocolError(f"{keyword} is a typed field, not an extra parameter")
-
-    @classmethod
-    def _parsed(cls, forward_path: Address, extra: list[tuple[str, str | None]]) -> RcptTo:
-        # The parser's constructor for a RCPT without NOTIFY or ORCPT (see
-        # _commands._rcpt_to): every check has been made once already.
-        self = _new(cls)
-        path, notify, orcpt, extras = _RCPT_SET
-        path(self, forward_path)
-        notify(self, None)
-        orcpt(self, None)
-        extras(self, tuple(extra))
-        return self
-
-
-_RCPT_SET = slot_setters(RcptTo, "forward_path", "notify", "orcpt", "extra")
 
 
 @attrs.frozen(slots=True)

@@ -433,18 +433,23 @@ class Client:
                 request = send(result)  # type: ignore[arg-type]
             except StopIteration as stop:
                 return stop.value  # type: ignore[no-any-return]
-            if not isinstance(request, ClientRead | ClientWrite):  # pragma: no cover
-                # the client operations ask for nothing else
+            # The client operations make these two classes exactly (and
+            # ask for nothing else): an identity test per request instead
+            # of isinstance against a union and then a class.
+            kind = type(request)
+            if kind is not ClientRead and kind is not ClientWrite:  # pragma: no cover
                 raise TypeError(f"unknown request {request!r}")
+            # (what the test above established, for mypy, at no run-time cost)
+            req: ClientRead | ClientWrite = request  # type: ignore[assignment]
             try:
                 # _set_timeout(), inline: a Python call less per request
-                if request.timeout != self._timeout:
-                    sock.settimeout(request.timeout)
-                    self._timeout = request.timeout
-                if isinstance(request, ClientRead):
-                    result = sock.recv(request.max_bytes)
+                if req.timeout != self._timeout:
+                    sock.settimeout(req.timeout)
+                    self._timeout = req.timeout
+                if type(req) is ClientRead:
+                    result = sock.recv(req.max_bytes)
                 else:
-                    sock.sendall(request.data)
+                    sock.sendall(req.data)  # type: ignore[union-attr]
                     result = None
             except OSError as exc:
                 result = Broken(str(exc) or type(exc).__name__)

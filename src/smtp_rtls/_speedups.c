@@ -24,6 +24,20 @@
 #include <Python.h>
 #include <string.h>
 
+/* RFC 5321 §2.3.8: the first bare CR or LF of the line s[p..at], whose LF is
+ * at s[at] (p <= at), or -1: a CR before at - 1, else the LF itself unless
+ * the octet before it is its CR (crlf).  scan_data() and first_bare() both
+ * ask it, a memchr for a CR within the line. */
+static inline Py_ssize_t
+bare_in_line(const char *s, Py_ssize_t p, Py_ssize_t at, int crlf)
+{
+    const char *cr = at > p ? memchr(s + p, '\r', (size_t)(at - p)) : NULL;
+    if (cr != NULL && cr - s < at - 1) {
+        return cr - s;
+    }
+    return crlf ? -1 : at;
+}
+
 PyDoc_STRVAR(scan_data_doc,
 "scan_data(buf, start, head, line_start, find_bare, /)\n"
 "--\n"
@@ -145,11 +159,9 @@ scan_data(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         /* at > p - 1 >= start - 1; the LF ends a line only after a CR read here */
         ls = at > start && s[at - 1] == '\r';
         if (find_bare && bare < 0) {
-            const char *cr = at > p ? memchr(s + p, '\r', (size_t)(at - p)) : NULL;
-            if (cr != NULL && cr - s < at - 1) {
-                bare = (cr - s) - removed; /* a CR before the line's end */
-            } else if (!ls) {
-                bare = at - removed; /* an LF without its CR */
+            const Py_ssize_t b = bare_in_line(s, p, at, ls);
+            if (b >= 0) {
+                bare = b - removed;
             }
         }
         p = at + 1;
@@ -219,21 +231,19 @@ first_bare(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t p = 0; /* the start of the line looked at */
     while (p < stop) {
         const char *lf = memchr(s + p, '\n', (size_t)(stop - p));
-        const Py_ssize_t end = lf != NULL ? lf - s : stop; /* its LF, or the stop */
-        /* the line's first CR: bare unless it is the one right before its LF */
-        const char *cr = end > p ? memchr(s + p, '\r', (size_t)(end - p)) : NULL;
-        if (cr != NULL && (lf == NULL || cr - s < end - 1)) {
-            bare = cr - s;
-            break;
-        }
         if (lf == NULL) {
+            /* no line end left: any CR is bare, one at stop - 1 included */
+            const char *cr = memchr(s + p, '\r', (size_t)(stop - p));
+            bare = cr != NULL ? cr - s : -1;
             break;
         }
-        if (end == 0 || s[end - 1] != '\r') {
-            bare = end; /* an LF without its CR (the octet before may be an LF) */
+        const Py_ssize_t at = lf - s;
+        /* (the octet before the LF may be the previous line's LF: not a CR) */
+        bare = bare_in_line(s, p, at, at > 0 && s[at - 1] == '\r');
+        if (bare >= 0) {
             break;
         }
-        p = end + 1;
+        p = at + 1;
     }
     PyBuffer_Release(&view);
     return PyLong_FromSsize_t(bare);

@@ -22,41 +22,32 @@ __all__ = ["BdatReader", "DataReader", "LineBuffer", "LineTooLong", "slice_of"]
 _END: Final = b"\r\n.\r\n"
 _BARE_RE: Final = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
-#: ``_speedups.scan_data`` (see src/smtp_rtls/_speedups.c): DataReader's read
-#: of content with nothing or a CR held, in one pass of C, built only by the
-#: compiled build (setup.py, SMTP_RTLS_COMPILE=1).  None in the pure build,
-#: where the bytes methods below do the same work in three passes.  A module
-#: global, not Final, so that tests can compare both paths in one process.
+# The C functions of ``_speedups`` (src/smtp_rtls/_speedups.c), built only by
+# the compiled build (setup.py, SMTP_RTLS_COMPILE=1); both None in the pure
+# build, where bytes methods do the same work.  Module globals, not Final,
+# so that tests can compare both paths in one process.
+#
+#: ``_speedups.scan_data``: DataReader's read of content with nothing or a
+#: CR held, in one pass of C, where the bytes methods below make three.
 ScanData: TypeAlias = Callable[
     [bytes | bytearray, int, bytes, bool, bool], tuple[bytes, bool, int, int, int, bool]
 ]
-
-
-def _load_scan_data() -> ScanData | None:
-    try:
-        from ._speedups import scan_data
-    except ImportError:
-        return None
-    return scan_data
-
-
-scan_data: ScanData | None = _load_scan_data()
-
 #: ``_speedups.first_bare``: the offset of the first bare CR or LF in
-#: ``buf[:stop]``, or -1 (a memchr per line), for :func:`has_bare_line_ending`;
-#: None in the pure build.  Not Final either, for the same reason.
+#: ``buf[:stop]``, or -1 (a memchr per line), for :func:`has_bare_line_ending`.
 FirstBare: TypeAlias = Callable[[bytes | bytearray, int], int]
 
 
-def _load_first_bare() -> FirstBare | None:
+def _load_speedups() -> tuple[ScanData | None, FirstBare | None]:
     try:
-        from ._speedups import first_bare
+        from ._speedups import first_bare, scan_data
     except ImportError:
-        return None
-    return first_bare
+        return None, None
+    return scan_data, first_bare
 
 
-first_bare: FirstBare | None = _load_first_bare()
+scan_data: ScanData | None
+first_bare: FirstBare | None
+scan_data, first_bare = _load_speedups()
 
 
 class LineTooLong(RemoteProtocolError):

@@ -4,8 +4,8 @@ With ``SMTP_RTLS_COMPILE=1`` in the environment, the modules of the I/O-free
 core named in ``src/smtp_rtls/_build.py`` are compiled with mypyc
 (type-checked Python to C extension modules, the way black and mypy ship
 themselves), about twice as fast per command (bench/README.md), and the one
-module written in C, ``_speedups.c`` (DataReader's one-pass scan of message
-content) is built.  Without it,
+modules written in C, ``_speedups.c`` (DataReader's one-pass scan of message
+content) and ``_fill.c`` (the core's objects made in one call), are built.  Without it,
 the default, smtp_rtls is pure Python and behaves the same: the test command
 runs the suite against both builds.  A compiled build needs a C compiler and
 the Python headers; do not combine it with an editable install
@@ -22,13 +22,13 @@ from pathlib import Path
 from setuptools import Extension, setup
 
 
-def _compiled_names() -> list[str]:
+def _build_names(constant: str) -> list[str]:
     # read, not imported: the package's own imports are not installed yet
     tree = ast.parse(Path("src/smtp_rtls/_build.py").read_text(encoding="utf-8"))
     for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "COMPILED":
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == constant:
             return list(ast.literal_eval(node.value))
-    raise RuntimeError("src/smtp_rtls/_build.py has no COMPILED")
+    raise RuntimeError(f"src/smtp_rtls/_build.py has no {constant}")
 
 
 def _ext_modules() -> list[object]:
@@ -38,12 +38,13 @@ def _ext_modules() -> list[object]:
         return []  # tools/build_backend.py asks for mypy first
     from mypyc.build import mypycify
 
-    paths = [f"src/smtp_rtls/{name.replace('.', '/')}.py" for name in _compiled_names()]
-    # and the one module written in C: DataReader's one-pass scan
-    speedups = Extension(
-        "smtp_rtls._speedups", ["src/smtp_rtls/_speedups.c"], extra_compile_args=["-O2"]
-    )
-    return [*mypycify(paths, opt_level="3"), speedups]
+    paths = [f"src/smtp_rtls/{name.replace('.', '/')}.py" for name in _build_names("COMPILED")]
+    # and the modules written in C (_build.WRITTEN_IN_C)
+    written_in_c = [
+        Extension(f"smtp_rtls.{name}", [f"src/smtp_rtls/{name}.c"], extra_compile_args=["-O2"])
+        for name in _build_names("WRITTEN_IN_C")
+    ]
+    return [*mypycify(paths, opt_level="3"), *written_in_c]
 
 
 setup(ext_modules=_ext_modules())

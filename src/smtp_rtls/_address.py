@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from typing import Final
 
 import attrs
 
 from . import _abnf
 from ._errors import LocalProtocolError
+from ._slots import slot_filler
 
 __all__ = ["Address", "AddressError"]
 
@@ -177,10 +179,9 @@ class Address:
         check of ``__attrs_post_init__``, so running them again would only
         repeat them (RFC 5321 §4.1.2 and §4.5.3.1 are kept once, there).
         """
-        self = _new(cls)
-        _set_local_part(self, local_part)
-        _set_domain(self, domain)
-        return self
+        if cls is _Address:
+            return _make_address(local_part, domain)
+        return _filler(cls)(local_part, domain)
 
     @classmethod
     def null(cls) -> Address:
@@ -244,10 +245,9 @@ class Address:
                         and len(text.encode()) <= _FAST_PATH_MAX
                     )
                 if fits:
-                    self = _new(cls)
-                    _set_local_part(self, local_part)
-                    _set_domain(self, domain)
-                    return self
+                    if cls is _Address:
+                        return _make_address(local_part, domain)
+                    return _filler(cls)(local_part, domain)
         return cls._parse_general(text, utf8, null, postmaster)
 
     @classmethod
@@ -301,11 +301,18 @@ class Address:
         return address
 
 
-# Setting the slots through their descriptors skips the frozen __setattr__ as
-# object.__setattr__ does, without looking the name up on every call.
-_new: Final = object.__new__
-_set_local_part: Final = Address.__dict__["local_part"].__set__
-_set_domain: Final = Address.__dict__["domain"].__set__
+# Addresses the parser has validated are made without __init__ and its
+# checks (_slots.slot_filler); a filler per class, for subclasses.
+_Address: Final = Address
+_make_address: Final[Callable[[str, str], Address]] = slot_filler(Address, "local_part", "domain")
+_FILLERS: Final[dict[type[Address], Callable[[str, str], Address]]] = {}
+
+
+def _filler(cls: type[Address]) -> Callable[[str, str], Address]:
+    filler = _FILLERS.get(cls)
+    if filler is None:
+        filler = _FILLERS[cls] = slot_filler(cls, "local_part", "domain")
+    return filler
 
 
 def to_address(value: Address | str) -> Address:

@@ -45,7 +45,7 @@ COMPILED = (
 
 # Modules with no Python source, built from src/smtp_rtls/NAME.c; the code
 # that uses one falls back to pure Python when it is absent.
-WRITTEN_IN_C = ("_speedups",)
+WRITTEN_IN_C = ("_speedups", "_fill")
 
 
 def compiled_modules() -> list[str]:

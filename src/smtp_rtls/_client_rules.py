@@ -16,7 +16,7 @@ import attrs
 
 from ._capabilities import Capabilities
 from ._errors import LocalProtocolError, RequireTLSError
-from ._events import Auth, AuthResponse, Event, Expn, MailFrom, RcptTo, Vrfy, slot_setter
+from ._events import Auth, AuthResponse, Event, Expn, MailFrom, RcptTo, Vrfy
 from ._params import MAIL_PARAMETERS, RCPT_PARAMETERS, Parameter, unoffered
 from ._reply import Reply
 from ._tls import TLSInfo
@@ -68,49 +68,37 @@ class ClientTransaction:
         return len(self.rcpt_replies) == self.rcpts_sent and not self.accepted
 
 
-@attrs.frozen(slots=True)
 class SessionView:
-    """The facts the rules look at, as the connection knows them at send time."""
+    """The facts the rules look at, as the connection knows them at send time.
 
-    caps: Capabilities | None
-    hello: str | None
-    tls: TLSInfo | None
-    txn: ClientTransaction | None
-    authenticated: bool
-    lmtp: bool
+    Read-only by convention (the connection reuses a view while its facts
+    hold).  A plain class, not attrs: one is made for most messages, and in
+    the compiled build the rules read its fields directly.
+    """
 
+    __slots__ = ("authenticated", "caps", "hello", "lmtp", "tls", "txn")
 
-# A view is made per message (ClientConnection._view): its slots are filled
-# directly, as the core makes its events (_events.slot_setters), without
-# the frozen class's __init__ and its object.__setattr__ per field.  (Not
-# for the mutable ClientTransaction: its __init__ stores each field
-# directly, which is cheaper than a setter call.)
-_new: Final = object.__new__
-_set_view_caps: Final = slot_setter(SessionView, "caps")
-_set_view_hello: Final = slot_setter(SessionView, "hello")
-_set_view_tls: Final = slot_setter(SessionView, "tls")
-_set_view_txn: Final = slot_setter(SessionView, "txn")
-_set_view_authenticated: Final = slot_setter(SessionView, "authenticated")
-_set_view_lmtp: Final = slot_setter(SessionView, "lmtp")
+    def __init__(
+        self,
+        caps: Capabilities | None,
+        hello: str | None,
+        tls: TLSInfo | None,
+        txn: ClientTransaction | None,
+        authenticated: bool,
+        lmtp: bool,
+    ) -> None:
+        self.caps = caps
+        self.hello = hello
+        self.tls = tls
+        self.txn = txn
+        self.authenticated = authenticated
+        self.lmtp = lmtp
 
-
-def new_view(
-    caps: Capabilities | None,
-    hello: str | None,
-    tls: TLSInfo | None,
-    txn: ClientTransaction | None,
-    authenticated: bool,
-    lmtp: bool,
-) -> SessionView:
-    """``SessionView(...)`` with these fields, made without attrs' ``__init__``."""
-    view: SessionView = _new(SessionView)
-    _set_view_caps(view, caps)
-    _set_view_hello(view, hello)
-    _set_view_tls(view, tls)
-    _set_view_txn(view, txn)
-    _set_view_authenticated(view, authenticated)
-    _set_view_lmtp(view, lmtp)
-    return view
+    def __repr__(self) -> str:
+        return (
+            f"SessionView(caps={self.caps!r}, hello={self.hello!r}, tls={self.tls!r}, "
+            f"txn={self.txn!r}, authenticated={self.authenticated!r}, lmtp={self.lmtp!r})"
+        )
 
 
 def _need(view: SessionView, keyword: str, what: str) -> Capabilities:

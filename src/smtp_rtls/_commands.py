@@ -9,6 +9,7 @@ server's business, not this module's.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Final
 
 from ._address import Address, AddressError
@@ -30,7 +31,6 @@ from ._events import (
     Rset,
     StartTLS,
     Vrfy,
-    slot_setter,
 )
 from ._params import (
     _PARAMS_RE,
@@ -42,6 +42,7 @@ from ._params import (
     xtext_encode,
 )
 from ._reply import Reply
+from ._slots import slot_filler
 
 __all__ = [
     "CommandSyntaxError",
@@ -121,49 +122,41 @@ _DIGITS: Final = re.compile(r"0*([0-9]+)")
 # The events' constructors for parts parsed here: every field was checked
 # by the parser already, so the slots are filled directly, without the
 # events' __init__ and its checks (a Python call, and the checks made twice).
-_new: Final = object.__new__
-_MailFrom: Final = MailFrom
-_RcptTo: Final = RcptTo
-_set_reverse_path: Final = slot_setter(MailFrom, "reverse_path")
-_set_size: Final = slot_setter(MailFrom, "size")
-_set_body: Final = slot_setter(MailFrom, "body")
-_set_smtputf8: Final = slot_setter(MailFrom, "smtputf8")
-_set_requiretls: Final = slot_setter(MailFrom, "requiretls")
-_set_ret: Final = slot_setter(MailFrom, "ret")
-_set_envid: Final = slot_setter(MailFrom, "envid")
-_set_auth: Final = slot_setter(MailFrom, "auth")
-_set_mail_extra: Final = slot_setter(MailFrom, "extra")
-_set_forward_path: Final = slot_setter(RcptTo, "forward_path")
-_set_notify: Final = slot_setter(RcptTo, "notify")
-_set_orcpt: Final = slot_setter(RcptTo, "orcpt")
-_set_rcpt_extra: Final = slot_setter(RcptTo, "extra")
+_make_mail_from: Final = slot_filler(
+    MailFrom,
+    "reverse_path",
+    "size",
+    "body",
+    "smtputf8",
+    "requiretls",
+    "ret",
+    "envid",
+    "auth",
+    "extra",
+)
+_make_rcpt_to: Final[
+    Callable[
+        [Address, str | None, tuple[str, str] | None, tuple[tuple[str, str | None], ...]], RcptTo
+    ]
+] = slot_filler(RcptTo, "forward_path", "notify", "orcpt", "extra")
 
 
 def _mail_from_parsed(
     reverse_path: Address, extra: list[tuple[str, str | None]], kw: dict[str, Any]
 ) -> MailFrom:
     # (see _mail_from: ENVID and AUTH are never among the fields parsed here)
-    event: MailFrom = _new(_MailFrom)
     get = kw.get
-    _set_reverse_path(event, reverse_path)
-    _set_size(event, get("size"))
-    _set_body(event, get("body"))
-    _set_smtputf8(event, get("smtputf8", False))
-    _set_requiretls(event, get("requiretls", False))
-    _set_ret(event, get("ret"))
-    _set_envid(event, None)
-    _set_auth(event, None)
-    _set_mail_extra(event, tuple(extra))
-    return event
-
-
-def _rcpt_to_parsed(forward_path: Address, extra: list[tuple[str, str | None]]) -> RcptTo:
-    # a RCPT without NOTIFY or ORCPT (see _rcpt_to)
-    event: RcptTo = _new(_RcptTo)
-    _set_forward_path(event, forward_path)
-    _set_notify(event, None)
-    _set_orcpt(event, None)
-    _set_rcpt_extra(event, tuple(extra))
+    event: MailFrom = _make_mail_from(
+        reverse_path,
+        get("size"),
+        get("body"),
+        get("smtputf8", False),
+        get("requiretls", False),
+        get("ret"),
+        None,
+        None,
+        tuple(extra),
+    )
     return event
 
 
@@ -318,7 +311,7 @@ def _rcpt_to(arg: str, *, utf8: bool) -> RcptTo:
         except AddressError:
             pass
         else:
-            return _rcpt_to_parsed(forward, [])
+            return _make_rcpt_to(forward, None, None, ())
     return _rcpt_to_general(arg, utf8=utf8)
 
 
@@ -345,7 +338,7 @@ def _rcpt_to_general(arg: str, *, utf8: bool) -> RcptTo:
     if not kw:
         # The path was checked by Address.parse, the extra keywords are
         # none of the typed ones: nothing is left for the constructor.
-        return _rcpt_to_parsed(forward_path, extra)
+        return _make_rcpt_to(forward_path, None, None, tuple(extra))
     try:
         return RcptTo(forward_path, extra=extra, **kw)  # type: ignore[arg-type]
     except LocalProtocolError as error:
@@ -445,7 +438,7 @@ def parse_rcpt_lane(arg: str, *, utf8: bool) -> RcptTo | None:
         forward = Address.parse(path, utf8=utf8, null=False, postmaster=True)
     except AddressError:
         return None
-    return _rcpt_to_parsed(forward, [])
+    return _make_rcpt_to(forward, None, None, ())
 
 
 def _no_argument(verb: str, arg: str, event: Event) -> Event:

@@ -10,7 +10,7 @@ never has to guess.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import attrs
@@ -50,21 +50,6 @@ MAX_SIZE_VALUE = 10**20 - 1
 # RFC 3030 §2 sets no bound on chunk-size; this library reads at most 18
 # digits (see _commands.py), so a larger chunk could not be read back.
 MAX_CHUNK_SIZE = 10**18 - 1
-
-
-def slot_setters(cls: type, *names: str) -> tuple[Callable[[object, object], None], ...]:
-    """The setters of ``cls``'s slots ``names``, for constructors that fill in
-    checked fields: a slot's own ``__set__`` skips the frozen class's
-    ``__setattr__`` and the lookup by name that ``object.__setattr__`` makes
-    (about 30 ns a field, on events made for every command)."""
-    return tuple(slot_setter(cls, name) for name in names)
-
-
-def slot_setter(cls: type, name: str) -> Callable[[object, object], None]:
-    """The setter of ``cls``'s slot ``name`` (see :func:`slot_setters`), for
-    a module constant of its own."""
-    setter: Callable[[object, object], None] = cls.__dict__[name].__set__
-    return setter
 
 
 # Any C0 control or DEL in a field could end a command line early on the wire.

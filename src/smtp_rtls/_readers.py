@@ -18,9 +18,9 @@ import re
 from typing import Final, TypeAlias
 
 from ._errors import RemoteProtocolError
-from ._events import slot_setter
 from ._framing import BdatReader, DataReader, LineBuffer, LineTooLong
 from ._reply import EnhancedStatus, Reply, parse_one_line, parse_reply_line
+from ._slots import slot_filler
 
 __all__ = [
     "CommandLine",
@@ -85,13 +85,7 @@ SASL_TOO_LONG: Final = Reply(500, "Authentication exchange line is too long", "5
 # the per-message paths (why: smtp_rtls._build).
 _reply_from_lines: Final = Reply.from_lines
 _parse_one_line: Final = parse_one_line
-_Reply: Final = Reply
-_new: Final = object.__new__
-_set_code: Final = slot_setter(Reply, "code")
-_set_lines: Final = slot_setter(Reply, "lines")
-_set_enhanced: Final = slot_setter(Reply, "enhanced")
-_set_command: Final = slot_setter(Reply, "command")
-_set_wire: Final = slot_setter(Reply, "_wire")
+_make_reply: Final = slot_filler(Reply, "code", "lines", "enhanced", "command", "_wire")
 
 # The usual one-line replies read so far, parsed, by their line: a server
 # repeats its replies ("250 2.1.0 Ok" to every MAIL), and checking one costs
@@ -121,12 +115,7 @@ def reply_from_line(raw: bytes) -> Reply:
     # __attrs_post_init__ holds (the code matched [2-5][0-5][0-9], the
     # enhanced class is the code's, the line is printable ASCII within
     # MAX_REPLY_LINE), so its slots are filled directly.
-    reply: Reply = _new(_Reply)
-    _set_code(reply, code)
-    _set_lines(reply, lines)
-    _set_enhanced(reply, enhanced)
-    _set_command(reply, None)
-    _set_wire(reply, None)
+    reply: Reply = _make_reply(code, lines, enhanced, None, None)
     return reply
 
 

@@ -54,7 +54,6 @@ from ._events import (
     RcptTo,
     Rset,
     StartTLS,
-    slot_setter,
 )
 from ._framing import BdatReader, LineBuffer
 from ._readers import (
@@ -66,6 +65,7 @@ from ._readers import (
 from ._reply import MAX_REPLY_LINE, Reply
 from ._sentinels import NEED_DATA, PAUSED
 from ._server_rules import check_auth, check_data, check_mail, check_rcpt, sequence_reply
+from ._slots import slot_filler
 from ._state import TRANSACTION_STATES, State, next_state, transitions_for
 from ._tls import TLSInfo
 
@@ -75,36 +75,22 @@ NextEvent: TypeAlias = Event | type[NEED_DATA] | type[PAUSED]
 
 # For events made of parts checked already (MessageData holds bytes the
 # readers cut; an Envelope, the accepted commands): attrs' __init__ would
-# check them again.
-_new: Final = object.__new__
-_set_mail_from: Final = slot_setter(Envelope, "mail_from")
-_set_recipients: Final = slot_setter(Envelope, "recipients")
-_set_data: Final = slot_setter(MessageData, "data")
-_set_envelope: Final = slot_setter(EndOfMessage, "envelope")
+# check them again (_slots.slot_filler).
+_make_envelope: Final[Callable[[MailFrom, tuple[RcptTo, ...]], Envelope]] = slot_filler(
+    Envelope, "mail_from", "recipients"
+)
+_message_data: Final[Callable[[bytes], MessageData]] = slot_filler(MessageData, "data")
+_end_of_message: Final[Callable[[Envelope | None], EndOfMessage]] = slot_filler(
+    EndOfMessage, "envelope"
+)
 
 # Final aliases of names imported from modules mypyc does not compile, for
 # the per-message paths (why: smtp_rtls._build).
-_Envelope: Final = Envelope
-_MessageData: Final = MessageData
-_EndOfMessage: Final = EndOfMessage
 _MailFrom: Final = MailFrom
 _RcptTo: Final = RcptTo
 _Reply: Final = Reply
 _NEED_DATA: Final = NEED_DATA
 _PAUSED: Final = PAUSED
-
-
-def _envelope(mail: MailFrom, rcpts: list[RcptTo]) -> Envelope:
-    envelope = _new(_Envelope)
-    _set_mail_from(envelope, mail)
-    _set_recipients(envelope, tuple(rcpts))
-    return envelope
-
-
-def _message_data(data: bytes) -> MessageData:
-    event = _new(_MessageData)
-    _set_data(event, data)
-    return event
 
 
 # The states as module constants: an enum member looked up on its class
@@ -213,7 +199,7 @@ class ServerConnection:
         mail = self._mail
         if mail is None:
             return None
-        return _envelope(mail, self._rcpts)
+        return _make_envelope(mail, tuple(self._rcpts))
 
     @property
     def pending(self) -> Event | None:
@@ -754,9 +740,8 @@ class ServerConnection:
 
     def _end_of_message(self, verb: str) -> EndOfMessage:
         mail = self._mail
-        envelope = _envelope(mail, self._rcpts) if mail is not None else None
-        eom = _new(_EndOfMessage)
-        _set_envelope(eom, envelope)
+        envelope = _make_envelope(mail, tuple(self._rcpts)) if mail is not None else None
+        eom = _end_of_message(envelope)
         self._decision(verb, eom)
         # RFC 2033 §4.2: LMTP answers the end of data once per recipient
         self._owed = len(self._rcpts) if self.config.lmtp else 1
@@ -965,7 +950,7 @@ def _lane_quit(conn: ServerConnection, arg: str, line: str, length: int) -> Even
 
 
 def _hello_lane(verb: str, kind: type[Ehlo] | type[Helo]) -> Lane:
-    set_domain = slot_setter(kind, "domain")
+    make = slot_filler(kind, "domain")
 
     def lane(conn: ServerConnection, arg: str, line: str, length: int) -> Event | None:
         # What Ehlo/Helo's constructor checks (one word, no control
@@ -979,8 +964,7 @@ def _hello_lane(verb: str, kind: type[Ehlo] | type[Helo]) -> Lane:
             or verb not in conn._row  # the other protocol's greeting: 500
         ):
             return None
-        event = _new(kind)
-        set_domain(event, arg)
+        event: Ehlo | Helo = make(arg)
         conn._pending = event
         conn._pending_verb = verb
         conn._owed = 1

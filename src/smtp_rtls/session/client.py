@@ -13,7 +13,7 @@ command the session does not allow raises
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
 
 import attrs
@@ -30,11 +30,11 @@ from .._events import (
     RcptTo,
     Rset,
     StartTLS,
-    slot_setter,
 )
 from .._reply import Reply
 from .._sasl import auth_login, auth_plain, login_response
 from .._sentinels import NEED_DATA
+from .._slots import slot_filler
 from .._state import REPLY_TIMEOUTS, State
 from .._writers import canonical_content
 from ._client_types import SendResult, _Uniform
@@ -85,36 +85,15 @@ _Reply: Final = Reply
 _ConnectionClosed: Final = ConnectionClosed
 _NEED_DATA: Final = NEED_DATA
 _Broken: Final = Broken
-_Write: Final = Write
-_SendResult: Final = SendResult
 
 # Made for every message: their slots are filled directly, as the core makes
-# its events (_events.slot_setters), without the frozen classes' __init__ (a
+# its events (_slots.slot_filler), without the frozen classes' __init__ (a
 # Python call even in a compiled build, and an object.__setattr__ per
 # field).  Neither class checks its fields.
-_new: Final = object.__new__
-_set_write_data: Final = slot_setter(Write, "data")
-_set_write_timeout: Final = slot_setter(Write, "timeout")
-_set_result_mail: Final = slot_setter(SendResult, "mail")
-_set_result_recipients: Final = slot_setter(SendResult, "recipients")
-_set_result_data: Final = slot_setter(SendResult, "data")
-
-
-def _write_request(data: bytes, timeout: float) -> Write:
-    request: Write = _new(_Write)
-    _set_write_data(request, data)
-    _set_write_timeout(request, timeout)
-    return request
-
-
-def _send_result(
-    mail: Reply, recipients: tuple[tuple[RcptTo, Reply], ...], data: Reply | None
-) -> SendResult:
-    result: SendResult = _new(_SendResult)
-    _set_result_mail(result, mail)
-    _set_result_recipients(result, recipients)
-    _set_result_data(result, data)
-    return result
+_write_request: Final[Callable[[bytes, float], Write]] = slot_filler(Write, "data", "timeout")
+_send_result: Final[
+    Callable[[Reply, tuple[tuple[RcptTo, Reply], ...], Reply | None], SendResult]
+] = slot_filler(SendResult, "mail", "recipients", "data")
 
 
 def read_reply(

@@ -24,7 +24,7 @@ connection.  No protocol decision is left to the adapter.
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, Final, cast
 
 from .._config import ServerConfig
@@ -47,12 +47,12 @@ from .._events import (
     RcptTo,
     Rset,
     Vrfy,
-    slot_setter,
 )
 from .._events import StartTLS as StartTLSCommand
 from .._reply import Reply
 from .._sentinels import NEED_DATA, PAUSED
 from .._server import ServerConnection
+from .._slots import slot_filler
 from .._state import _TIMEOUTS, State
 from .._tls import TLSInfo
 from ..policy.tags import TLSTag, header_section_end, message_tag
@@ -122,15 +122,11 @@ _RcptTo: Final = RcptTo
 _Data: Final = Data
 _EndOfMessage: Final = EndOfMessage
 _Reply: Final = Reply
-_Call: Final = Call
-_Write: Final = Write
-_SessionEnvelope: Final = SessionEnvelope
 _header_section_end: Final = header_section_end
 _REQUIRETLS_TAG: Final = TLSTag.REQUIRETLS
 _DEFAULT_TAG: Final = TLSTag.DEFAULT
 # ... and for the paths each connection takes (greeting, EHLO, QUIT).
 _Handler: Final = Handler
-_Read: Final = Read
 _Ehlo: Final = Ehlo
 _Helo: Final = Helo
 _Quit: Final = Quit
@@ -141,21 +137,26 @@ _RECIPIENT_OK: Final = _types._RECIPIENT_OK
 _GO_AHEAD: Final = _types._GO_AHEAD
 _ERROR_REPLY: Final = _types._ERROR_REPLY
 
+# The requests, made several times per message (a Call per handler method):
+# their __init__ is a Python call even in a compiled build, a filler is not
+# (_slots.slot_filler).
+_call: Final[Callable[[object, str, tuple[Any, ...]], Call]] = slot_filler(
+    Call, "target", "method", "args"
+)
+_write: Final[Callable[[bytes], Write]] = slot_filler(Write, "data")
+_read: Final[Callable[[float, float], Read]] = slot_filler(Read, "timeout", "deadline")
 # A message's SessionEnvelope and the session's SessionInfo hold what the
 # session has already (the core checked the envelope): their slots are
-# filled directly, as the core makes its events (_events.slot_setters).
-_new: Final = object.__new__
-_SessionInfo: Final = SessionInfo
-_set_mail_from: Final = slot_setter(SessionEnvelope, "mail_from")
-_set_recipients: Final = slot_setter(SessionEnvelope, "recipients")
-_set_tag: Final = slot_setter(SessionEnvelope, "tag")
-_set_session: Final = slot_setter(SessionEnvelope, "session")
-_set_hostname: Final = slot_setter(SessionInfo, "hostname")
-_set_peer: Final = slot_setter(SessionInfo, "peer")
-_set_tls: Final = slot_setter(SessionInfo, "tls")
-_set_client_name: Final = slot_setter(SessionInfo, "client_name")
-_set_authenticated: Final = slot_setter(SessionInfo, "authenticated")
-_set_data: Final = slot_setter(SessionInfo, "data")
+# filled directly, as the core makes its events.
+_make_session_envelope: Final = slot_filler(
+    SessionEnvelope, "mail_from", "recipients", "tag", "session"
+)
+_session_info: Final[
+    Callable[
+        [str, tuple[str, int] | None, TLSInfo | None, str | None, str | None, dict[str, Any]],
+        SessionInfo,
+    ]
+] = slot_filler(SessionInfo, "hostname", "peer", "tls", "client_name", "authenticated", "data")
 
 
 # -- the driver ------------------------------------------------------------------------
@@ -235,7 +236,7 @@ class ServerSession:
         # message is common (RFC 5321 §3.1 to §4.1.1.10: greeting, EHLO,
         # one transaction, QUIT), and there they cost as much as a message.
         if self._own_connect:
-            greeting = yield _Call(handler, "on_connect", (self.info,))
+            greeting = yield _call(handler, "on_connect", (self.info,))
         else:
             greeting = _Handler.on_connect(cast(Handler, handler), self.info)
         if type(greeting) is not _Reply:
@@ -266,13 +267,13 @@ class ServerSession:
                 if out:
                     data = bytes(out)
                     out.clear()
-                    yield _Write(data)
+                    yield _write(data)
                 state = conn.state
                 content = state is _DATA or state is _BDAT
                 deadline = self.content_deadline if content else self.command_deadline
                 read = reads.get(state)
                 if read is None or read.deadline != deadline:
-                    read = reads[state] = _Read(_TIMEOUTS[state], deadline)
+                    read = reads[state] = _read(_TIMEOUTS[state], deadline)
                 conn.receive_data((yield read))
                 continue
             if event is _PAUSED:
@@ -283,7 +284,7 @@ class ServerSession:
                         writer = self._writer
                         if writer is not None:
                             # once per piece of content
-                            result = yield _Call(writer, "write", (event.data,))
+                            result = yield _call(writer, "write", (event.data,))
                             if result is not None and isinstance(result, BaseException):
                                 logger.error("message writer failed: %r", result)
                                 self._writer = _Failed()
@@ -323,7 +324,7 @@ class ServerSession:
                         if out:
                             data = bytes(out)
                             out.clear()
-                            yield _Write(data)
+                            yield _write(data)
                         break
                     assert isinstance(event, Event)
                     yield from self._inform(event)
@@ -339,17 +340,17 @@ class ServerSession:
             # the others, and STARTTLS, in _decide.
             if kind is _RcptTo:
                 if self._own_rcpt:
-                    answer = yield _Call(handler, "on_rcpt", (self.info, pending, conn.envelope))
+                    answer = yield _call(handler, "on_rcpt", (self.info, pending, conn.envelope))
                 else:
                     answer = _RECIPIENT_OK
             elif kind is _MailFrom:
                 if self._own_mail:
-                    answer = yield _Call(handler, "on_mail", (self.info, pending))
+                    answer = yield _call(handler, "on_mail", (self.info, pending))
                 else:
                     answer = _SENDER_OK
             elif kind is _Data:
                 if self._own_data_start:
-                    answer = yield _Call(handler, "on_data_start", (self.info, conn.envelope))
+                    answer = yield _call(handler, "on_data_start", (self.info, conn.envelope))
                 else:
                     answer = _GO_AHEAD
             elif kind is _EndOfMessage:
@@ -359,7 +360,7 @@ class ServerSession:
                     continue
                 writer, self._writer = self._writer, None
                 self._message_started = False
-                answer = yield _Call(writer, "close", ())
+                answer = yield _call(writer, "close", ())
                 if type(answer) is not _Reply or self.config.lmtp:
                     self._ended(answer, pending)
                     continue
@@ -368,7 +369,7 @@ class ServerSession:
                 # a new session (RFC 5321 §4.1.4): any transaction ends
                 yield from self._abort_message()
                 if self._own_ehlo:
-                    answer = yield _Call(handler, "on_ehlo", (self.info, pending))
+                    answer = yield _call(handler, "on_ehlo", (self.info, pending))
                 else:
                     hello = cast("Ehlo | Helo", pending)
                     answer = _Handler.on_ehlo(cast(Handler, handler), self.info, hello)
@@ -396,26 +397,26 @@ class ServerSession:
                 self._refused(reply, exc)
         yield from self._abort_message()
         if self._own_close:
-            _logged(handler, "on_close", (yield _Call(handler, "on_close", (self.info,))))
+            _logged(handler, "on_close", (yield _call(handler, "on_close", (self.info,))))
 
     def abort_calls(self) -> list[Call]:
         """What an adapter that ends a session early (a timeout, a lost
         connection) must still call: abort the open message, then on_close."""
         calls = []
         if self._writer is not None:
-            calls.append(Call(self._writer, "abort", ()))
+            calls.append(_call(self._writer, "abort", ()))
             self._writer = None
-        calls.append(Call(self.handler, "on_close", (self.info,)))
+        calls.append(_call(self.handler, "on_close", (self.info,)))
         return calls
 
     def _flush(self) -> Generator[Request, Any, None]:
         if self._out:
             data = bytes(self._out)
             self._out.clear()
-            yield Write(data)
+            yield _write(data)
 
     def _call(self, target: object, method: str, *args: Any) -> Generator[Request, Any, Any]:
-        return _logged(target, method, (yield Call(target, method, args)))
+        return _logged(target, method, (yield _call(target, method, args)))
 
     def _update_info(self) -> None:
         # Called after the decisions that may change the info (EHLO, AUTH)
@@ -504,15 +505,13 @@ class ServerSession:
         if end is None:
             end = _header_section_end(head)
         tag = _message_tag(mail_from.requiretls, head, end)
-        session_envelope = _new(_SessionEnvelope)
-        _set_mail_from(session_envelope, mail_from)
-        _set_recipients(session_envelope, envelope.recipients)
-        _set_tag(session_envelope, tag)
-        _set_session(session_envelope, self.info)
+        session_envelope: SessionEnvelope = _make_session_envelope(
+            mail_from, envelope.recipients, tag, self.info
+        )
         self._message_started = True
         # _call and _write inline: once per message
         handler = self.handler
-        writer = yield _Call(handler, "on_message", (session_envelope,))
+        writer = yield _call(handler, "on_message", (session_envelope,))
         if writer is None:
             writer = _Refuse()
         elif isinstance(writer, (_Reply, BaseException)):
@@ -522,7 +521,7 @@ class ServerSession:
         self._writer = writer
         self._head = bytearray()
         if head:
-            result = yield _Call(writer, "write", (head,))
+            result = yield _call(writer, "write", (head,))
             if result is not None and isinstance(result, BaseException):
                 logger.error("message writer failed: %r", result)
                 self._writer = _Failed()
@@ -530,7 +529,7 @@ class ServerSession:
     def _write(self, data: bytes) -> Generator[Request, Any, None]:
         if self._writer is None:
             return
-        result = yield Call(self._writer, "write", (data,))
+        result = yield _call(self._writer, "write", (data,))
         if result is not None and isinstance(result, BaseException):
             logger.error("message writer failed: %r", result)
             self._writer = _Failed()
@@ -541,7 +540,7 @@ class ServerSession:
             yield from self._start_message()  # a message shorter than its header
         writer, self._writer = self._writer, None
         self._message_started = False
-        result = yield Call(writer, "close", ())
+        result = yield _call(writer, "close", ())
         self._ended(result, eom)
 
     def _ended(self, result: object, eom: EndOfMessage) -> None:
@@ -558,27 +557,9 @@ class ServerSession:
         self._message_started = False
         writer, self._writer = self._writer, None
         if writer is not None:
-            result = yield Call(writer, "abort", ())
+            result = yield _call(writer, "abort", ())
             if isinstance(result, BaseException):
                 logger.error("message writer failed to abort: %r", result)
-
-
-def _session_info(
-    hostname: str,
-    peer: tuple[str, int] | None,
-    tls: TLSInfo | None,
-    client_name: str | None,
-    authenticated: str | None,
-    data: dict[str, Any],
-) -> SessionInfo:
-    info = _new(_SessionInfo)
-    _set_hostname(info, hostname)
-    _set_peer(info, peer)
-    _set_tls(info, tls)
-    _set_client_name(info, client_name)
-    _set_authenticated(info, authenticated)
-    _set_data(info, data)
-    return info
 
 
 def _overrides(handler: object, name: str) -> bool:

@@ -37,6 +37,8 @@ from smtp_rtls import (
     TLSInfo,
     Vrfy,
 )
+from smtp_rtls._framing import LineBuffer
+from smtp_rtls._readers import BARE_LINE_END, CONTROL_CHARACTER, read_command_line
 
 TLS = TLSInfo("TLSv1.3", "TLS_AES_128_GCM_SHA256", 128)
 Decide = Callable[[Event], Reply]
@@ -816,6 +818,43 @@ def test_a_control_character_in_a_command_gets_500_and_the_session_goes_on_rfc53
     events = s.feed(line + b"\r\nNOOP\r\n")
     assert [type(e) for e in events] == [CommandRejected, Noop]
     assert s.codes() == [500, 250]
+
+
+@pytest.mark.parametrize("octet", [*range(0x20), 0x7F])
+@pytest.mark.parametrize("at", ["start", "middle", "end"])
+def test_every_control_octet_anywhere_in_a_line_is_refused_rfc5321_4_1_2(
+    octet: int, at: str
+) -> None:
+    # The reader tries str.isprintable before its regular expression: every
+    # control character must still be found, next to UTF-8 text or not.
+    text = "MAIL FROM:<a@b.example> X=é"
+    cut = {"start": 0, "middle": 4, "end": len(text)}[at]
+    line = (text[:cut] + chr(octet) + text[cut:]).encode()
+    buf = LineBuffer(2048)
+    buf.feed(line + b"\r\n")
+    assert read_command_line(buf, reject_bare=True) in (CONTROL_CHARACTER, BARE_LINE_END)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "MAIL FROM:<a@b.example> X=\u00a0",  # a no-break space: not printable, no control
+        "MAIL FROM:<a@b.example> X=\u2028",  # a line separator (Zl), no control
+        "VRFY \u200b",  # a zero-width space (Cf)
+    ],
+)
+def test_a_line_that_is_not_printable_without_a_control_octet_is_read(line: str) -> None:
+    buf = LineBuffer(2048)
+    buf.feed(line.encode() + b"\r\n")
+    got = read_command_line(buf, reject_bare=True)
+    assert isinstance(got, tuple) and got[1] == line
+
+
+def test_an_octet_that_is_not_utf8_is_kept_escaped_not_refused() -> None:
+    buf = LineBuffer(2048)
+    buf.feed(b"VRFY a\xff\r\n")
+    got = read_command_line(buf, reject_bare=True)
+    assert isinstance(got, tuple) and got[1] == "VRFY a\udcff"
 
 
 @pytest.mark.parametrize(

@@ -68,13 +68,17 @@ def read_command_line(buf: LineBuffer, *, reject_bare: bool) -> CommandLine | Re
         return LINE_TOO_LONG
     if raw is None:
         return None
-    if _CONTROL.search(raw) is not None:
+    line = raw.decode("utf-8", "surrogateescape")
+    # A printable line has no control character (they are all category Cc),
+    # nor an octet that is not UTF-8 (its escape is a surrogate, Cs): one
+    # pass of str.isprintable over the usual line, a third of a regular
+    # expression search; any other line is searched.
+    if not line.isprintable() and _CONTROL.search(raw) is not None:
         if reject_bare and _BARE.search(raw) is not None:
             return BARE_LINE_END
         # RFC 5321 §4.1.4: a malformed command gets a 5xx and the session
         # goes on; the line is never passed on.
         return CONTROL_CHARACTER
-    line = raw.decode("utf-8", "surrogateescape")
     verb, _, arg = line.partition(" ")
     return verb.upper(), line, len(raw) + 2, arg
 

@@ -11,9 +11,6 @@ marked ``compiled_only`` check the C form itself (its memory, under memcheck).
 from __future__ import annotations
 
 import gc
-import os
-import shutil
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -24,13 +21,13 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import given
 
+from client_helpers import ready
+from memcheck_helpers import memcheck
 from smtp_rtls import _address, _commands, _readers, _server
 from smtp_rtls._address import Address
 from smtp_rtls._build import compiled_modules
-from smtp_rtls._client import ClientConnection
 from smtp_rtls._client_rules import ClientTransaction
 from smtp_rtls._events import (
-    Ehlo,
     EndOfMessage,
     Envelope,
     MailFrom,
@@ -308,12 +305,7 @@ def test_the_server_requests_are_what_the_constructors_make(made: Any, built: An
 
 
 def test_a_transaction_is_what_its_constructor_makes() -> None:
-    conn = ClientConnection("c.example")
-    conn.receive_data(b"220 mx.example\r\n")
-    conn.next_event()
-    conn.send(Ehlo("c.example"))
-    conn.receive_data(b"250-mx.example\r\n250 PIPELINING\r\n")
-    conn.next_event()
+    conn = ready("PIPELINING")
     transactions = []
     for sender in ("a@example.org", "b@example.org"):
         mail = MailFrom(sender)
@@ -402,29 +394,8 @@ DRIVER = textwrap.dedent(
 def test_the_c_filler_writes_only_inside_its_objects(tmp_path: Path) -> None:
     # Each object is its own malloc block with PYTHONMALLOC=malloc, so a slot
     # written at a wrong offset past the object is an invalid write.
-    valgrind = shutil.which("valgrind")
-    assert valgrind, "valgrind is not installed (tests/lab/install.sh installs it)"
     from smtp_rtls import _fill
 
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    done = subprocess.run(
-        [
-            valgrind,
-            "--tool=memcheck",
-            "--error-exitcode=99",
-            "--leak-check=no",
-            "--undef-value-errors=no",
-            "--quiet",
-            sys.executable,
-            str(driver),
-            str(_fill.__file__),
-        ],
-        env={**os.environ, "PYTHONMALLOC": "malloc"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    done = memcheck(tmp_path, DRIVER, str(_fill.__file__))
     assert done.returncode == 0, done.stderr[-4000:]
     assert int(done.stdout.split()[-1]) == 800

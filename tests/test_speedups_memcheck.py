@@ -15,14 +15,13 @@ never skip; in the pure build, which has no C scan, they are skipped.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from memcheck_helpers import memcheck
 
 pytestmark = pytest.mark.compiled_only(reason="the C scan, _speedups.c")
 
@@ -72,35 +71,9 @@ DRIVER = textwrap.dedent(
 
 
 def _memcheck(tmp_path: Path, mode: str, inputs: int = 0) -> subprocess.CompletedProcess[str]:
-    valgrind = shutil.which("valgrind")
-    assert valgrind, "valgrind is not installed (tests/lab/install.sh installs it)"
     from smtp_rtls import _speedups
 
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    env = {**os.environ, "PYTHONMALLOC": "malloc"}
-    return subprocess.run(
-        [
-            valgrind,
-            "--tool=memcheck",
-            "--error-exitcode=99",
-            "--leak-check=no",
-            # addresses only: the interpreter itself uses values memcheck
-            # cannot prove initialised (CPython's Misc/README.valgrind)
-            "--undef-value-errors=no",
-            "--quiet",
-            sys.executable,
-            str(driver),
-            str(_speedups.__file__),
-            mode,
-            str(inputs),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    return memcheck(tmp_path, DRIVER, str(_speedups.__file__), mode, str(inputs))
 
 
 def test_memcheck_catches_a_read_one_octet_past_the_buffer(tmp_path: Path) -> None:

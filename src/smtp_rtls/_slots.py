@@ -36,8 +36,8 @@ def slot_filler(cls: type[T], *names: str) -> Callable[..., T]:
 
 def _python_filler(cls: type[T], names: tuple[str, ...]) -> Callable[..., T]:
     # The same function written out for this class (as attrs writes its
-    # __init__): one Python call per object, no loop over the slots.
-    # The checks of _fill.c, so that both builds refuse the same classes.
+    # __init__): one Python call per object, no loop over the slots.  First
+    # the checks of _fill.c, so that both builds refuse the same classes.
     if cls.__itemsize__:
         raise TypeError(f"{cls.__name__} has items of variable size")
     setters: dict[str, Any] = {"new": object.__new__, "cls": cls}
@@ -66,7 +66,9 @@ def _python_filler(cls: type[T], names: tuple[str, ...]) -> Callable[..., T]:
     source = "".join(
         [f"def fill({params}):\n", "    obj = new(cls)\n", *fills, "    return obj\n"]
     )
-    exec(source, setters)  # the source is made above from indices only
+    # made above from indices and slot names, which are identifiers
+    # (__slots__ admits nothing else)
+    exec(source, setters)
     fill: Callable[..., T] = setters["fill"]
     fill.__qualname__ = fill.__name__ = f"fill_{cls.__name__}"
     return fill

@@ -179,9 +179,7 @@ class Address:
         check of ``__attrs_post_init__``, so running them again would only
         repeat them (RFC 5321 §4.1.2 and §4.5.3.1 are kept once, there).
         """
-        if cls is _Address:
-            return _make_address(local_part, domain)
-        return _filler(cls)(local_part, domain)
+        return _trusted_address(cls, local_part, domain)
 
     @classmethod
     def null(cls) -> Address:
@@ -245,9 +243,7 @@ class Address:
                         and len(text.encode()) <= _FAST_PATH_MAX
                     )
                 if fits:
-                    if cls is _Address:
-                        return _make_address(local_part, domain)
-                    return _filler(cls)(local_part, domain)
+                    return _trusted_address(cls, local_part, domain)
         return cls._parse_general(text, utf8, null, postmaster)
 
     @classmethod
@@ -302,17 +298,20 @@ class Address:
 
 
 # Addresses the parser has validated are made without __init__ and its
-# checks (_slots.slot_filler); a filler per class, for subclasses.
+# checks (_slots.slot_filler): Address's own filler, and one per subclass.
 _Address: Final = Address
 _make_address: Final[Callable[[str, str], Address]] = slot_filler(Address, "local_part", "domain")
 _FILLERS: Final[dict[type[Address], Callable[[str, str], Address]]] = {}
 
 
-def _filler(cls: type[Address]) -> Callable[[str, str], Address]:
+def _trusted_address(cls: type[Address], local_part: str, domain: str) -> Address:
+    """:meth:`Address._trusted`, for the parser's fast path as well."""
+    if cls is _Address:
+        return _make_address(local_part, domain)
     filler = _FILLERS.get(cls)
     if filler is None:
         filler = _FILLERS[cls] = slot_filler(cls, "local_part", "domain")
-    return filler
+    return filler(local_part, domain)
 
 
 def to_address(value: Address | str) -> Address:

@@ -21,11 +21,10 @@ accepted recipient, RFC 2033 §4.2), ``"BDAT"``, ``"RSET"``, ``"NOOP"``,
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 from typing import Final
 
 from ._capabilities import Capabilities
-from ._client_rules import _RULES, ClientTransaction, SessionView
+from ._client_rules import _RULES, ClientTransaction, SessionView, new_transaction
 from ._commands import _VERB_OF, format_command, verb_of
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
@@ -42,7 +41,6 @@ from ._framing import LineBuffer
 from ._readers import ReplyReader
 from ._reply import MAX_REPLY_LINE, Reply
 from ._sentinels import NEED_DATA
-from ._slots import slot_filler
 from ._state import State, next_state, transitions_for
 from ._tls import TLSInfo
 from ._writers import DataWriter
@@ -98,26 +96,6 @@ _AuthResponse: Final = AuthResponse
 _MailFrom: Final = MailFrom
 _Bdat: Final = Bdat
 _RcptTo: Final = RcptTo
-
-# A transaction per message, as ClientTransaction(mail) makes it, without
-# its __init__ (a Python call even in a compiled build): _slots.slot_filler.
-_new_transaction: Final[
-    Callable[
-        [MailFrom, None, int, list[tuple[RcptTo, Reply]], bool, bool, bool, bool, bool],
-        ClientTransaction,
-    ]
-] = slot_filler(
-    ClientTransaction,
-    "mail",
-    "mail_reply",
-    "rcpts_sent",
-    "rcpt_replies",
-    "data_sent",
-    "data_refused",
-    "bdat_sent",
-    "bdat_failed",
-    "content_started",
-)
 
 
 class _Pending:
@@ -614,9 +592,7 @@ class ClientConnection:
             pending.verb = pending.table_verb = "LHLO"
         elif verb == "MAIL":
             assert isinstance(event, _MailFrom)
-            txn = self._transaction = _new_transaction(
-                event, None, 0, [], False, False, False, False, False
-            )
+            txn = self._transaction = new_transaction(event)
             pending.transaction = txn
         elif verb == "RCPT":
             assert txn is not None

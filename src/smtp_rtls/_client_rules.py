@@ -19,6 +19,7 @@ from ._errors import LocalProtocolError, RequireTLSError
 from ._events import Auth, AuthResponse, Event, Expn, MailFrom, RcptTo, Vrfy
 from ._params import MAIL_PARAMETERS, RCPT_PARAMETERS, Parameter, unoffered
 from ._reply import Reply
+from ._slots import slot_filler
 from ._tls import TLSInfo
 
 __all__ = [
@@ -66,6 +67,21 @@ class ClientTransaction:
     def all_rcpts_refused(self) -> bool:
         """Every RCPT sent has a reply and none was positive."""
         return len(self.rcpt_replies) == self.rcpts_sent and not self.accepted
+
+
+# A transaction per message, made without ClientTransaction's __init__ (a
+# Python call even in a compiled build): _slots.slot_filler, every field.
+_make_transaction: Final = slot_filler(
+    ClientTransaction, *(field.name for field in attrs.fields(ClientTransaction))
+)
+
+
+def new_transaction(mail: MailFrom) -> ClientTransaction:
+    """``ClientTransaction(mail)``: the other fields at their defaults."""
+    txn: ClientTransaction = _make_transaction(
+        mail, None, 0, [], False, False, False, False, False
+    )
+    return txn
 
 
 class SessionView:

@@ -14,12 +14,21 @@ instructions of import-time work that the others do not), with
 * ``client``: ``smtp_rtls.io.sync.Client.send()`` of a 1 KiB message in one
   session, on ``bench/client.py``'s in-memory socket (the client's own
   work: core, session operation, adapter);
+* ``client-socket``: the same client on a real socket over loopback, to
+  the suite's raw responder in a process of its own that callgrind does not
+  follow (what the client process runs between its system calls: the
+  socket's methods are C functions here, where the in-memory socket's are
+  Python, which makes a loop compiled from Python pay a call into the
+  interpreter for each);
 * ``session``: the server session and core of ``bench/messages.py``, one
   pipelined 1 KiB message per unit (MAIL, RCPT and DATA in one read, the
   content in the next), with the library's Sink;
 * ``asyncio``: the same reads given to the asyncio adapter's protocol
   through a stand-in transport (the adapter, session and core; no event
-  loop iteration, no kernel).
+  loop iteration, no kernel);
+* ``asyncio-connection``: a connection per message through that protocol,
+  as the suite's load generator makes them (EHLO, then MAIL, RCPT and DATA
+  in one read, the content, QUIT; the connection made and lost).
 
 Counts are repeatable for one build on one machine; compare trees by
 running both here, not against figures from another machine.
@@ -39,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-LOOPS = ("client", "session", "asyncio")
+LOOPS = ("client", "client-socket", "session", "asyncio", "asyncio-connection")
 
 
 def run_client(n: int) -> None:
@@ -52,6 +61,23 @@ def run_client(n: int) -> None:
         if not sender.send("sender@bench.test", ["rcpt@bench.test"], body).accepted:
             raise RuntimeError("a message was refused")
     sender.quit()
+
+
+def run_client_socket(n: int) -> None:
+    """``n`` messages of 1 KiB through the blocking client to the raw
+    responder, one session on a loopback socket."""
+    import client as bench_client
+    from smtp_rtls.io import sync
+    from suite.procs import ServerProcess
+
+    body = bench_client.BLOCK[: bench_client.KiB] + b"\r\n"
+    with ServerProcess("raw") as server:
+        server.start()
+        sender = sync.connect("127.0.0.1", server.port, local_hostname="client.bench.test")
+        for _ in range(n):
+            if not sender.send("sender@bench.test", ["rcpt@bench.test"], body).accepted:
+                raise RuntimeError("a message was refused")
+        sender.quit()
 
 
 def run_session(n: int) -> None:
@@ -91,31 +117,65 @@ class _Transport(asyncio.Transport):
         pass
 
 
-def run_asyncio(n: int) -> None:
-    """``n`` pipelined 1 KiB messages through the asyncio adapter's protocol."""
-    import messages
+def _asyncio_server() -> tuple[Any, Any]:
+    """The asyncio adapter's server (not listening) and its Sink."""
     from smtp_rtls.handlers import Sink
     from smtp_rtls.io import asyncio as adapter
     from smtp_rtls.io._common import serve_settings
 
+    sink = Sink()
+    settings = serve_settings(
+        sink,
+        hostname="mx.example.org",
+        config=None,
+        tls=None,
+        implicit_tls=False,
+        max_connections=100,
+        read_timeout=None,
+    )
+    return adapter.Server(settings), sink
+
+
+def run_asyncio(n: int) -> None:
+    """``n`` pipelined 1 KiB messages through the asyncio adapter's protocol."""
+    import messages
+    from smtp_rtls.io import asyncio as adapter
+
     async def main() -> None:
-        sink = Sink()
-        settings = serve_settings(
-            sink,
-            hostname="mx.example.org",
-            config=None,
-            tls=None,
-            implicit_tls=False,
-            max_connections=100,
-            read_timeout=None,
-        )
-        protocol = adapter._SessionProtocol(adapter.Server(settings))
+        server, sink = _asyncio_server()
+        protocol = adapter._SessionProtocol(server)
         protocol.connection_made(_Transport())
         protocol.data_received(messages.EHLO)
         for _ in range(n):
             protocol.data_received(messages.MAIL + messages.RCPT + messages.DATA)
             protocol.data_received(messages.CONTENT)
         protocol.data_received(messages.QUIT)
+        if sink.messages != n:
+            raise RuntimeError(f"the sink stored {sink.messages} of {n} messages")
+
+    asyncio.run(main())
+
+
+def run_asyncio_connection(n: int) -> None:
+    """``n`` connections of one pipelined 1 KiB message each, asyncio adapter."""
+    import messages
+    from smtp_rtls.io import asyncio as adapter
+
+    envelope = messages.MAIL + messages.RCPT + messages.DATA
+
+    async def main() -> None:
+        server, sink = _asyncio_server()
+        for _ in range(n):
+            protocol = adapter._SessionProtocol(server)
+            transport = _Transport()
+            protocol.connection_made(transport)
+            protocol.data_received(messages.EHLO)
+            protocol.data_received(envelope)
+            protocol.data_received(messages.CONTENT)
+            protocol.data_received(messages.QUIT)
+            if not transport.closing:
+                raise RuntimeError("the session did not close its connection after QUIT")
+            protocol.connection_lost(None)
         if sink.messages != n:
             raise RuntimeError(f"the sink stored {sink.messages} of {n} messages")
 
@@ -166,7 +226,14 @@ def main() -> int:
     sys.path.insert(0, str(HERE))
     if args.run:
         loop, count = args.run
-        {"client": run_client, "session": run_session, "asyncio": run_asyncio}[loop](int(count))
+        runs = {
+            "client": run_client,
+            "client-socket": run_client_socket,
+            "session": run_session,
+            "asyncio": run_asyncio,
+            "asyncio-connection": run_asyncio_connection,
+        }
+        runs[loop](int(count))
         return 0
     valgrind = shutil.which("valgrind")
     if valgrind is None:
@@ -177,7 +244,7 @@ def main() -> int:
     print(f"smtp_rtls bench/instructions.py  {timestamp()}")
     print(f"machine: {machine()}")
     for loop in args.loops:
-        print(f"{loop:8s} {per_message(loop, args.n, valgrind):>9,} instructions per message")
+        print(f"{loop:18s} {per_message(loop, args.n, valgrind):>9,} instructions per message")
     return 0
 
 

@@ -14,8 +14,10 @@ import importlib
 # Not here: _abnf (constants only); the modules of attrs classes (_events,
 # _reply, _capabilities, session._types, session._client_types), which mypyc
 # does not compile, and of the classes applications subclass
-# (session._types); the adapters, whose time is the event loop's and the
-# kernel's.
+# (session._types); the adapters, whose time is mostly the event loop's and
+# the kernel's, except for the asyncio server's connection, which fulfils
+# every request of its session (io._asyncio_protocol; compiling the blocking
+# client's loop the same way saved nothing: bench/README.md, "Hot paths").
 COMPILED = (
     "_address",
     "_client",
@@ -28,6 +30,7 @@ COMPILED = (
     "_server_rules",
     "_state",
     "_writers",
+    "io._asyncio_protocol",
     "session.client",
     "session.server",
 )

@@ -104,6 +104,21 @@ _TIMEOUTS[State.DATA] = 180.0
 _TIMEOUTS[State.BDAT] = 180.0
 _TIMEOUTS[State.CLOSED] = 0.0
 
+
+def read_wait(timeout: float, deadline: float, since_write: float, cap: float | None) -> float:
+    """How long a server may wait for a read (:meth:`Read.wait
+    <smtp_rtls.session.server.Read.wait>`, which the asyncio adapter's
+    compiled loop calls here directly): ``timeout`` (or ``cap``, the
+    adapter's ``read_timeout``, in its place), cut to what is left of
+    ``deadline`` ``since_write`` seconds after the last reply.  Raises
+    TimeoutError when nothing is left."""
+    left = deadline - since_write
+    if left <= 0:
+        raise TimeoutError("the peer took too long over one command or the content")
+    wait = timeout if cap is None else cap
+    return wait if wait < left else left
+
+
 #: RFC 5321 §4.5.3.2: how long a client waits for the reply to each command
 #: (by the name :attr:`Reply.command` gives it), in seconds; any other
 #: command: 5 minutes.  ``EOM`` and the last BDAT chunk wait for the

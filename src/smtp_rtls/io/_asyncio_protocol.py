@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from .._reply import Reply
-from .._state import State
+from .._state import State, read_wait
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
 from ._streams_asyncio import READ_SIZE
 from .tls import tls_info
@@ -265,7 +265,10 @@ class SessionProtocol(asyncio.BufferedProtocol):
         # Several reads per message: one clock reading each.
         now = self._clock()
         try:
-            wait = request.wait(now - self._last_write, self._read_timeout)
+            # Read.wait's rule, called here without the Python method's frame
+            wait = read_wait(
+                request.timeout, request.deadline, now - self._last_write, self._read_timeout
+            )
         except TimeoutError as exc:
             self._give_up(exc)
             return

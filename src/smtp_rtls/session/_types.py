@@ -18,6 +18,7 @@ import attrs
 
 from .._events import Auth, AuthResponse, Ehlo, Envelope, Expn, Helo, MailFrom, RcptTo, Vrfy
 from .._reply import Reply
+from .._state import read_wait
 from .._tls import TLSInfo
 from ..policy.tags import TLSTag
 
@@ -63,10 +64,7 @@ class Read:
         seconds after the session last wrote; ``cap`` (the adapter's
         ``read_timeout``) replaces ``timeout``.  Raises TimeoutError when the
         deadline has passed: the adapter then closes the connection."""
-        left = self.deadline - since_write
-        if left <= 0:
-            raise TimeoutError("the peer took too long over one command or the content")
-        return min(self.timeout if cap is None else cap, left)
+        return read_wait(self.timeout, self.deadline, since_write, cap)
 
 
 @attrs.define(slots=True)

@@ -1,11 +1,12 @@
 """Instructions per message, counted by valgrind's callgrind: the comparison of
 two trees that the host's noise does not move.
 
-    .venv/bin/python bench/instructions.py                    # this tree, about 4 minutes
+    .venv/bin/python bench/instructions.py                    # this tree, about 7 minutes
     PYTHONPATH=build/compiled .venv/bin/python bench/instructions.py   # the compiled build
 
-Each loop runs in process, with no system call in it, under
-``valgrind --tool=callgrind`` for N and for 2N messages; the difference over
+Each loop runs in process (with no system call in it, but for
+``client-socket``'s) under ``valgrind --tool=callgrind`` for N and for 2N
+messages (or connections); the difference over
 N is the count per message, start-up and import cancelled out.  Each count
 is the least of three runs (a run can pick up a few hundred thousand
 instructions of import-time work that the others do not), with

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from .._reply import Reply
 from .._state import State, read_wait
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
+from ._common import call_awaiting
 from ._streams_asyncio import READ_SIZE
 from .tls import tls_info
 
@@ -367,7 +368,7 @@ class SessionProtocol(asyncio.BufferedProtocol):
     async def _abort(self, calls: list[Call]) -> None:
         try:
             for call in calls:
-                await _call(call)
+                await call_awaiting(call)
         finally:
             self._task = None
             self._close()
@@ -421,13 +422,3 @@ async def _awaited(awaitable: Awaitable[Any]) -> Any:
         return await awaitable
     except Exception as exc:
         return exc
-
-
-async def _call(request: Call) -> Any:
-    try:
-        result = getattr(request.target, request.method)(*request.args)
-        if inspect.isawaitable(result):
-            result = await result
-    except Exception as exc:
-        return exc
-    return result

@@ -5,6 +5,7 @@ move bytes and run the handshake)."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import socket
 import ssl
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,8 +24,16 @@ from .._tls import TLSInfo
 from ..session import client as client_ops
 from ..session.client import SendResult
 from ..session.requests import Broken, Read, Step, Write
+from ..session.server import Call
 
-__all__ = ["AsyncClientBase", "ServeSettings", "ServerBase", "no_delay", "serve_settings"]
+__all__ = [
+    "AsyncClientBase",
+    "ServeSettings",
+    "ServerBase",
+    "call_awaiting",
+    "no_delay",
+    "serve_settings",
+]
 
 _T = TypeVar("_T")
 
@@ -279,3 +288,16 @@ def no_delay(sock: socket.socket) -> None:
     """
     with contextlib.suppress(OSError):  # not TCP (a Unix socket): nothing to do
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+async def call_awaiting(request: Call) -> Any:
+    """A session's handler call, awaited when its result is awaitable (the
+    asynchronous adapters' calls after a session ended early): the result,
+    or the exception it raised."""
+    try:
+        result = getattr(request.target, request.method)(*request.args)
+        if inspect.isawaitable(result):
+            result = await result
+    except Exception as exc:
+        return exc
+    return result

@@ -30,7 +30,7 @@ from .._state import REPLY_TIMEOUTS
 from .._tls import TLSInfo
 from ..session import client as client_ops
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
-from ._common import AsyncClientBase, ServerBase, ServeSettings, serve_settings
+from ._common import AsyncClientBase, ServerBase, ServeSettings, call_awaiting, serve_settings
 from ._deliver_trio import deliver
 from .tls import tls_info
 
@@ -288,7 +288,7 @@ async def run_session(
                 # by frequency: a message makes about six calls, two reads
                 # and two writes (exact types: the session makes these)
                 if type(request) is Call:
-                    # _call, inline: no coroutine to make unless the result
+                    # call_awaiting, inline: no coroutine to make unless the result
                     # must be awaited
                     try:
                         result = getattr(request.target, request.method)(*request.args)
@@ -387,12 +387,12 @@ async def run_session(
         logger.info("session with %s ended: %s", peer, exc)
         if session is not None:
             for call in session.abort_calls():
-                await _call(call)
+                await call_awaiting(call)
     except trio.Cancelled:
         if session is not None:
             with trio.CancelScope(shield=True):
                 for call in session.abort_calls():
-                    await _call(call)
+                    await call_awaiting(call)
         raise
     finally:
         if current is stream:
@@ -440,16 +440,6 @@ async def _refuse(stream: trio.SocketStream, hostname: str) -> None:
         with contextlib.suppress(trio.BrokenResourceError, OSError):
             await stream.send_all(reply.format())
     await trio.aclose_forcefully(stream)
-
-
-async def _call(request: Call) -> Any:
-    try:
-        result = getattr(request.target, request.method)(*request.args)
-        if inspect.isawaitable(result):
-            result = await result
-    except Exception as exc:
-        return exc
-    return result
 
 
 # -- the step-by-step client -----------------------------------------------------------

@@ -1,9 +1,13 @@
-"""The asyncio server keeps time on its loop's clock.
+"""The asyncio server's connection (``io._asyncio_protocol``, compiled in the
+compiled build).
 
-Its read timer is armed with ``loop.call_at``, which counts on the loop's
-own clock (``loop.time()``).  For asyncio's loops that clock is
-``time.monotonic()``, which the server calls directly (a Python frame less
-per read and write); any other loop's clock is asked.
+It is a buffered protocol: the transport reads into the server's one
+buffer, never into a fresh 256 KiB ``bytes`` per ``recv()``
+(``docs/performance.rst``).  It keeps time on its loop's clock: its read
+timer is armed with ``loop.call_at``, which counts on the loop's own clock
+(``loop.time()``).  For asyncio's loops that clock is ``time.monotonic()``,
+which the server calls directly (a Python frame less per read and write);
+any other loop's clock is asked.
 """
 
 from __future__ import annotations
@@ -23,6 +27,33 @@ class _BehindLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return time.monotonic() - 3600.0
+
+
+def test_the_transport_reads_into_the_servers_buffer() -> None:
+    # asyncio's transports (and uvloop's) call get_buffer/buffer_updated
+    # only for an instance of asyncio.BufferedProtocol: the compiled class
+    # must still be one
+    assert issubclass(aio._SessionProtocol, asyncio.BufferedProtocol)
+
+    async def main() -> tuple[bool, bytes]:
+        server = await aio.serve(Sink(), "127.0.0.1", 0, hostname="mx.example")
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            try:
+                await asyncio.wait_for(reader.readline(), 5)
+                (protocol,) = server._sessions
+                buffer = protocol.get_buffer(-1)
+                writer.write(b"NOOP\r\n")
+                reply = await asyncio.wait_for(reader.readline(), 5)
+                return buffer.obj is server._read_buffer.obj, reply
+            finally:
+                writer.close()
+        finally:
+            await server.shutdown(5)
+
+    shared, reply = asyncio.run(main())
+    assert shared
+    assert reply.startswith(b"250 ")
 
 
 def test_asyncio_loops_use_monotonic_directly() -> None:

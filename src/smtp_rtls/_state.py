@@ -107,8 +107,8 @@ _TIMEOUTS[State.CLOSED] = 0.0
 
 def read_wait(timeout: float, deadline: float, since_write: float, cap: float | None) -> float:
     """How long a server may wait for a read (:meth:`Read.wait
-    <smtp_rtls.session.server.Read.wait>`, which the asyncio adapter's
-    compiled loop calls here directly): ``timeout`` (or ``cap``, the
+    <smtp_rtls.session.server.Read.wait>`, which the adapters call here
+    directly, without the method's frame): ``timeout`` (or ``cap``, the
     adapter's ``read_timeout``, in its place), cut to what is left of
     ``deadline`` ``since_write`` seconds after the last reply.  Raises
     TimeoutError when nothing is left."""

@@ -29,7 +29,7 @@ from .._config import ServerConfig
 from .._errors import ProtocolError
 from .._events import Ehlo, Event, MailFrom, Quit, RcptTo
 from .._reply import Reply
-from .._state import REPLY_TIMEOUTS, State
+from .._state import REPLY_TIMEOUTS, State, read_wait
 from .._tls import TLSInfo
 from ..session import client as client_ops
 from ..session.client import SendResult
@@ -323,7 +323,13 @@ class _Stream:
             raise
 
     def read(self, request: Read) -> bytes:
-        timeout = request.wait(time.monotonic() - self.last_write, self.read_timeout)
+        # Read.wait's rule, without the method's frame
+        timeout = read_wait(
+            request.timeout,
+            request.deadline,
+            time.monotonic() - self.last_write,
+            self.read_timeout,
+        )
         sock = self.sock
         if timeout != self._timeout:
             sock.settimeout(timeout)

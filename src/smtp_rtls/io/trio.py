@@ -26,7 +26,7 @@ import trio
 from .._client import ClientConnection
 from .._config import ServerConfig
 from .._reply import Reply
-from .._state import REPLY_TIMEOUTS
+from .._state import REPLY_TIMEOUTS, read_wait
 from .._tls import TLSInfo
 from ..session import client as client_ops
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
@@ -303,7 +303,10 @@ async def run_session(
                         result = exc
                 elif type(request) is Read:
                     now = current_time()
-                    timeout = request.wait(now - last_write, read_timeout)
+                    # Read.wait's rule, without the method's frame
+                    timeout = read_wait(
+                        request.timeout, request.deadline, now - last_write, read_timeout
+                    )
                     if current is not stream or raw is None:
                         armed = waits.deadline = now + timeout
                         result = await current.receive_some(READ_SIZE)

@@ -52,33 +52,35 @@ HERE = Path(__file__).resolve().parent
 LOOPS = ("client", "client-socket", "session", "asyncio", "asyncio-connection")
 
 
-def run_client(n: int) -> None:
-    """``n`` messages of 1 KiB through the blocking client, one session."""
+def _send_messages(sender: Any, n: int) -> None:
+    """``n`` messages of 1 KiB through a blocking client, then QUIT."""
     import client as bench_client
 
     body = bench_client.BLOCK[: bench_client.KiB] + b"\r\n"
-    sender = bench_client.fake_client()
     for _ in range(n):
         if not sender.send("sender@bench.test", ["rcpt@bench.test"], body).accepted:
             raise RuntimeError("a message was refused")
     sender.quit()
 
 
+def run_client(n: int) -> None:
+    """``n`` messages of 1 KiB through the blocking client, one session."""
+    import client as bench_client
+
+    _send_messages(bench_client.fake_client(), n)
+
+
 def run_client_socket(n: int) -> None:
     """``n`` messages of 1 KiB through the blocking client to the raw
     responder, one session on a loopback socket."""
-    import client as bench_client
     from smtp_rtls.io import sync
     from suite.procs import ServerProcess
 
-    body = bench_client.BLOCK[: bench_client.KiB] + b"\r\n"
     with ServerProcess("raw") as server:
         server.start()
-        sender = sync.connect("127.0.0.1", server.port, local_hostname="client.bench.test")
-        for _ in range(n):
-            if not sender.send("sender@bench.test", ["rcpt@bench.test"], body).accepted:
-                raise RuntimeError("a message was refused")
-        sender.quit()
+        _send_messages(
+            sync.connect("127.0.0.1", server.port, local_hostname="client.bench.test"), n
+        )
 
 
 def run_session(n: int) -> None:

@@ -24,7 +24,13 @@ from collections import deque
 from typing import Final
 
 from ._capabilities import Capabilities
-from ._client_rules import _RULES, ClientTransaction, SessionView, new_transaction
+from ._client_rules import (
+    _RULES,
+    ClientTransaction,
+    SessionView,
+    accepted_rcpts,
+    new_transaction,
+)
 from ._commands import _VERB_OF, format_command, verb_of
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
@@ -38,7 +44,7 @@ from ._events import (
     RcptTo,
 )
 from ._framing import LineBuffer
-from ._readers import ReplyReader
+from ._readers import ReplyReader, is_positive
 from ._reply import MAX_REPLY_LINE, Reply
 from ._sentinels import NEED_DATA
 from ._state import State, next_state, transitions_for
@@ -340,7 +346,7 @@ class ClientConnection:
             # dropped the transaction and answers a BDAT LAST once.
             # With no accepted recipient the server refuses the command once.
             txn = head.transaction
-            accepted = len(txn.accepted) if txn is not None and not txn.bdat_failed else 0
+            accepted = len(accepted_rcpts(txn)) if txn is not None and not txn.bdat_failed else 0
             head.remaining = max(1, accepted)
             head.per_recipient = accepted > 0
         head.remaining -= 1
@@ -380,7 +386,7 @@ class ClientConnection:
         return reply
 
     def _reply_ehlo(self, _head: _Pending, reply: Reply, _before: State) -> None:
-        if not reply.is_positive:
+        if not is_positive(reply):
             return  # a refused EHLO changes nothing (the client may try HELO)
         key = (reply.enhanced, reply.lines)
         caps = _CAPS_CACHE.get(key)
@@ -395,7 +401,7 @@ class ClientConnection:
         self._accept_hello("LHLO" if self.lmtp else "EHLO", caps)
 
     def _reply_helo(self, _head: _Pending, reply: Reply, _before: State) -> None:
-        if not reply.is_positive:
+        if not is_positive(reply):
             return
         # RFC 5321 §4.1.1.1: HELO negotiates no extension, whatever lines the
         # reply carries; in particular never REQUIRETLS (RFC 8689 §4.2.1 step 3).
@@ -415,18 +421,18 @@ class ClientConnection:
         self._transaction = None
 
     def _reply_starttls(self, _head: _Pending, reply: Reply, _before: State) -> None:
-        if reply.is_positive and len(self._receive_buffer):
+        if is_positive(reply) and len(self._receive_buffer):
             raise _injection()
 
     def _reply_auth(self, _head: _Pending, reply: Reply, _before: State) -> None:
-        if reply.is_positive:
+        if is_positive(reply):
             self._authenticated = True
 
     def _reply_mail(self, head: _Pending, reply: Reply, _before: State) -> None:
         txn = head.transaction
         assert txn is not None
         txn.mail_reply = reply
-        if not reply.is_positive and self._transaction is txn:
+        if not is_positive(reply) and self._transaction is txn:
             self._transaction = None
 
     def _reply_rcpt(self, head: _Pending, reply: Reply, _before: State) -> None:
@@ -449,7 +455,7 @@ class ClientConnection:
     def _reply_bdat(self, head: _Pending, reply: Reply, _before: State) -> None:
         txn = head.transaction
         assert txn is not None
-        if not reply.is_positive and not head.per_recipient:
+        if not is_positive(reply) and not head.per_recipient:
             # RFC 3030 §2: after a failed BDAT the client "MUST NOT send any
             # additional BDAT segments", and "The resulting state from a
             # failed BDAT command is indeterminate.  A RSET command MUST be

@@ -18,6 +18,7 @@ from ._capabilities import Capabilities
 from ._errors import LocalProtocolError, RequireTLSError
 from ._events import Auth, AuthResponse, Event, Expn, MailFrom, RcptTo, Vrfy
 from ._params import MAIL_PARAMETERS, RCPT_PARAMETERS, Parameter, unoffered
+from ._readers import is_positive
 from ._reply import Reply
 from ._slots import slot_filler
 from ._tls import TLSInfo
@@ -26,8 +27,11 @@ __all__ = [
     "RULED_VERBS",
     "ClientTransaction",
     "SessionView",
+    "accepted_rcpts",
+    "all_rcpts_refused",
     "check_command",
     "check_requiretls",
+    "mail_refused",
 ]
 
 
@@ -53,20 +57,39 @@ class ClientTransaction:
     @property
     def mail_refused(self) -> bool:
         """MAIL got a negative reply."""
-        return self.mail_reply is not None and not self.mail_reply.is_positive
+        return mail_refused(self)
 
     @property
     def accepted(self) -> tuple[RcptTo, ...]:
         """The recipients the server accepted, in order (per-recipient results
         are in ``rcpt_replies``)."""
-        if self.mail_refused:
-            return ()
-        return tuple(r for r, reply in self.rcpt_replies if reply.is_positive)
+        return accepted_rcpts(self)
 
     @property
     def all_rcpts_refused(self) -> bool:
         """Every RCPT sent has a reply and none was positive."""
-        return len(self.rcpt_replies) == self.rcpts_sent and not self.accepted
+        return all_rcpts_refused(self)
+
+
+# The three properties' rules as functions, which the core calls: an attrs
+# class is a Python class even in a compiled build, and reading one of its
+# properties from compiled code costs a Python attribute look-up and call.
+def mail_refused(txn: ClientTransaction) -> bool:
+    """``txn.mail_refused``."""
+    reply = txn.mail_reply
+    return reply is not None and not is_positive(reply)
+
+
+def accepted_rcpts(txn: ClientTransaction) -> tuple[RcptTo, ...]:
+    """``txn.accepted``."""
+    if mail_refused(txn):
+        return ()
+    return tuple([r for r, reply in txn.rcpt_replies if is_positive(reply)])
+
+
+def all_rcpts_refused(txn: ClientTransaction) -> bool:
+    """``txn.all_rcpts_refused``."""
+    return len(txn.rcpt_replies) == txn.rcpts_sent and not accepted_rcpts(txn)
 
 
 # A transaction per message, made without ClientTransaction's __init__ (a
@@ -235,7 +258,7 @@ def check_requiretls(view: SessionView) -> None:
 
 def _open_txn(view: SessionView) -> ClientTransaction:
     txn = view.txn
-    if txn is None or txn.mail_refused:
+    if txn is None or mail_refused(txn):
         raise LocalProtocolError("no mail transaction: send MAIL first")
     return txn
 
@@ -258,7 +281,7 @@ def _content_start(view: SessionView, txn: ClientTransaction, what: str) -> None
     # Without PIPELINING every RCPT has its reply before the next command, so
     # this is also "DATA before an accepted RCPT"; with PIPELINING, replies
     # still on their way leave the decision to the server (RFC 2920 §3.1).
-    if txn.all_rcpts_refused:
+    if all_rcpts_refused(txn):
         raise LocalProtocolError(f"{what}: every recipient was refused")
 
 

@@ -100,6 +100,14 @@ _ONE_LINE: Final[dict[bytes, tuple[int, tuple[str], EnhancedStatus | None]]] = {
 _ONE_LINE_MAX: Final = 512
 
 
+def is_positive(reply: Reply) -> bool:
+    """``reply.is_positive``: a 2xx reply (RFC 5321 §4.2.1), for the client's
+    compiled modules, where the property is a call into Python (its code
+    is ``Reply``'s, an attrs class) and this is a slot read and two
+    comparisons."""
+    return 200 <= reply.code < 300
+
+
 def reply_from_line(raw: bytes) -> Reply:
     """What :meth:`Reply.from_line` returns for ``bytes`` (it calls this): the
     usual one-line reply checked once per distinct line and built from the

@@ -31,6 +31,7 @@ from .._events import (
     Rset,
     StartTLS,
 )
+from .._readers import is_positive
 from .._reply import Reply
 from .._sasl import auth_login, auth_plain, login_response
 from .._sentinels import NEED_DATA
@@ -259,8 +260,7 @@ def _send(
         # BDAT (BINARYMIME): RFC 2920 §3.1, MAIL and RCPT grouped; the
         # content follows once their replies are in (with DATA, see
         # _send_pipelined)
-        send = conn.send
-        lines = [send(mail), *(send(rcpt) for rcpt in recipients)]
+        lines = [conn.send(mail), *(conn.send(rcpt) for rcpt in recipients)]
         yield from _write(b"".join(lines), wt)
         got = yield from _read_replies(conn, len(lines), timeouts)
         mail_reply = got[0]
@@ -270,13 +270,13 @@ def _send(
         mail_reply = yield from command(conn, mail, timeouts)
         replies = []
         go = None
-        if mail_reply.is_positive:
+        if is_positive(mail_reply):
             for rcpt in recipients:
                 replies.append((rcpt, (yield from command(conn, rcpt, timeouts))))
-            if any(r.is_positive for _, r in replies) and not bdat:
+            if any(is_positive(r) for _, r in replies) and not bdat:
                 go = yield from command(conn, _DATA, timeouts)
     result = _send_result(mail_reply, tuple(replies), None)
-    accepted = mail_reply.is_positive and any(r.is_positive for _, r in replies)
+    accepted = is_positive(mail_reply) and any(is_positive(r) for _, r in replies)
     if bdat:
         if not accepted:
             return result
@@ -305,11 +305,12 @@ def _send_pipelined(
     steps: the same writes, the same reads, the same result."""
     wt = timeouts.get(_WRITE, _WRITE_TIMEOUT)
     # RFC 2920 §3.1: MAIL and RCPT may be grouped, DATA ends the group.
-    send = conn.send
-    lines = [send(mail)]
+    # (conn.send at each call, not a bound method kept: a compiled build
+    # then calls the method directly, without Python's call protocol)
+    lines = [conn.send(mail)]
     for rcpt in recipients:
-        lines.append(send(rcpt))
-    lines.append(send(_DATA))
+        lines.append(conn.send(rcpt))
+    lines.append(conn.send(_DATA))
     # (the Write requests yielded here, not through _write: a generator
     # less per write on the path every message takes)
     written = yield _write_request(b"".join(lines), wt)
@@ -322,7 +323,7 @@ def _send_pipelined(
     go = got[-1]
     if go.code != 354:
         return _send_result(mail_reply, pairs, None)
-    if not (mail_reply.is_positive and any(r.is_positive for r in rcpt_replies)):
+    if not (is_positive(mail_reply) and any(is_positive(r) for r in rcpt_replies)):
         # RFC 2920 §3.1: DATA accepted though no recipient was: a lone dot
         yield from _write(conn.send(_END), wt)
         yield from read_reply(conn, timeouts)
@@ -360,12 +361,11 @@ def _send_chunked(
     # RFC 3030 §4.2: BDAT may be pipelined, and BDAT LAST ends the group
     # (RFC 2920 §3.1); the server reads and drops the chunk it refuses
     # (RFC 3030 §2), so the stream stays in step whatever the replies.
-    send = conn.send
-    lines = [send(mail)]
+    lines = [conn.send(mail)]
     for rcpt in recipients:
-        lines.append(send(rcpt))
-    lines.append(send(Bdat(len(body), last=True)))
-    lines.append(send(MessageData(body)))
+        lines.append(conn.send(rcpt))
+    lines.append(conn.send(Bdat(len(body), last=True)))
+    lines.append(conn.send(MessageData(body)))
     if len(body) <= _JOIN_END:
         written = yield _write_request(b"".join(lines), wt)
     else:
@@ -380,7 +380,7 @@ def _send_chunked(
     pairs = tuple(zip(recipients, got[1:], strict=True))
     end = yield from _last_reply(conn, timeouts)
     # (a refused chunk leaves the transaction to reset: send_message does)
-    if not (mail_reply.is_positive and any(r.is_positive for _, r in pairs)):
+    if not (is_positive(mail_reply) and any(is_positive(r) for _, r in pairs)):
         # the content went nowhere, as when DATA is not sent (SendResult)
         return _send_result(mail_reply, pairs, None)
     return _send_result(mail_reply, pairs, end)
@@ -413,7 +413,7 @@ def _last_reply(conn: ClientConnection, timeouts: Mapping[str, float]) -> Step[R
     reply = yield from read_reply(conn, timeouts)
     while conn.awaiting is not None:  # conn.pending, without building the tuple
         more = yield from read_reply(conn, timeouts)
-        if reply.is_positive:
+        if is_positive(reply):
             reply = more
     return reply
 

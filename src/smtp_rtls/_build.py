@@ -31,6 +31,7 @@ COMPILED = (
     "_state",
     "_writers",
     "io._asyncio_protocol",
+    "io._awaitable",
     "session.client",
     "session.server",
 )

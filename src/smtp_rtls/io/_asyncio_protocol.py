@@ -11,7 +11,6 @@ makes these for its :class:`~smtp_rtls.io.asyncio.Server`.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import ssl
 import time
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from .._reply import Reply
 from .._state import State, read_wait
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
+from ._awaitable import awaitable
 from ._common import call_awaiting
 from ._streams_asyncio import READ_SIZE
 from .tls import tls_info
@@ -78,6 +78,7 @@ class SessionProtocol(asyncio.BufferedProtocol):
         self._write_blocked = False  # the session waits for the peer to read
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # what the timer was armed for (its when())
         self._expires = 0.0
         self._last_write = 0.0
 
@@ -223,11 +224,7 @@ class SessionProtocol(asyncio.BufferedProtocol):
                         result = getattr(request.target, request.method)(*request.args)
                     except Exception as exc:
                         result = exc
-                    if (
-                        result is not None
-                        and type(result) is not _Reply
-                        and (inspect.isawaitable(result))
-                    ):
+                    if result is not None and type(result) is not _Reply and awaitable(result):
                         self._await(_awaited(result))
                         return
                 elif kind is _Write:
@@ -276,7 +273,9 @@ class SessionProtocol(asyncio.BufferedProtocol):
         self._read = request
         expires = now + wait
         timer = self._timer
-        if timer is not None and timer.when() > expires:
+        # (the time the timer was armed for, kept: TimerHandle.when() is a
+        # Python method)
+        if timer is not None and self._timer_at > expires:
             timer.cancel()
             timer = None
         self._expires = expires
@@ -288,7 +287,7 @@ class SessionProtocol(asyncio.BufferedProtocol):
             # early enough: one timer per connection instead of two (a
             # call_at and a cancel, about 2 us); when it fires early,
             # _check_timer arms it again for the wait as it stands.
-            self._timer = self._loop.call_at(min(expires, now + SHORTEST_WAIT), self._check_timer)
+            self._arm(min(expires, now + SHORTEST_WAIT))
         if self._reading_paused and not self._write_paused:
             self._resume_reading()
 
@@ -297,14 +296,18 @@ class SessionProtocol(asyncio.BufferedProtocol):
         if self._timer is not None:
             self._timer.cancel()
         self._expires = self._clock() + (self._settings.read_timeout or 300.0)
-        self._timer = self._loop.call_at(self._expires, self._check_timer)
+        self._arm(self._expires)
+
+    def _arm(self, at: float) -> None:
+        self._timer = self._loop.call_at(at, self._check_timer)
+        self._timer_at = at
 
     def _check_timer(self) -> None:
         self._timer = None
         if self._read is None and not self._write_blocked:
             return  # not waiting for the peer now; the next read re-arms
         if self._clock() < self._expires:
-            self._timer = self._loop.call_at(self._expires, self._check_timer)
+            self._arm(self._expires)
             return
         self._give_up(TimeoutError("the peer sent or read nothing in time"))
 

@@ -37,6 +37,7 @@ from ..session.requests import Broken, Step
 from ..session.requests import Read as ClientRead
 from ..session.requests import Write as ClientWrite
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
+from ._awaitable import awaitable
 from ._common import ServerBase, ServeSettings, message_envelope, no_delay, serve_settings
 from ._deliver_sync import deliver
 from .tls import tls_info
@@ -355,7 +356,7 @@ def _call(request: Call) -> Any:
     # most results are a Reply or None: not awaitable, no need to ask
     if result is None or type(result) is Reply:
         return result
-    if inspect.isawaitable(result):
+    if awaitable(result):
         if inspect.iscoroutine(result):
             result.close()
         return TypeError(f"{request.method} is asynchronous: use smtp_rtls.io.asyncio")

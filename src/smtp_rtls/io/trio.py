@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import inspect
 import logging
 import math
 import socket
@@ -30,6 +29,7 @@ from .._state import REPLY_TIMEOUTS, read_wait
 from .._tls import TLSInfo
 from ..session import client as client_ops
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
+from ._awaitable import awaitable
 from ._common import AsyncClientBase, ServerBase, ServeSettings, call_awaiting, serve_settings
 from ._deliver_trio import deliver
 from .tls import tls_info
@@ -292,11 +292,7 @@ async def run_session(
                     # must be awaited
                     try:
                         result = getattr(request.target, request.method)(*request.args)
-                        if (
-                            result is not None
-                            and type(result) is not Reply
-                            and inspect.isawaitable(result)
-                        ):
+                        if result is not None and type(result) is not Reply and awaitable(result):
                             armed = waits.deadline = math.inf
                             result = await result
                     except Exception as exc:

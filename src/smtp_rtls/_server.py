@@ -417,7 +417,8 @@ class ServerConnection:
 
     def _answer(self, verb: str, reply: Reply) -> None:
         """A reply the connection makes itself; the table moves the state."""
-        self._out += reply.format()
+        # (its bytes as kept, when they are: format() is a Python method)
+        self._out += reply._wire or reply.format()
         code = reply.code
         target = self._targets.get((self._state, verb, code))
         self._enter(target if target is not None else self._checked_target(verb, code))

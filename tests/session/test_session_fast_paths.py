@@ -45,6 +45,7 @@ from smtp_rtls.session.server import (
     ServerSession,
     SessionEnvelope,
     SessionInfo,
+    _header_end,
     _message_tag,
 )
 
@@ -331,6 +332,9 @@ def test_the_tag_fast_path_agrees_with_message_tag_rfc8689_4_1(
     assert _message_tag(requiretls, head, header_section_end(head)) is message_tag(
         requiretls, head
     )
+    # the session finds the end with the same pattern, without the call
+    assert _header_end(head) == header_section_end(head)
+    assert _header_end(bytearray(head)) == header_section_end(head)
 
 
 # -- the session's own SessionInfo and SessionEnvelope ---------------------------------

@@ -49,13 +49,14 @@ from .._events import (
     Vrfy,
 )
 from .._events import StartTLS as StartTLSCommand
+from .._readers import is_positive
 from .._reply import Reply
 from .._sentinels import NEED_DATA, PAUSED
 from .._server import ServerConnection
 from .._slots import slot_filler
 from .._state import _TIMEOUTS, State
 from .._tls import TLSInfo
-from ..policy.tags import TLSTag, header_section_end, message_tag
+from ..policy.tags import _HEADER_FIELDS, TLSTag, message_tag
 from . import _types
 from ._types import (
     Call,
@@ -122,7 +123,8 @@ _RcptTo: Final = RcptTo
 _Data: Final = Data
 _EndOfMessage: Final = EndOfMessage
 _Reply: Final = Reply
-_header_section_end: Final = header_section_end
+# header_section_end()'s pattern, matched here: the function is Python
+_header_fields: Final = _HEADER_FIELDS.match
 _REQUIRETLS_TAG: Final = TLSTag.REQUIRETLS
 _DEFAULT_TAG: Final = TLSTag.DEFAULT
 # ... and for the paths each connection takes (greeting, EHLO, QUIT).
@@ -302,14 +304,14 @@ class ServerSession:
                     if not head and type(data) is bytes:
                         # The usual start: the whole header section in the
                         # first piece, read where it is, not copied twice.
-                        end = _header_section_end(data)
+                        end = _header_end(data)
                         if data.find(b"\n", end) >= 0 or len(data) >= MAX_HEADER_SECTION:
                             yield from self._start_message(end, data)
                         else:
                             head += data
                         continue
                     head += data
-                    end = _header_section_end(head)
+                    end = _header_end(head)
                     if head.find(b"\n", end) >= 0 or len(head) >= MAX_HEADER_SECTION:
                         yield from self._start_message(end)
                     continue
@@ -503,7 +505,7 @@ class ServerSession:
         head = bytes(self._head) if first is None else first
         mail_from = envelope.mail_from
         if end is None:
-            end = _header_section_end(head)
+            end = _header_end(head)
         tag = _message_tag(mail_from.requiretls, head, end)
         session_envelope: SessionEnvelope = _make_session_envelope(
             mail_from, envelope.recipients, tag, self.info
@@ -574,6 +576,14 @@ def _overrides(handler: object, name: str) -> bool:
     return getattr(method, "__func__", None) is not getattr(_Handler, name)
 
 
+def _header_end(data: bytes | bytearray) -> int:
+    """policy.tags.header_section_end(data), without a Python call (a
+    message each)."""
+    match = _header_fields(data)
+    assert match is not None  # the pattern matches the empty string
+    return match.end()
+
+
 def _message_tag(requiretls: bool, head: bytes, end: int) -> TLSTag:
     """message_tag(requiretls, head), given ``end`` = header_section_end(head).
 
@@ -593,7 +603,7 @@ def _message_tag(requiretls: bool, head: bytes, end: int) -> TLSTag:
 def _hello_reply(reply: Reply) -> Reply:
     # A positive reply to EHLO is one line the core completes with the
     # offer (RFC 5321 §4.1.1.1): the handler's first line, nothing more.
-    if reply.is_positive and (
+    if is_positive(reply) and (
         len(reply.lines) != 1 or reply.enhanced is not None or reply.command is not None
     ):
         return Reply(reply.code, reply.lines[0])

@@ -74,6 +74,20 @@ def test_needless_quotes_are_dropped_on_output() -> None:
     assert address.path() == "<abc@example.com>"
 
 
+def test_an_empty_quoted_local_part_is_valid_rfc5321_4_1_2() -> None:
+    # Quoted-string = DQUOTE *QcontentSMTP DQUOTE: no Qcontent at all is one
+    address = Address.parse('<""@example.com>')
+    assert (address.local_part, address.domain) == ("", "example.com")
+    assert not address.is_null and not address.is_postmaster
+    assert address.path() == '<""@example.com>'
+    assert Address("", "example.com") == address
+    event = parse_command('RCPT TO:<""@example.com>')
+    assert isinstance(event, RcptTo) and event.forward_path == address
+    # and an empty Dot-string is still no local part
+    with pytest.raises(AddressError):
+        Address.parse("<@example.com>")
+
+
 def test_quoted_local_part_may_hold_at_and_angle_brackets() -> None:
     # qtextSMTP admits ">" and "@": the command parser must not cut the path there
     event = parse_command('MAIL FROM:<"a>b@c"@example.com> SIZE=10')

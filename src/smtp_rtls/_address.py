@@ -160,8 +160,8 @@ class Address:
             return
         if _CONTROL_RE.search(self.local_part) or _CONTROL_RE.search(self.domain):
             raise AddressError("control character in address")
-        if not self.local_part:
-            raise AddressError("empty local part")
+        # An empty local part is the quoted string "" (RFC 5321 §4.1.2:
+        # Quoted-string = DQUOTE *QcontentSMTP DQUOTE), valid if unusual.
         check_domain(self.domain)
         quoted = _quote_local(self.local_part)
         if quoted.startswith('"') and not _abnf.re_quoted_string_u.fullmatch(quoted):
@@ -300,9 +300,9 @@ class Address:
         # _quote_local, is never longer than as given (only needless quotes
         # and backslashes go), so its own limit and, for a bracketed path,
         # the path's limit are kept already.
+        # (an empty local part is "", RFC 5321 §4.1.2's Quoted-string with
+        # no Qcontent: valid)
         local_part = _unquote_local(local_text)
-        if not local_part:
-            raise AddressError("empty local part")
         address = cls._trusted(local_part, domain)
         if not bracketed and _utf8_len(address.path()) > MAX_PATH:
             raise AddressError("path longer than 256 octets", too_long=True)

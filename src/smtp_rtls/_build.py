@@ -16,8 +16,9 @@ import importlib
 # does not compile, and of the classes applications subclass
 # (session._types); the adapters, whose time is mostly the event loop's and
 # the kernel's, except for the asyncio server's connection, which fulfils
-# every request of its session (io._asyncio_protocol; compiling the blocking
-# client's loop the same way saved nothing: bench/README.md, "Hot paths").
+# every request of its session (io._asyncio_protocol), and the adapters'
+# check of a handler's result (io._awaitable); compiling the blocking
+# client's loop the same way saved nothing (bench/README.md, "Hot paths").
 COMPILED = (
     "_address",
     "_client",

@@ -5,7 +5,6 @@ move bytes and run the handshake)."""
 from __future__ import annotations
 
 import contextlib
-import inspect
 import socket
 import ssl
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,6 +24,7 @@ from ..session import client as client_ops
 from ..session.client import SendResult
 from ..session.requests import Broken, Read, Step, Write
 from ..session.server import Call
+from ._awaitable import awaitable
 
 __all__ = [
     "AsyncClientBase",
@@ -296,7 +296,7 @@ async def call_awaiting(request: Call) -> Any:
     or the exception it raised."""
     try:
         result = getattr(request.target, request.method)(*request.args)
-        if inspect.isawaitable(result):
+        if awaitable(result):
             result = await result
     except Exception as exc:
         return exc

@@ -33,7 +33,6 @@ from ._events import (
     Vrfy,
 )
 from ._params import (
-    _PARAMS_RE,
     MAIL_PARAMETERS,
     ParamError,
     format_params,
@@ -398,12 +397,13 @@ def parse_mail_lane(
     if end + 1 < len(arg):
         if arg[end + 1] != " ":
             return None
-        tail = arg[end + 2 :]
-        if _PARAMS_RE.fullmatch(tail) is None:
-            return None
-        for word in tail.upper().split(" "):
+        # No syntax check of the list first (RFC 5321 §4.1.2): each word
+        # must be one of ``allowed``, which are well-formed parameters, or
+        # SIZE= and 1*20DIGIT, so a malformed list (an empty word, a tab,
+        # a stray "=") fails the loop and takes the general path.
+        for word in arg[end + 2 :].upper().split(" "):
             hit = allowed.get(word)
-            if hit is None:
+            if hit is None or hit[1] is None:  # (the bare "SIZE=" is a marker)
                 digits = word[5:]
                 # RFC 1870 §3: size-value = 1*20DIGIT
                 if word[:5] != "SIZE=" or "SIZE=" not in allowed:

@@ -18,10 +18,15 @@ from smtp_rtls._build import COMPILED
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "smtp_rtls"
 
-# Rebound on purpose: tests compare DataReader's two paths, and the bare
-# CR/LF search's, in one process by setting these to None
-# (tests/test_framing_fast.py).
-NOT_FINAL = {("_framing", "scan_data"), ("_framing", "first_bare")}
+# Rebound on purpose: tests compare DataReader's two paths, the bare CR/LF
+# search's and the command line read's, in one process by setting these to
+# None (tests/test_framing_fast.py, tests/test_readers_command_line.py).
+NOT_FINAL = {
+    ("_framing", "scan_data"),
+    ("_framing", "first_bare"),
+    ("_framing", "find_crlf"),
+    ("_readers", "command_line"),
+}
 
 
 def _annotation_head(node: ast.expr) -> str:

@@ -434,6 +434,72 @@ def test_the_c_search_refuses_what_is_not_a_buffer_or_out_of_range() -> None:
             find(b"x", stop)
 
 
+@needs_c
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.one_of(
+        st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"x"]), max_size=30).map(b"".join),
+        st.binary(max_size=64),
+    ),
+    st.integers(0, 70),
+)
+@example(b"\r", 0)
+@example(b"x\r", 1)
+@example(b"\r\n", 1)
+def test_the_c_line_end_search_is_bytes_find_rfc5321_2_3_8(data: bytes, start: int) -> None:
+    # only CR LF ends a line; one that begins before start is not found
+    find = _framing.find_crlf
+    assert find is not None
+    assert find(data, start) == data.find(b"\r\n", start)
+    assert find(bytearray(data), start) == data.find(b"\r\n", start)
+
+
+@needs_c
+def test_the_c_line_end_search_refuses_what_is_not_a_buffer_or_a_negative_start() -> None:
+    find = _framing.find_crlf
+    assert find is not None
+    with pytest.raises(TypeError):
+        find("text\r\n", 0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        find(b"x")  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="negative"):
+        find(b"x\r\n", -1)
+
+
+_READS = st.lists(
+    st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"NOOP", b" x"]), max_size=12).map(b"".join),
+    max_size=8,
+)
+
+
+@needs_c
+@settings(max_examples=500, deadline=None)
+@given(_READS, st.sampled_from([4, 8, 1000]))
+def test_line_buffer_gives_the_same_lines_with_the_c_search(
+    reads: list[bytes], max_line: int
+) -> None:
+    def lines(find: object) -> list[bytes | str]:
+        out: list[bytes | str] = []
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(_framing, "find_crlf", find)
+            buf = LineBuffer(max_line)
+            for data in reads:
+                buf.feed(data)
+                # bounded: each line consumes input, and a read holds at most 48
+                for _ in range(len(data) + 1):
+                    try:
+                        line = buf.next_line()
+                    except LineTooLong:
+                        out.append("too long")
+                        continue
+                    if line is None:
+                        break
+                    out.append(line)
+        return out
+
+    assert lines(_framing.find_crlf) == lines(None)
+
+
 def test_has_bare_line_ending_across_its_64k_windows() -> None:
     clean = b"x" * 65535 + b"\r\n" + b"y" * 70000 + b"\r\n"
     assert not has_bare_line_ending(clean)

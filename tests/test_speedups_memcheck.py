@@ -64,7 +64,15 @@ DRIVER = textwrap.dedent(
         for stop in range(size + 1):
             at = speedups.first_bare(buf, stop)
             assert -1 <= at < stop, (data, stop)
+            at = speedups.find_crlf(buf, stop)
+            assert at == data.find(b"\\r\\n", stop), (data, stop)
             calls += 1
+        # command_line takes bytes only (no exact array): what memcheck
+        # sees here is a write past the strings it makes
+        line = bytes(rng.choice(b"aA :\x7f\x1f") for _ in range(rng.randrange(0, 22)))
+        got = speedups.command_line(line)
+        assert got is None or got[1] == line.decode() and got[2] == len(line) + 2, line
+        calls += 1
     print(calls)
     """
 )
@@ -86,5 +94,5 @@ def test_the_c_functions_read_only_inside_their_buffer(tmp_path: Path) -> None:
     done = _memcheck(tmp_path, "scan", inputs=1500)
     assert done.returncode == 0, done.stderr[-4000:]
     # every call was made: 1500 inputs, (size + 1) starts, 3 heads, 3 flag
-    # pairs for the scan; (size + 1) stops for the search
+    # pairs for the scan; (size + 1) stops for each search; a command line
     assert int(done.stdout.split()[-1]) >= 1500 * 18 * 10

@@ -23,7 +23,7 @@ _END: Final = b"\r\n.\r\n"
 _BARE_RE: Final = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 # The C functions of ``_speedups`` (src/smtp_rtls/_speedups.c), built only by
-# the compiled build (setup.py, SMTP_RTLS_COMPILE=1); both None in the pure
+# the compiled build (setup.py, SMTP_RTLS_COMPILE=1); all None in the pure
 # build, where bytes methods do the same work.  Module globals, not Final,
 # so that tests can compare both paths in one process.
 #
@@ -35,19 +35,23 @@ ScanData: TypeAlias = Callable[
 #: ``_speedups.first_bare``: the offset of the first bare CR or LF in
 #: ``buf[:stop]``, or -1 (a memchr per line), for :func:`has_bare_line_ending`.
 FirstBare: TypeAlias = Callable[[bytes | bytearray, int], int]
+#: ``_speedups.find_crlf``: ``buf.find(b"\r\n", start)`` without the
+#: method's argument parsing, for :meth:`LineBuffer.next_line`.
+FindCRLF: TypeAlias = Callable[[bytes | bytearray, int], int]
 
 
-def _load_speedups() -> tuple[ScanData | None, FirstBare | None]:
+def _load_speedups() -> tuple[ScanData | None, FirstBare | None, FindCRLF | None]:
     try:
-        from ._speedups import first_bare, scan_data
+        from ._speedups import find_crlf, first_bare, scan_data
     except ImportError:
-        return None, None
-    return scan_data, first_bare
+        return None, None, None
+    return scan_data, first_bare, find_crlf
 
 
 scan_data: ScanData | None
 first_bare: FirstBare | None
-scan_data, first_bare = _load_speedups()
+find_crlf: FindCRLF | None
+scan_data, first_bare, find_crlf = _load_speedups()
 
 
 class LineTooLong(RemoteProtocolError):
@@ -143,7 +147,9 @@ class LineBuffer:
         if type(data) is bytes and not self._discarding and not self.lf_ends_line:
             # The usual case, in one step: a CRLF line within the limit in a
             # read kept as it arrived.
-            i = data.find(b"\r\n", pos if pos >= self._scanned else self._scanned - 1)
+            start = pos if pos >= self._scanned else self._scanned - 1
+            find = find_crlf  # (C in the compiled build: see above)
+            i = data.find(b"\r\n", start) if find is None else find(data, start)
             if i >= 0 and i + 2 - pos <= self.max_line:
                 if i + 2 >= len(data):
                     self._data = b""

@@ -15,6 +15,7 @@ it; they never change a session's state.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final, TypeAlias
 
 from ._errors import RemoteProtocolError
@@ -45,6 +46,25 @@ _BARE: Final = re.compile(rb"[\r\n]")
 CommandLine: TypeAlias = tuple[str, str, int, str]
 
 
+#: ``_speedups.command_line`` (src/smtp_rtls/_speedups.c, the compiled build
+#: only; None in the pure build): :func:`read_command_line`'s answer for a
+#: line whose octets are all %d32-126, in one pass of C, or None for any
+#: other.  A module global, not Final, so that tests can compare both paths
+#: in one process (tests/test_readers_command_line.py).
+CommandLineC: TypeAlias = Callable[[bytes], CommandLine | None]
+
+
+def _load_command_line() -> CommandLineC | None:
+    try:
+        from ._speedups import command_line
+    except ImportError:
+        return None
+    return command_line
+
+
+command_line: CommandLineC | None = _load_command_line()
+
+
 LINE_TOO_LONG: Final = Reply(500, "Line too long", "5.5.2")
 BARE_LINE_END: Final = Reply(500, "Bare CR or LF in command", "5.5.2")
 CONTROL_CHARACTER: Final = Reply(500, "Control character in command", "5.5.2")
@@ -68,6 +88,12 @@ def read_command_line(buf: LineBuffer, *, reject_bare: bool) -> CommandLine | Re
         return LINE_TOO_LONG
     if raw is None:
         return None
+    if command_line is not None:
+        # The compiled build's C read of a line of printable ASCII (most
+        # lines); it answers as the lines below do, or None for the rest.
+        parsed = command_line(raw)
+        if parsed is not None:
+            return parsed
     line = raw.decode("utf-8", "surrogateescape")
     # A printable line has no control character (they are all category Cc),
     # nor an octet that is not UTF-8 (its escape is a surrogate, Cs): one

@@ -1,6 +1,8 @@
 /* smtp_rtls._speedups: DATA content read in one pass (compiled build only).
  *
- * scan_data() below; first_bare(), the bare CR / LF search alone, is after it.
+ * scan_data() below; first_bare(), the bare CR / LF search alone, is after it,
+ * then find_crlf(), a command line's end, and command_line(), the server's
+ * read of a usual command line.
  *
  * The pure-Python DataReader (src/smtp_rtls/_framing.py) reads a chunk of
  * DATA content with bytes methods: a split that unstuffs and rules out the
@@ -249,16 +251,171 @@ first_bare(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromSsize_t(bare);
 }
 
+PyDoc_STRVAR(find_crlf_doc,
+"find_crlf(buf, start, /)\n"
+"--\n"
+"\n"
+"buf.find(b\"\\r\\n\", start) for start >= 0: the offset of the first CR LF\n"
+"at or after start, or -1.");
+
+/* LineBuffer's search for a command line's end (RFC 5321 §2.3.8: CR LF
+ * ends a line): what bytes.find(b"\r\n", start) answers, without its
+ * argument parsing, which costs more than the search of a command line. */
+static PyObject *
+find_crlf(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "find_crlf() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    const Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (start < 0) {
+        PyErr_SetString(PyExc_ValueError, "find_crlf(): start is negative");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const char *s = (const char *)view.buf;
+    const Py_ssize_t n = view.len;
+    Py_ssize_t found = -1;
+    Py_ssize_t p = start;
+    /* a CR at n - 1 has no LF after it: look at s[p..n - 2] */
+    while (p < n - 1) {
+        const char *cr = memchr(s + p, '\r', (size_t)(n - 1 - p));
+        if (cr == NULL) {
+            break;
+        }
+        const Py_ssize_t at = cr - s;
+        if (s[at + 1] == '\n') {
+            found = at;
+            break;
+        }
+        p = at + 1;
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(found);
+}
+
+PyDoc_STRVAR(command_line_doc,
+"command_line(raw, /)\n"
+"--\n"
+"\n"
+"read_command_line's answer for a line of printable ASCII (every octet\n"
+"%d32-126): (its verb upper-cased, the line, len(raw) + 2, the argument\n"
+"after the first space); None for any other line, which the Python path\n"
+"reads.");
+
+/* The usual command line, read in one pass: the check that it holds no
+ * control character (RFC 5321 §4.1.2 admits none; its octets are all
+ * %d32-126 here, so none is one), the decode, and the split at the first
+ * space, where the Python path makes a decode, an isprintable pass, a
+ * partition and an upper, each a call.  Any octet outside %d32-126 (a
+ * control character, DEL, UTF-8) gives None: read_command_line then reads
+ * the line as before, and decides it. */
+static PyObject *
+command_line(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError, "command_line() takes 1 argument (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *raw = args[0];
+    if (!PyBytes_CheckExact(raw)) {
+        PyErr_SetString(PyExc_TypeError, "command_line() takes bytes");
+        return NULL;
+    }
+    const unsigned char *s = (const unsigned char *)PyBytes_AS_STRING(raw);
+    const Py_ssize_t n = PyBytes_GET_SIZE(raw);
+    Py_ssize_t space = -1;
+    int lower = 0; /* a lower-case letter in the verb */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const unsigned char c = s[i];
+        if (c < 0x20 || c > 0x7e) {
+            Py_RETURN_NONE;
+        }
+        if (space < 0) {
+            if (c == ' ') {
+                space = i;
+            }
+            else if (c >= 'a' && c <= 'z') {
+                lower = 1;
+            }
+        }
+    }
+    const Py_ssize_t verb_len = space < 0 ? n : space;
+    PyObject *line = PyUnicode_New(n, 127);
+    if (line == NULL) {
+        return NULL;
+    }
+    memcpy(PyUnicode_1BYTE_DATA(line), s, (size_t)n);
+    PyObject *verb;
+    if (space < 0 && !lower) {
+        /* "DATA", "QUIT": the verb is the line */
+        Py_INCREF(line);
+        verb = line;
+    }
+    else {
+        verb = PyUnicode_New(verb_len, 127);
+        if (verb == NULL) {
+            Py_DECREF(line);
+            return NULL;
+        }
+        Py_UCS1 *v = PyUnicode_1BYTE_DATA(verb);
+        for (Py_ssize_t i = 0; i < verb_len; i++) {
+            const unsigned char c = s[i];
+            v[i] = (c >= 'a' && c <= 'z') ? (Py_UCS1)(c - ('a' - 'A')) : c;
+        }
+    }
+    const Py_ssize_t arg_len = space < 0 ? 0 : n - space - 1;
+    PyObject *arg = PyUnicode_New(arg_len, 127);
+    if (arg == NULL) {
+        Py_DECREF(line);
+        Py_DECREF(verb);
+        return NULL;
+    }
+    if (arg_len > 0) {
+        memcpy(PyUnicode_1BYTE_DATA(arg), s + space + 1, (size_t)arg_len);
+    }
+    PyObject *size = PyLong_FromSsize_t(n + 2);
+    if (size == NULL) {
+        Py_DECREF(line);
+        Py_DECREF(verb);
+        Py_DECREF(arg);
+        return NULL;
+    }
+    PyObject *out = PyTuple_New(4);
+    if (out == NULL) {
+        Py_DECREF(line);
+        Py_DECREF(verb);
+        Py_DECREF(arg);
+        Py_DECREF(size);
+        return NULL;
+    }
+    /* (PyTuple_SET_ITEM steals each reference) */
+    PyTuple_SET_ITEM(out, 0, verb);
+    PyTuple_SET_ITEM(out, 1, line);
+    PyTuple_SET_ITEM(out, 2, size);
+    PyTuple_SET_ITEM(out, 3, arg);
+    return out;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"scan_data", (PyCFunction)(void (*)(void))scan_data, METH_FASTCALL, scan_data_doc},
     {"first_bare", (PyCFunction)(void (*)(void))first_bare, METH_FASTCALL, first_bare_doc},
+    {"find_crlf", (PyCFunction)(void (*)(void))find_crlf, METH_FASTCALL, find_crlf_doc},
+    {"command_line", (PyCFunction)(void (*)(void))command_line, METH_FASTCALL, command_line_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "smtp_rtls._speedups",
-    .m_doc = "The DATA reader's one-pass scan, in C (the compiled build only).",
+    .m_doc = "The DATA reader's one-pass scan and the command line's read, in C (the compiled build only).",
     .m_size = 0,
     .m_methods = speedups_methods,
 };

@@ -7,3 +7,9 @@ def scan_data(
 
 def first_bare(buf: bytes | bytearray, stop: int, /) -> int:
     """The offset of the first bare CR or LF in ``buf[:stop]``, or -1."""
+
+def find_crlf(buf: bytes | bytearray, start: int, /) -> int:
+    """``buf.find(b"\\r\\n", start)`` for ``start >= 0``."""
+
+def command_line(raw: bytes, /) -> tuple[str, str, int, str] | None:
+    """read_command_line's answer for a line of printable ASCII, or None."""

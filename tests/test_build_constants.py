@@ -18,14 +18,16 @@ from smtp_rtls._build import COMPILED
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "smtp_rtls"
 
-# Rebound on purpose: tests compare DataReader's two paths, the bare CR/LF
-# search's and the command line read's, in one process by setting these to
-# None (tests/test_framing_fast.py, tests/test_readers_command_line.py).
+# Rebound on purpose: tests compare the C functions of the compiled build
+# with the Python they stand in for, in one process, by setting these to
+# None (tests/test_framing_fast.py, tests/test_readers_command_line.py,
+# tests/session/test_session_fast_paths.py).
 NOT_FINAL = {
     ("_framing", "scan_data"),
     ("_framing", "first_bare"),
     ("_framing", "find_crlf"),
     ("_readers", "command_line"),
+    ("session.server", "header_end_c"),
 }
 
 

@@ -67,6 +67,9 @@ DRIVER = textwrap.dedent(
             at = speedups.find_crlf(buf, stop)
             assert at == data.find(b"\\r\\n", stop), (data, stop)
             calls += 1
+        # a header section over the octets its scan tells apart
+        head = bytes(rng.choice(b"\\r\\n :x\\t") for _ in range(size))
+        assert 0 <= speedups.header_end(exact(head)) <= size, head
         # command_line takes bytes only (no exact array): what memcheck
         # sees here is a write past the strings it makes
         line = bytes(rng.choice(b"aA :\x7f\x1f") for _ in range(rng.randrange(0, 22)))

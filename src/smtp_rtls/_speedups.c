@@ -1,8 +1,9 @@
 /* smtp_rtls._speedups: DATA content read in one pass (compiled build only).
  *
  * scan_data() below; first_bare(), the bare CR / LF search alone, is after it,
- * then find_crlf(), a command line's end, and command_line(), the server's
- * read of a usual command line.
+ * then find_crlf(), a command line's end, header_end(), a message's header
+ * section's end, and command_line(), the server's read of a usual command
+ * line.
  *
  * The pure-Python DataReader (src/smtp_rtls/_framing.py) reads a chunk of
  * DATA content with bytes methods: a split that unstuffs and rules out the
@@ -301,6 +302,75 @@ find_crlf(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromSsize_t(found);
 }
 
+PyDoc_STRVAR(header_end_doc,
+"header_end(buf, /)\n"
+"--\n"
+"\n"
+"policy.tags.header_section_end(buf): the offset of the first line that is\n"
+"neither a header field nor a continuation, or len(buf).");
+
+static inline int
+is_wsp(unsigned char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* The end of a line that starts at q: after its LF, or n without one. */
+static inline Py_ssize_t
+line_after(const unsigned char *s, Py_ssize_t q, Py_ssize_t n)
+{
+    const unsigned char *lf = memchr(s + q, '\n', (size_t)(n - q));
+    return lf == NULL ? n : (lf - s) + 1;
+}
+
+/* RFC 5322 §2.1, §2.2: a message's header section is its fields, each a
+ * name of printable ASCII but ":" (%d33-57 / %d59-126), optional WSP
+ * (obs-optional, §4.5.8), ":" and the rest of the line, with any folded
+ * continuation lines (a line that starts with WSP, §2.2.3).  It ends at the
+ * first line that is neither.  The same language as policy.tags'
+ * _HEADER_FIELDS pattern, whose possessive runs never give characters back:
+ * so a line at a time, no backtracking, a memchr per line; the session
+ * finds where a message's header ends with it (RFC 8689 §4.1: the
+ * TLS-Required field is looked for there), and a test holds the two to one
+ * answer. */
+static PyObject *
+header_end(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 1) {
+        PyErr_Format(PyExc_TypeError, "header_end() takes 1 argument (%zd given)", nargs);
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const unsigned char *s = (const unsigned char *)view.buf;
+    const Py_ssize_t n = view.len;
+    Py_ssize_t p = 0; /* the end of the fields so far */
+    while (p < n) {
+        Py_ssize_t q = p;
+        while (q < n && s[q] >= 0x21 && s[q] <= 0x7e && s[q] != ':') {
+            q++;
+        }
+        if (q == p) {
+            break; /* no field name: the empty line, WSP, or body text */
+        }
+        while (q < n && is_wsp(s[q])) {
+            q++;
+        }
+        if (q == n || s[q] != ':') {
+            break;
+        }
+        q = line_after(s, q + 1, n);
+        while (q < n && is_wsp(s[q])) {
+            q = line_after(s, q, n);
+        }
+        p = q;
+    }
+    PyBuffer_Release(&view);
+    return PyLong_FromSsize_t(p);
+}
+
 PyDoc_STRVAR(command_line_doc,
 "command_line(raw, /)\n"
 "--\n"
@@ -409,13 +479,14 @@ static PyMethodDef speedups_methods[] = {
     {"first_bare", (PyCFunction)(void (*)(void))first_bare, METH_FASTCALL, first_bare_doc},
     {"find_crlf", (PyCFunction)(void (*)(void))find_crlf, METH_FASTCALL, find_crlf_doc},
     {"command_line", (PyCFunction)(void (*)(void))command_line, METH_FASTCALL, command_line_doc},
+    {"header_end", (PyCFunction)(void (*)(void))header_end, METH_FASTCALL, header_end_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "smtp_rtls._speedups",
-    .m_doc = "The DATA reader's one-pass scan and the command line's read, in C (the compiled build only).",
+    .m_doc = "The server's per-line and per-message scans, in C (the compiled build only).",
     .m_size = 0,
     .m_methods = speedups_methods,
 };

@@ -13,3 +13,6 @@ def find_crlf(buf: bytes | bytearray, start: int, /) -> int:
 
 def command_line(raw: bytes, /) -> tuple[str, str, int, str] | None:
     """read_command_line's answer for a line of printable ASCII, or None."""
+
+def header_end(buf: bytes | bytearray, /) -> int:
+    """``policy.tags.header_section_end(buf)``."""

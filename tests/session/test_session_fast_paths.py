@@ -333,8 +333,33 @@ def test_the_tag_fast_path_agrees_with_message_tag_rfc8689_4_1(
         requiretls, head
     )
     # the session finds the end with the same pattern, without the call
+    # (or, compiled, with _speedups.header_end)
     assert _header_end(head) == header_section_end(head)
     assert _header_end(bytearray(head)) == header_section_end(head)
+
+
+HEADER_OCTETS = st.sampled_from(
+    [b"\r", b"\n", b"\r\n", b" ", b"\t", b":", b"Subject", b"x", b"!", b"9", b";", b"~", b"\x7f"]
+    + [b"\x00", b"\x20", b"\x80", b"\xff", b"TLS-Required: No"]
+)
+
+
+@pytest.mark.compiled_only(reason="the C scan, _speedups.c")
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.lists(HEADER_OCTETS, max_size=30).map(b"".join), st.binary(max_size=40)))
+@example(b"Subject: x")
+@example(b"Subject : x\r\n continued\r\n\tmore\r\n\r\nbody")
+@example(b"a:\nb:")
+@example(b" x: y\r\n")
+def test_the_c_header_end_is_the_pattern_s_rfc5322_2_2(data: bytes) -> None:
+    from smtp_rtls.session import server
+
+    assert server.header_end_c is not None
+    assert server.header_end_c(data) == header_section_end(data)
+    assert server.header_end_c(bytearray(data)) == header_section_end(data)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(server, "header_end_c", None)
+        assert _header_end(data) == header_section_end(data)
 
 
 # -- the session's own SessionInfo and SessionEnvelope ---------------------------------

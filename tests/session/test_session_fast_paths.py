@@ -46,6 +46,7 @@ from smtp_rtls.session.server import (
     SessionEnvelope,
     SessionInfo,
     _header_end,
+    _lf_from,
     _message_tag,
 )
 
@@ -338,15 +339,33 @@ def test_the_tag_fast_path_agrees_with_message_tag_rfc8689_4_1(
     assert _header_end(bytearray(head)) == header_section_end(head)
 
 
-HEADER_OCTETS = st.sampled_from(
-    [b"\r", b"\n", b"\r\n", b" ", b"\t", b":", b"Subject", b"x", b"!", b"9", b";", b"~", b"\x7f"]
-    + [b"\x00", b"\x20", b"\x80", b"\xff", b"TLS-Required: No"]
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.lists(st.sampled_from([b"\n", b"\r\n", b"x", b"\r"]), max_size=10).map(b"".join), st.data()
 )
+def test_a_line_is_whole_when_an_lf_follows_the_header_end(
+    data: bytes, draw: st.DataObject
+) -> None:
+    # what the session asks before it decides the message's tag (RFC 8689 §4.1)
+    end = draw.draw(st.integers(0, len(data) + 1))
+    assert _lf_from(data, end) is (data.find(b"\n", end) >= 0)
+    assert _lf_from(bytearray(data), end) is (data.find(b"\n", end) >= 0)
+
+
+HEADER_OCTETS = st.sampled_from(
+    [b"\r", b"\n", b"\r\n", b" ", b"\t", b":", b"Subject", b"x", b"!", b"9", b";", b"~"]
+)
+HEADER_ODD_OCTETS = st.sampled_from([b"\x7f", b"\x00", b"\x80", b"\xff", b"TLS-Required: No"])
 
 
 @pytest.mark.compiled_only(reason="the C scan, _speedups.c")
 @settings(max_examples=2000, deadline=None)
-@given(st.one_of(st.lists(HEADER_OCTETS, max_size=30).map(b"".join), st.binary(max_size=40)))
+@given(
+    st.one_of(
+        st.lists(st.one_of(HEADER_OCTETS, HEADER_ODD_OCTETS), max_size=30).map(b"".join),
+        st.binary(max_size=40),
+    )
+)
 @example(b"Subject: x")
 @example(b"Subject : x\r\n continued\r\n\tmore\r\n\r\nbody")
 @example(b"a:\nb:")

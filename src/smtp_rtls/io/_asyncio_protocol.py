@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from .._reply import Reply
-from .._state import State, read_wait
+from .._state import read_wait
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
 from ._awaitable import awaitable
 from ._common import call_awaiting
@@ -30,9 +30,10 @@ if TYPE_CHECKING:
 
 logger: Final = logging.getLogger("smtp_rtls.io.asyncio")
 
-#: The shortest wait State.timeout gives a server in any state (the
-#: content's 3 minutes, RFC 5321 §4.5.3.2.5).
-SHORTEST_WAIT: Final = min(state.timeout for state in State if state.timeout > 0)
+#: How often a server's sweep looks for connections whose wait is over:
+#: a timeout ends up to this late.  RFC 5321 §4.5.3.2's waits are minutes;
+#: a server with a read timeout under 4 s sweeps four times per timeout.
+SWEEP_EVERY: Final = 1.0
 
 # Final aliases of classes from modules a compiled build does not compile
 # (attrs classes): a compiled module looks any other module-level name up
@@ -64,6 +65,10 @@ class SessionProtocol(asyncio.BufferedProtocol):
         self._read_timeout = settings.read_timeout
         self._loop = loop = asyncio.get_running_loop()
         self._clock = _clock(loop)
+        sweeper = server._sweeper
+        if sweeper is None or sweeper.loop is not loop:
+            sweeper = server._sweeper = Sweeper(loop, server._sessions, settings.read_timeout)
+        self._sweeper: Sweeper = sweeper
         self.finished: asyncio.Future[None] = self._loop.create_future()
         self._transport: asyncio.Transport | None = None
         self._session: ServerSession | None = None
@@ -77,8 +82,8 @@ class SessionProtocol(asyncio.BufferedProtocol):
         self._reading_paused = False
         self._write_blocked = False  # the session waits for the peer to read
         self._task: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0  # what the timer was armed for (its when())
+        # when the wait for the peer (a read, or a write it does not take)
+        # is over: the server's Sweeper ends the session after that
         self._expires = 0.0
         self._last_write = 0.0
 
@@ -162,9 +167,6 @@ class SessionProtocol(asyncio.BufferedProtocol):
         # nothing held back can be answered now: the session reads the end
         self._pending.clear()
         self._write_paused = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if self._read is not None:
             self._read = None
             self._advance(b"")
@@ -271,44 +273,26 @@ class SessionProtocol(asyncio.BufferedProtocol):
             self._give_up(exc)
             return
         self._read = request
-        expires = now + wait
-        timer = self._timer
-        # (the time the timer was armed for, kept: TimerHandle.when() is a
-        # Python method)
-        if timer is not None and self._timer_at > expires:
-            timer.cancel()
-            timer = None
-        self._expires = expires
-        if timer is None:
-            # One timer, moved on lazily: most reads come long before it
-            # fires, and re-arming it per read would cost more than the read.
-            # It is armed no later than the shortest wait of any state, so
-            # that the content's shorter wait after a command's finds it
-            # early enough: one timer per connection instead of two (a
-            # call_at and a cancel, about 2 us); when it fires early,
-            # _check_timer arms it again for the wait as it stands.
-            self._arm(min(expires, now + SHORTEST_WAIT))
+        self._expires = now + wait
+        # No timer of its own: a call_at and its cancel per connection cost
+        # about as much as the session's greeting (bench/README.md, *Hot
+        # paths*); the server's one sweep finds the wait over.
+        sweeper = self._sweeper
+        if sweeper.handle is None:
+            sweeper.start()
         if self._reading_paused and not self._write_paused:
             self._resume_reading()
 
     def _wait_write(self) -> None:
         self._write_blocked = True
-        if self._timer is not None:
-            self._timer.cancel()
         self._expires = self._clock() + (self._settings.read_timeout or 300.0)
-        self._arm(self._expires)
+        sweeper = self._sweeper
+        if sweeper.handle is None:
+            sweeper.start()
 
-    def _arm(self, at: float) -> None:
-        self._timer = self._loop.call_at(at, self._check_timer)
-        self._timer_at = at
-
-    def _check_timer(self) -> None:
-        self._timer = None
-        if self._read is None and not self._write_blocked:
-            return  # not waiting for the peer now; the next read re-arms
-        if self._clock() < self._expires:
-            self._arm(self._expires)
-            return
+    def time_out(self) -> None:
+        """End the session: its peer sent or read nothing in time (RFC 5321
+        §4.5.3.2; the Sweeper calls this)."""
         self._give_up(TimeoutError("the peer sent or read nothing in time"))
 
     def _await(self, awaitable: Coroutine[Any, Any, Any]) -> None:
@@ -386,9 +370,6 @@ class SessionProtocol(asyncio.BufferedProtocol):
             self._end_early(None)
 
     def _close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         transport = self._transport
         if transport is not None and not transport.is_closing():
             if transport.get_write_buffer_size():
@@ -405,6 +386,61 @@ class SessionProtocol(asyncio.BufferedProtocol):
         self._server._sessions.discard(self)
         if not self.finished.done():
             self.finished.set_result(None)
+
+
+class Sweeper:
+    """The timeouts of a server's connections, one timer for them all.
+
+    A connection that waits for its peer sets when that wait is over
+    (``SessionProtocol._expires``) and starts the sweep if it is not
+    running; every :data:`SWEEP_EVERY` seconds (a quarter of a read timeout
+    under 4 s) the sweep ends each session whose wait is over, and runs
+    again while any session waits.  So a connection arms no timer and
+    cancels none (an asyncio timer is a Python object pushed on the loop's
+    heap), at the price of a timeout that ends up to one sweep late.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sessions: set[SessionProtocol],
+        read_timeout: float | None,
+    ) -> None:
+        self.loop = loop
+        self._sessions = sessions
+        self._clock = _clock(loop)
+        self.every = SWEEP_EVERY
+        if read_timeout is not None and read_timeout < 4 * SWEEP_EVERY:
+            self.every = max(read_timeout / 4, 0.01)
+        #: the sweep's timer, while one is due
+        self.handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        """Sweep in :attr:`every` seconds (a session has started to wait)."""
+        if self.handle is None:
+            self.handle = self.loop.call_later(self.every, self._sweep)
+
+    def stop(self) -> None:
+        """Cancel the sweep due (the server has stopped)."""
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+    def _sweep(self) -> None:
+        self.handle = None
+        now = self._clock()
+        waiting = False
+        for session in list(self._sessions):
+            # (a session running a handler call or the handshake waits for
+            # no peer: those have their own bounds)
+            if session._read is None and not session._write_blocked:
+                continue
+            if now >= session._expires:
+                session.time_out()
+            else:
+                waiting = True
+        if waiting:
+            self.start()
 
 
 def _clock(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:

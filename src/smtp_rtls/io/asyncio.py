@@ -23,6 +23,7 @@ from .._state import REPLY_TIMEOUTS
 from .._tls import TLSInfo
 from ..session import client as client_ops
 from ._asyncio_protocol import SessionProtocol as _SessionProtocol
+from ._asyncio_protocol import Sweeper
 from ._common import AsyncClientBase, ServerBase, ServeSettings, serve_settings
 from ._deliver_asyncio import deliver
 from ._fulfil_async import AsyncFulfiller
@@ -42,6 +43,9 @@ class Server(ServerBase):
         super().__init__(settings)
         self._server: asyncio.base_events.Server | None = None
         self._sessions: set[_SessionProtocol] = set()
+        # the timeouts of every session, made by the first connection (on
+        # the running loop)
+        self._sweeper: Sweeper | None = None
         # What every connection of this server reads into (see
         # _SessionProtocol.get_buffer): one loop runs them all, and each
         # read is copied out before the next one starts.
@@ -80,6 +84,8 @@ class Server(ServerBase):
                     session.cancel()
             if left:
                 await asyncio.wait(left, timeout=5)
+        if self._sweeper is not None:
+            self._sweeper.stop()
         await self._server.wait_closed()
 
     async def _start(self, host: str, port: int) -> None:

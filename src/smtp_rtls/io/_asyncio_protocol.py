@@ -277,18 +277,14 @@ class SessionProtocol(asyncio.BufferedProtocol):
         # No timer of its own: a call_at and its cancel per connection cost
         # about as much as the session's greeting (bench/README.md, *Hot
         # paths*); the server's one sweep finds the wait over.
-        sweeper = self._sweeper
-        if sweeper.handle is None:
-            sweeper.start()
+        self._sweeper.start()
         if self._reading_paused and not self._write_paused:
             self._resume_reading()
 
     def _wait_write(self) -> None:
         self._write_blocked = True
         self._expires = self._clock() + (self._settings.read_timeout or 300.0)
-        sweeper = self._sweeper
-        if sweeper.handle is None:
-            sweeper.start()
+        self._sweeper.start()
 
     def time_out(self) -> None:
         """End the session: its peer sent or read nothing in time (RFC 5321

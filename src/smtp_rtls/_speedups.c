@@ -198,6 +198,24 @@ scan_data(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
                          PyBool_FromLong(line_start));
 }
 
+/* The arguments of first_bare() and find_crlf(): a buffer and an offset
+ * into it, (buf, offset); the buffer's view is to be released by the
+ * caller.  -1 with an exception set when they are not that. */
+static int
+buffer_and_offset(const char *name, PyObject *const *args, Py_ssize_t nargs,
+                  Py_buffer *view, Py_ssize_t *offset)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "%s() takes 2 arguments (%zd given)", name, nargs);
+        return -1;
+    }
+    *offset = PyLong_AsSsize_t(args[1]);
+    if (*offset == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    return PyObject_GetBuffer(args[0], view, PyBUF_SIMPLE);
+}
+
 PyDoc_STRVAR(first_bare_doc,
 "first_bare(buf, stop, /)\n"
 "--\n"
@@ -212,16 +230,9 @@ PyDoc_STRVAR(first_bare_doc,
 static PyObject *
 first_bare(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "first_bare() takes 2 arguments (%zd given)", nargs);
-        return NULL;
-    }
-    const Py_ssize_t stop = PyLong_AsSsize_t(args[1]);
-    if (stop == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
     Py_buffer view;
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
+    Py_ssize_t stop;
+    if (buffer_and_offset("first_bare", args, nargs, &view, &stop) < 0) {
         return NULL;
     }
     if (stop < 0 || stop > view.len) {
@@ -265,20 +276,14 @@ PyDoc_STRVAR(find_crlf_doc,
 static PyObject *
 find_crlf(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "find_crlf() takes 2 arguments (%zd given)", nargs);
-        return NULL;
-    }
-    const Py_ssize_t start = PyLong_AsSsize_t(args[1]);
-    if (start == -1 && PyErr_Occurred()) {
+    Py_buffer view;
+    Py_ssize_t start;
+    if (buffer_and_offset("find_crlf", args, nargs, &view, &start) < 0) {
         return NULL;
     }
     if (start < 0) {
+        PyBuffer_Release(&view);
         PyErr_SetString(PyExc_ValueError, "find_crlf(): start is negative");
-        return NULL;
-    }
-    Py_buffer view;
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) {
         return NULL;
     }
     const char *s = (const char *)view.buf;

@@ -9,6 +9,7 @@ installation runs compiled.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 # The core's hot modules and the session drivers, by name under smtp_rtls.
 # Not here: _abnf (constants only); the modules of attrs classes (_events,
@@ -69,6 +70,18 @@ def compiled_modules() -> list[str]:
             continue
         out.append(name)
     return out
+
+
+def speedup(name: str) -> Any:
+    """The C function ``name`` of ``_speedups`` in a compiled build; None in
+    the pure build, where the module is not built.  The modules that use
+    one keep it in a module global of their own (not Final), so that tests
+    can set it to None and compare it with the Python it stands in for."""
+    try:
+        from . import _speedups
+    except ImportError:
+        return None
+    return getattr(_speedups, name)
 
 
 def describe() -> str:

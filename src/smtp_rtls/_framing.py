@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Final, TypeAlias
 
+from ._build import speedup
 from ._errors import RemoteProtocolError
 
 __all__ = ["BdatReader", "DataReader", "LineBuffer", "LineTooLong", "slice_of"]
@@ -40,18 +41,9 @@ FirstBare: TypeAlias = Callable[[bytes | bytearray, int], int]
 FindCRLF: TypeAlias = Callable[[bytes | bytearray, int], int]
 
 
-def _load_speedups() -> tuple[ScanData | None, FirstBare | None, FindCRLF | None]:
-    try:
-        from ._speedups import find_crlf, first_bare, scan_data
-    except ImportError:
-        return None, None, None
-    return scan_data, first_bare, find_crlf
-
-
-scan_data: ScanData | None
-first_bare: FirstBare | None
-find_crlf: FindCRLF | None
-scan_data, first_bare, find_crlf = _load_speedups()
+scan_data: ScanData | None = speedup("scan_data")
+first_bare: FirstBare | None = speedup("first_bare")
+find_crlf: FindCRLF | None = speedup("find_crlf")
 
 
 class LineTooLong(RemoteProtocolError):

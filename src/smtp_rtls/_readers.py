@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 from typing import Final, TypeAlias
 
+from ._build import speedup
 from ._errors import RemoteProtocolError
 from ._framing import BdatReader, DataReader, LineBuffer, LineTooLong
 from ._reply import EnhancedStatus, Reply, parse_one_line, parse_reply_line
@@ -52,17 +53,7 @@ CommandLine: TypeAlias = tuple[str, str, int, str]
 #: other.  A module global, not Final, so that tests can compare both paths
 #: in one process (tests/test_readers_command_line.py).
 CommandLineC: TypeAlias = Callable[[bytes], CommandLine | None]
-
-
-def _load_command_line() -> CommandLineC | None:
-    try:
-        from ._speedups import command_line
-    except ImportError:
-        return None
-    return command_line
-
-
-command_line: CommandLineC | None = _load_command_line()
+command_line: CommandLineC | None = speedup("command_line")
 
 
 LINE_TOO_LONG: Final = Reply(500, "Line too long", "5.5.2")

@@ -27,6 +27,7 @@ import logging
 from collections.abc import Callable, Generator, Sequence
 from typing import Any, Final, cast
 
+from .._build import speedup
 from .._config import ServerConfig
 from .._errors import LocalProtocolError, RemoteProtocolError
 from .._events import (
@@ -576,19 +577,11 @@ def _overrides(handler: object, name: str) -> bool:
     return getattr(method, "__func__", None) is not getattr(_Handler, name)
 
 
-def _load_header_end() -> Callable[[bytes | bytearray], int] | None:
-    try:
-        from .._speedups import header_end
-    except ImportError:
-        return None
-    return header_end
-
-
 #: ``_speedups.header_end`` (the compiled build only; None in the pure
 #: build): header_section_end() in one pass of C, where the pattern costs
 #: about 4,000 instructions on a short header section.  Not Final, so that
 #: tests compare both in one process (tests/session/test_session_fast_paths.py).
-header_end_c: Callable[[bytes | bytearray], int] | None = _load_header_end()
+header_end_c: Callable[[bytes | bytearray], int] | None = speedup("header_end")
 
 
 def _header_end(data: bytes | bytearray) -> int:

@@ -19,9 +19,9 @@ import pytest
 from smtp_rtls.cli import main
 from smtp_rtls.io.tlsrpt import DKIM_SIGNED_HEADERS, DKIMSigner, ReportStatus, report_message
 
-from .test_cli import WHO, YESTERDAY, as_yesterday, send, zone
+from .test_cli import WHO, as_yesterday, send, zone
 from .test_send_reports import NEXT_DAY, a_report, publish, sender
-from .world import DOMAIN, REPORTS, REPORTS_MX, Certs, DNSServer, Recorder
+from .world import DOMAIN, REPORTS, REPORTS_MX, Certs, DNSServer, Recorder, session_day
 
 dkim: Any = pytest.importorskip("dkim")
 serialization: Any = pytest.importorskip("cryptography.hazmat.primitives.serialization")
@@ -190,6 +190,8 @@ def report_args(recorded: Path, dns_server: DNSServer, certs: Certs, port: int) 
         "report",
         "--tlsrpt-dir",
         str(recorded),
+        "--date",
+        str(session_day(recorded)),
         *WHO,
         "--send",
         "--nameserver",
@@ -222,7 +224,8 @@ def test_report_send_signs_mail_with_dkim_key_and_selector(
     status = main([*args, "--dkim-key", str(key_file), "--dkim-selector", SELECTOR])
     captured = capsys.readouterr()
     assert status == 0, captured
-    assert f"{DOMAIN} {YESTERDAY}: delivered to mailto:tlsrpt@{REPORTS}" in captured.out
+    day = session_day(recorded)
+    assert f"{DOMAIN} {day}: delivered to mailto:tlsrpt@{REPORTS}" in captured.out
     assert captured.err == ""  # signed: no warning
     ((_, content),) = recorder.messages_kept
     assert dkim.verify(content, dnsfunc=dns_for(record), tlsrpt="strict")

@@ -10,7 +10,6 @@ into the day's report and checked against the RFC 8460 §4.4 schema.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,18 @@ from smtp_rtls.policy.plan import Action
 from smtp_rtls.policy.tlsrpt import PolicyType, ReportSubmitter, ResultType, SessionResult
 from smtp_rtls.session import DeliveryResult, DeliveryStatus
 
-from .world import DOMAIN, MESSAGE, MX, STS_HOST, TIMEOUTS, Certs, DNSServer, fulfiller, validate
+from .world import (
+    DOMAIN,
+    MESSAGE,
+    MX,
+    STS_HOST,
+    TIMEOUTS,
+    Certs,
+    DNSServer,
+    fulfiller,
+    session_day,
+    validate,
+)
 
 SUBMITTER = ReportSubmitter("Sender Inc.", "tlsrpt@sender.example")
 STS_PATH = "/.well-known/mta-sts.txt"
@@ -48,7 +58,7 @@ def run(
     requiretls: bool = True,
     https_port: int = 443,
 ) -> tuple[DeliveryResult, tuple[SessionResult, ...], dict[str, Any]]:
-    """Deliver one message, record its results, make today's report: all three."""
+    """Deliver one message, record its results, make their day's report: all three."""
     result = deliver(
         MailFrom("alice@sender.example", requiretls=requiretls),
         ["bob@example.org"],
@@ -61,11 +71,11 @@ def run(
     )
     store = TLSRPTStore(tmp_path / "tlsrpt")
     assert store.record_delivery(result) == len(result.tlsrpt_results())
-    today = datetime.datetime.now(datetime.UTC).date()
-    log = store.read(today)
+    day = session_day(store.directory)
+    log = store.read(day)
     assert log.damaged == ()
     assert log.results == result.tlsrpt_results()
-    (report,) = store.make_reports(today, SUBMITTER)
+    (report,) = store.make_reports(day, SUBMITTER)
     document = report.document()
     validate(document)
     return result, log.results, document
@@ -325,8 +335,8 @@ def test_a_day_of_deliveries_makes_one_valid_report_per_policy_domain(
             timeouts=TIMEOUTS,
         )
         store.record_delivery(result)
-    today = datetime.datetime.now(datetime.UTC).date()
-    (report,) = store.make_reports(today, SUBMITTER)
+    day = session_day(store.directory)
+    (report,) = store.make_reports(day, SUBMITTER)
     document = report.document()
     validate(document)
     (policy,) = document["policies"]
@@ -336,7 +346,7 @@ def test_a_day_of_deliveries_makes_one_valid_report_per_policy_domain(
     }
     counts = {d["result-type"]: d["failed-session-count"] for d in policy["failure-details"]}
     assert counts == {"certificate-expired": 2, "certificate-host-mismatch": 1}
-    lines = store.sessions_file(today).read_text().splitlines()
+    lines = store.sessions_file(day).read_text().splitlines()
     assert len(lines) == 5
 
 

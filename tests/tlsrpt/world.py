@@ -31,6 +31,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 import jsonschema
+import pytest
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -51,6 +52,25 @@ MESSAGE = b"From: alice@sender.example\r\nSubject: hi\r\nMessage-ID: <1@s>\r\n\r
 TIMEOUTS = {k: 10.0 for k in DEFAULT_TIMEOUTS}  # a failing test must not hang for minutes
 SCHEMA = json.loads((Path(__file__).parent.parent / "policy" / "tlsrpt-schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
+
+
+def today() -> datetime.date:
+    """The UTC day now: asked each time, since a test run may cross midnight."""
+    return datetime.datetime.now(datetime.UTC).date()
+
+
+def session_day(folder: Path) -> datetime.date:
+    """The one day whose session results the TLSRPT directory ``folder`` holds.
+
+    The store files a result under the UTC day its session ran, so sessions
+    that straddle midnight land in two files: the test is then skipped
+    rather than failed, as what it counts is split between two days.
+    """
+    days = sorted(path.stem for path in (folder / "sessions").glob("*.jsonl"))
+    if len(days) > 1:
+        pytest.skip(f"the sessions ran across midnight (UTC): {days}")
+    (day,) = days
+    return datetime.date.fromisoformat(day)
 
 
 def validate(document: object) -> None:

@@ -21,7 +21,7 @@ from .._reply import Reply
 from .._state import read_wait
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
 from ._awaitable import awaitable
-from ._common import call_awaiting
+from ._common import call_awaiting, sweep_every
 from ._streams_asyncio import READ_SIZE
 from .tls import tls_info
 
@@ -29,11 +29,6 @@ if TYPE_CHECKING:
     from .asyncio import Server
 
 logger: Final = logging.getLogger("smtp_rtls.io.asyncio")
-
-#: How often a server's sweep looks for connections whose wait is over:
-#: a timeout ends up to this late.  RFC 5321 §4.5.3.2's waits are minutes;
-#: a server with a read timeout under 4 s sweeps four times per timeout.
-SWEEP_EVERY: Final = 1.0
 
 # Final aliases of classes from modules a compiled build does not compile
 # (attrs classes): a compiled module looks any other module-level name up
@@ -389,8 +384,8 @@ class Sweeper:
 
     A connection that waits for its peer sets when that wait is over
     (``SessionProtocol._expires``) and starts the sweep if it is not
-    running; every :data:`SWEEP_EVERY` seconds (a quarter of a read timeout
-    under 4 s) the sweep ends each session whose wait is over, and runs
+    running; every second (``_common.sweep_every``: a quarter of a read
+    timeout under 4 s) the sweep ends each session whose wait is over, and runs
     again while any session waits.  So a connection arms no timer and
     cancels none (an asyncio timer is a Python object pushed on the loop's
     heap), at the price of a timeout that ends up to one sweep late.
@@ -405,9 +400,7 @@ class Sweeper:
         self.loop = loop
         self._sessions = sessions
         self._clock = _clock(loop)
-        self.every = SWEEP_EVERY
-        if read_timeout is not None and read_timeout < 4 * SWEEP_EVERY:
-            self.every = max(read_timeout / 4, 0.01)
+        self.every = sweep_every(read_timeout)
         #: the sweep's timer, while one is due
         self.handle: asyncio.TimerHandle | None = None
 

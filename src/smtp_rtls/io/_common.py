@@ -37,6 +37,21 @@ __all__ = [
 
 _T = TypeVar("_T")
 
+#: How often a server's sweep looks for sessions whose wait for the peer
+#: is over (the asyncio and trio servers): a timeout ends up to this late.
+#: RFC 5321 §4.5.3.2's waits are minutes; a server with a read timeout
+#: under 4 s sweeps four times per timeout (:func:`sweep_every`).
+SWEEP_EVERY = 1.0
+
+
+def sweep_every(read_timeout: float | None) -> float:
+    """The period of a server's sweep of its sessions' timeouts:
+    :data:`SWEEP_EVERY`, or a quarter of ``read_timeout`` when that is
+    shorter than four sweeps (10 ms at least)."""
+    if read_timeout is not None and read_timeout < 4 * SWEEP_EVERY:
+        return max(read_timeout / 4, 0.01)
+    return SWEEP_EVERY
+
 
 @attrs.frozen
 class ServeSettings:

@@ -30,7 +30,14 @@ from .._tls import TLSInfo
 from ..session import client as client_ops
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
 from ._awaitable import awaitable
-from ._common import AsyncClientBase, ServerBase, ServeSettings, call_awaiting, serve_settings
+from ._common import (
+    AsyncClientBase,
+    ServerBase,
+    ServeSettings,
+    call_awaiting,
+    serve_settings,
+    sweep_every,
+)
 from ._deliver_trio import deliver
 from .tls import tls_info
 
@@ -79,6 +86,7 @@ class Server(ServerBase):
         self._sessions: set[trio.CancelScope] = set()
         self._idle = trio.Event()
         self._idle.set()
+        self._sweeper = _Sweeper(settings.read_timeout)
 
     def _listening_socket(self) -> socket.socket:
         return self._listeners[0].socket  # type: ignore[return-value]
@@ -110,10 +118,19 @@ class Server(ServerBase):
         # Sessions live outside the accepting scope: shutdown() stops the
         # accepting at once and gives the sessions their deadline.
         async with trio.open_nursery() as sessions:
+            sweeping = trio.CancelScope()
+            sessions.start_soon(self._sweep, sweeping)
             with self._accepting:
                 async with trio.open_nursery() as accepting:
                     for listener in self._listeners:
                         accepting.start_soon(self._accept, listener, sessions)
+            # no new session now: the sweep keeps time for the last ones
+            await self._idle.wait()
+            sweeping.cancel()
+
+    async def _sweep(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await self._sweeper.run()
 
     async def _accept(self, listener: trio.SocketListener, sessions: trio.Nursery) -> None:
         raw = _plain_socket(listener)
@@ -158,7 +175,7 @@ class Server(ServerBase):
         try:
             with scope:
                 settings = self.settings
-                await run_session(
+                await _run_session(
                     self.handler,
                     stream,
                     hostname=self.hostname,
@@ -166,6 +183,7 @@ class Server(ServerBase):
                     tls=settings.tls,
                     implicit_tls=settings.implicit_tls,
                     read_timeout=settings.read_timeout,
+                    sweeper=self._sweeper,
                 )
         finally:
             self._sessions.discard(scope)
@@ -234,6 +252,78 @@ async def _reuse_port_listeners(host: str, port: int) -> list[trio.SocketListene
     return listeners
 
 
+class _Watch:
+    """What a server's sweep knows of one session: when the session's wait
+    for its peer is over (``inf`` while it waits for none: a handler call,
+    a handshake), and the scope that ends the session then."""
+
+    __slots__ = ("expires", "scope")
+
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self.expires = math.inf
+        self.scope = scope
+
+
+class _DeadlineWatch:
+    """A session run on its own (:func:`run_session`, no server's sweep):
+    its waits end at its scope's deadline, which each wait moves."""
+
+    __slots__ = ("scope",)
+
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self.scope = scope
+
+    @property
+    def expires(self) -> float:
+        """The scope's deadline."""
+        return self.scope.deadline
+
+    @expires.setter
+    def expires(self, when: float) -> None:
+        self.scope.deadline = when
+
+
+class _Sweeper:
+    """The waits of a server's sessions, kept by one task for them all.
+
+    A session sets when its wait for the peer is over
+    (:attr:`_Watch.expires`) before it waits; every second (a quarter of a
+    read timeout under 4 s: :func:`~smtp_rtls.io._common.sweep_every`) the
+    sweep cancels each session whose wait is over, RFC 5321 §4.5.3.2's
+    timeouts, and it sleeps while no session runs.  Moving a trio cancel
+    scope's deadline at each wait costs more than the rest of a command's
+    work (a context manager and a heap push in Python); the price of the
+    sweep is a timeout that ends up to one sweep late, as the asyncio
+    server's (``_asyncio_protocol.Sweeper``).
+    """
+
+    def __init__(self, read_timeout: float | None) -> None:
+        self.every = sweep_every(read_timeout)
+        self.watches: set[_Watch] = set()
+        self._work = trio.Event()
+
+    def add(self, watch: _Watch) -> None:
+        """Keep time for a session (until :meth:`discard`)."""
+        self.watches.add(watch)
+        self._work.set()
+
+    def discard(self, watch: _Watch) -> None:
+        """The session is over."""
+        self.watches.discard(watch)
+
+    async def run(self) -> None:
+        """Sweep until cancelled."""
+        while True:
+            if not self.watches:
+                self._work = trio.Event()
+                await self._work.wait()
+            await trio.sleep(self.every)
+            now = trio.current_time()
+            for watch in self.watches:
+                if now >= watch.expires:
+                    watch.scope.cancel()
+
+
 async def run_session(
     handler: object,
     stream: trio.SocketStream,
@@ -244,7 +334,50 @@ async def run_session(
     implicit_tls: bool = False,
     read_timeout: float | None = None,
 ) -> None:
-    """Run one server session on a connected stream, then close it."""
+    """Run one server session on a connected stream, then close it.
+
+    Its waits for the peer (RFC 5321 §4.5.3.2, or ``read_timeout``) are
+    timed by a deadline of its own, moved at each wait; :func:`serve`'s
+    sessions share one sweep instead (see *Limits and timeouts* in
+    :doc:`/receiving`).
+    """
+    await _run_session(
+        handler,
+        stream,
+        hostname=hostname,
+        config=config,
+        tls=tls,
+        implicit_tls=implicit_tls,
+        read_timeout=read_timeout,
+        sweeper=None,
+    )
+
+
+async def _run_session(
+    handler: object,
+    stream: trio.SocketStream,
+    *,
+    hostname: str,
+    config: ServerConfig | None,
+    tls: ssl.SSLContext | None,
+    implicit_tls: bool,
+    read_timeout: float | None,
+    sweeper: _Sweeper | None,
+) -> None:
+    """:func:`run_session`, its waits kept by ``sweeper`` (a server's) or,
+    with None, by its own deadline."""
+    # One cancel scope for every wait on the peer, and when that wait is
+    # over set before each read and write (what trio.fail_after does,
+    # without a scope made and entered per wait).  Only the reads and
+    # writes await with it set: a handler's coroutine and the handshake
+    # get none (inf).
+    waits = trio.CancelScope()
+    watch: _Watch | _DeadlineWatch
+    if sweeper is None:
+        watch = _DeadlineWatch(waits)
+    else:
+        watch = _Watch(waits)
+        sweeper.add(watch)
     peername = stream.socket.getpeername()
     peer = (peername[0], peername[1])
     current: trio.abc.Stream = stream
@@ -268,17 +401,10 @@ async def run_session(
         wait_readable = trio.lowlevel.wait_readable
         checkpoint = trio.lowlevel.checkpoint
         last_write = current_time()
-        # What the waits' deadline was last set to (below), and whether the
-        # session has read since it last wrote (then more may be waiting;
-        # just after a reply, the peer has had no time to answer it).
-        armed = math.inf
+        # Whether the session has read since it last wrote (then more may
+        # be waiting; just after a reply, the peer has had no time to
+        # answer it).
         wrote = True
-        # One cancel scope for every wait on the peer, its deadline moved
-        # before each read and write (what trio.fail_after does, without a
-        # scope made and entered per wait, which costs more than the rest
-        # of a command's work).  Only the reads and writes await with it
-        # set: a handler's coroutine and the handshake get none (inf).
-        waits = trio.CancelScope()
         with waits:
             while True:
                 try:
@@ -293,7 +419,7 @@ async def run_session(
                     try:
                         result = getattr(request.target, request.method)(*request.args)
                         if result is not None and type(result) is not Reply and awaitable(result):
-                            armed = waits.deadline = math.inf
+                            watch.expires = math.inf
                             result = await result
                     except Exception as exc:
                         result = exc
@@ -304,7 +430,7 @@ async def run_session(
                         request.timeout, request.deadline, now - last_write, read_timeout
                     )
                     if current is not stream or raw is None:
-                        armed = waits.deadline = now + timeout
+                        watch.expires = now + timeout
                         result = await current.receive_some(READ_SIZE)
                         continue
                     # The plain socket, straight: what SocketStream.receive_some
@@ -322,7 +448,7 @@ async def run_session(
                             except BlockingIOError:
                                 result = None
                         if result is None:
-                            armed = waits.deadline = now + timeout
+                            watch.expires = now + timeout
                             while True:
                                 await wait_readable(raw)
                                 try:
@@ -334,8 +460,8 @@ async def run_session(
                             # Read without waiting: still let the other tasks
                             # run, and a cancellation in, as every trio read
                             # does; no stale deadline may fire meanwhile.
-                            if armed != math.inf:
-                                armed = waits.deadline = math.inf
+                            if watch.expires != math.inf:
+                                watch.expires = math.inf
                             await checkpoint()
                     except OSError as exc:
                         raise _broken(exc) from exc
@@ -355,19 +481,19 @@ async def run_session(
                             except BlockingIOError:
                                 sent = 0
                             if sent < len(data):
-                                armed = waits.deadline = current_time() + (read_timeout or 300.0)
+                                watch.expires = current_time() + (read_timeout or 300.0)
                                 await _send_rest(raw, data, sent)
                         except OSError as exc:
                             raise _broken(exc) from exc
                         wrote = True
                     else:
-                        armed = waits.deadline = current_time() + (read_timeout or 300.0)
+                        watch.expires = current_time() + (read_timeout or 300.0)
                         await current.send_all(request.data)
                     last_write = current_time()
                     result = None
                 elif type(request) is StartTLS:
                     assert tls is not None
-                    armed = waits.deadline = math.inf
+                    watch.expires = math.inf
                     ssl_stream = trio.SSLStream(current, tls, server_side=True)
                     try:
                         with trio.fail_after(read_timeout or 300.0):
@@ -394,6 +520,8 @@ async def run_session(
                     await call_awaiting(call)
         raise
     finally:
+        if sweeper is not None and isinstance(watch, _Watch):
+            sweeper.discard(watch)
         if current is stream:
             # What aclose_forcefully does to a socket stream (its aclose
             # closes the socket, then checkpoints in a cancelled scope),

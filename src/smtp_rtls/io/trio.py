@@ -401,10 +401,6 @@ async def _run_session(
         wait_readable = trio.lowlevel.wait_readable
         checkpoint = trio.lowlevel.checkpoint
         last_write = current_time()
-        # Whether the session has read since it last wrote (then more may
-        # be waiting; just after a reply, the peer has had no time to
-        # answer it).
-        wrote = True
         with waits:
             while True:
                 try:
@@ -435,34 +431,26 @@ async def _run_session(
                         continue
                     # The plain socket, straight: what SocketStream.receive_some
                     # does (try the read, wait for the socket when it would
-                    # block), without its layers, and with one wait for the
-                    # socket instead of a failed read first when the peer
-                    # has yet to answer a reply.
+                    # block), without its layers, and with its checkpoint
+                    # (the other tasks run, a cancellation comes in) before
+                    # the read rather than after it.  By the time the other
+                    # sessions have run, the peer has usually answered, and
+                    # the read needs no wait for the socket: each such wait
+                    # registers the socket with epoll again and goes through
+                    # trio's scheduler, about as much work as a command.
+                    watch.expires = now + timeout
                     try:
-                        if wrote:
-                            wrote = False
+                        await checkpoint()
+                        try:
+                            result = raw.recv(READ_SIZE)
+                        except BlockingIOError:
                             result = None
-                        else:
+                        while result is None:
+                            await wait_readable(raw)
                             try:
                                 result = raw.recv(READ_SIZE)
-                            except BlockingIOError:
-                                result = None
-                        if result is None:
-                            watch.expires = now + timeout
-                            while True:
-                                await wait_readable(raw)
-                                try:
-                                    result = raw.recv(READ_SIZE)
-                                    break
-                                except BlockingIOError:
-                                    pass
-                        else:
-                            # Read without waiting: still let the other tasks
-                            # run, and a cancellation in, as every trio read
-                            # does; no stale deadline may fire meanwhile.
-                            if watch.expires != math.inf:
-                                watch.expires = math.inf
-                            await checkpoint()
+                            except BlockingIOError:  # woken for nothing
+                                continue
                     except OSError as exc:
                         raise _broken(exc) from exc
                 elif type(request) is Write:
@@ -485,7 +473,6 @@ async def _run_session(
                                 await _send_rest(raw, data, sent)
                         except OSError as exc:
                             raise _broken(exc) from exc
-                        wrote = True
                     else:
                         watch.expires = current_time() + (read_timeout or 300.0)
                         await current.send_all(request.data)

@@ -16,6 +16,7 @@ import shutil
 import smtplib
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -215,6 +216,22 @@ def test_a_silent_peer_is_dropped_after_the_timeout_rfc5321_4_5_3_2(kind: str) -
             time.sleep(0.02)
         assert server.active == 0
     assert len(handler.closed) == 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_peers_that_reset_at_once_leave_the_server_serving(kind: str) -> None:
+    # A peer may connect and reset before its session has begun (the trio
+    # server asked the socket for its peer then, got ENOTCONN, and the
+    # error ended the whole server): each such connection is just over.
+    handler = Sink()
+    with running(kind, handler) as server:
+        for _ in range(100):
+            peer = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            peer.close()  # an RST, not a FIN
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+            client.sendmail("a@example.org", ["b@example.net"], b"Subject: x\r\n\r\nx")
+    assert handler.messages == 1
 
 
 @pytest.mark.parametrize("kind", KINDS)

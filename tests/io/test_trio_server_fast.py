@@ -475,3 +475,28 @@ def test_serve_takes_a_burst_of_connections_the_same(limit: int) -> None:
     assert len(stored) == min(limit, 12)
     refused = [g for g in fast if g.startswith(b"421 ")]
     assert len(refused) == 12 - len(stored)
+
+
+def test_run_session_on_a_connection_reset_before_it_began_returns() -> None:
+    # trio's run_session asks the socket for the peer's address; a peer
+    # that has reset the connection already has none (ENOTCONN): there is
+    # no session, and nothing is raised into the caller's nursery.
+    recorder = Recorder()
+
+    async def main() -> None:
+        with trio.fail_after(LIMIT):
+            [listener] = await trio.open_tcp_listeners(0, host="127.0.0.1")
+            port = listener.socket.getsockname()[1]
+            peer = socket.create_connection(("127.0.0.1", port), timeout=5)
+            stream = await listener.accept()
+            await listener.aclose()
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            peer.close()  # an RST
+            await trio.sleep(0.05)
+            await trio_io.run_session(recorder, stream, hostname="mx.test")
+            assert stream.socket.fileno() == -1  # closed
+
+    with trio_logs() as logs:
+        trio.run(main)
+    assert recorder.calls == []
+    assert any("ended before its session began" in line for line in logs), logs

@@ -144,9 +144,10 @@ class Server(ServerBase):
                     stream = await listener.accept()
                 except (trio.ClosedResourceError, OSError):
                     return
+                peer = None  # asked of the socket when the session starts
             else:
                 try:
-                    sock, _address = raw.accept()
+                    sock, address = raw.accept()
                 except BlockingIOError:
                     try:
                         await trio.lowlevel.wait_readable(raw)
@@ -158,6 +159,7 @@ class Server(ServerBase):
                         continue
                     return  # closed, or out of resources: as before
                 stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+                peer = (address[0], address[1])
                 taken += 1
                 if taken % _ACCEPT_BATCH == 0:
                     # a flood of connections still lets the sessions run
@@ -169,9 +171,14 @@ class Server(ServerBase):
             self._sessions.add(scope)
             if self._idle.is_set():
                 self._idle = trio.Event()
-            sessions.start_soon(self._session, stream, scope)
+            sessions.start_soon(self._session, stream, scope, peer)
 
-    async def _session(self, stream: trio.SocketStream, scope: trio.CancelScope) -> None:
+    async def _session(
+        self,
+        stream: trio.SocketStream,
+        scope: trio.CancelScope,
+        peer: tuple[str, int] | None,
+    ) -> None:
         try:
             with scope:
                 settings = self.settings
@@ -184,6 +191,7 @@ class Server(ServerBase):
                     implicit_tls=settings.implicit_tls,
                     read_timeout=settings.read_timeout,
                     sweeper=self._sweeper,
+                    peer=peer,
                 )
         finally:
             self._sessions.discard(scope)
@@ -350,6 +358,7 @@ async def run_session(
         implicit_tls=implicit_tls,
         read_timeout=read_timeout,
         sweeper=None,
+        peer=None,
     )
 
 
@@ -363,9 +372,25 @@ async def _run_session(
     implicit_tls: bool,
     read_timeout: float | None,
     sweeper: _Sweeper | None,
+    peer: tuple[str, int] | None,
 ) -> None:
     """:func:`run_session`, its waits kept by ``sweeper`` (a server's) or,
-    with None, by its own deadline."""
+    with None, by its own deadline; ``peer`` is the address accept() gave
+    (None: ask the socket)."""
+    if peer is None:
+        try:
+            peername = stream.socket.getpeername()
+        except OSError as exc:
+            # The peer reset the connection before its session began: there
+            # is no session to run, and nothing to raise into the server.
+            logger.info("connection ended before its session began: %s", exc)
+            stream.socket.close()
+            return
+        peer = (peername[0], peername[1])
+    current: trio.abc.Stream = stream
+    raw = _plain_socket(stream)
+    info = None
+    session: ServerSession | None = None
     # One cancel scope for every wait on the peer, and when that wait is
     # over set before each read and write (what trio.fail_after does,
     # without a scope made and entered per wait).  Only the reads and
@@ -378,12 +403,6 @@ async def _run_session(
     else:
         watch = _Watch(waits)
         sweeper.add(watch)
-    peername = stream.socket.getpeername()
-    peer = (peername[0], peername[1])
-    current: trio.abc.Stream = stream
-    raw = _plain_socket(stream)
-    info = None
-    session: ServerSession | None = None
     try:
         if implicit_tls:
             assert tls is not None

@@ -11,6 +11,7 @@ gracefully when stdin closes.
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 from pathlib import Path
 
@@ -29,7 +30,13 @@ def main() -> None:
     parser.add_argument("--max-connections", type=int, default=100)
     parser.add_argument("--read-timeout", type=float, default=None)
     parser.add_argument("--tls", help="PEM file: the key and certificate chain (STARTTLS)")
+    parser.add_argument(
+        "--max-fds", type=int, default=None, help="the soft limit of file descriptors"
+    )
     args = parser.parse_args()
+    if args.max_fds is not None:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (args.max_fds, hard))
     tls = server_context(args.tls) if args.tls else None
     config = ServerConfig(starttls=tls is not None, max_message_size=args.max_message_size)
     with running(

@@ -164,3 +164,28 @@ def test_tls_handshakes_never_finished_are_cut_by_the_handshake_timeout_rfc3207_
     # start of the handshake: the standard library's cost, not the adapter's
     bound = {"sync": 128 * KiB, "asyncio": 384 * KiB}.get(kind, 96 * KiB)
     assert per_connection <= bound, per_connection
+
+
+@pytest.mark.parametrize("kind", ["sync", "asyncio", "trio"])
+def test_a_server_out_of_file_descriptors_accepts_again_once_sessions_end(
+    kind: str, attacked: Attacked
+) -> None:
+    # A flood of connections can use every descriptor the process may have
+    # (max_connections above the limit), and accept() then fails with
+    # EMFILE.  The listener is fine: once the sessions end, a new
+    # connection must be served.  (The threaded and trio servers stopped
+    # accepting for good at the first EMFILE.)
+    srv = attacked(kind, max_fds=64, max_connections=1000)
+    base = srv.fds()
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(120):  # more than 64: the rest wait in the backlog
+            socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=10))
+        assert srv.wait_fds(64) == 64  # every descriptor in use
+    finally:
+        for s in socks:
+            s.close()
+    assert srv.wait_fds(base) == base  # the sessions ended (the backlog too)
+    with connect(srv.port) as late:  # (its greeting read)
+        late.sendall(b"NOOP\r\n")
+        assert read_reply(late).startswith(b"250 ")

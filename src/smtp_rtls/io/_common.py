@@ -5,6 +5,8 @@ move bytes and run the handshake)."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import socket
 import ssl
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,6 +38,67 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+#: The errors of accept() that only concern that one connection (as
+#: trio.SocketListener ignores them): take the next.
+ACCEPT_IGNORABLE_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "EPERM",
+        "ECONNABORTED",
+        "EPROTO",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+        "ENOSR",
+        "ESOCKTNOSUPPORT",
+        "EPROTONOSUPPORT",
+        "ETIMEDOUT",
+        "ECONNRESET",
+    )
+    if hasattr(errno, name)
+)
+#: The errors of accept() that say the process or the system is out of
+#: something (file descriptors, memory): the listener is fine, and accept()
+#: works again once sessions end and give theirs back.  A server that
+#: stopped accepting on them would stay deaf for good after one flood of
+#: connections; asyncio's loop and trio.serve_listeners wait and try again.
+ACCEPT_CAPACITY_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in ("EMFILE", "ENFILE", "ENOMEM", "ENOBUFS")
+    if hasattr(errno, name)
+)
+#: Seconds a server waits before it calls accept() again after one of those.
+ACCEPT_RETRY_DELAY = 0.1
+
+
+class AcceptFailures:
+    """A listener's streak of accept() failures of
+    :data:`ACCEPT_CAPACITY_ERRNOS`, logged once when it starts and once when
+    it ends (the server tries again every :data:`ACCEPT_RETRY_DELAY`)."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._logger = logger
+        #: failures since the last connection accepted
+        self.count = 0
+
+    def failed(self, exc: OSError) -> None:
+        """accept() failed for lack of resources: note it."""
+        if not self.count:
+            self._logger.error(
+                "accept() failed: %s; trying again every %.1f s", exc, ACCEPT_RETRY_DELAY
+            )
+        self.count += 1
+
+    def accepted(self) -> None:
+        """A connection was accepted after a streak of failures."""
+        self._logger.warning("accepting again after %d failed accept() calls", self.count)
+        self.count = 0
+
 
 #: How often a server's sweep looks for sessions whose wait for the peer
 #: is over (the asyncio and trio servers): a timeout ends up to this late.

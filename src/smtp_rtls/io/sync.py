@@ -38,7 +38,17 @@ from ..session.requests import Read as ClientRead
 from ..session.requests import Write as ClientWrite
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
 from ._awaitable import awaitable
-from ._common import ServerBase, ServeSettings, message_envelope, no_delay, serve_settings
+from ._common import (
+    ACCEPT_CAPACITY_ERRNOS,
+    ACCEPT_IGNORABLE_ERRNOS,
+    ACCEPT_RETRY_DELAY,
+    AcceptFailures,
+    ServerBase,
+    ServeSettings,
+    message_envelope,
+    no_delay,
+    serve_settings,
+)
 from ._deliver_sync import deliver
 from .tls import tls_info
 
@@ -130,13 +140,22 @@ class Server(ServerBase):
     # -- internals ---------------------------------------------------------------------
 
     def _accept_loop(self) -> None:
+        failures = AcceptFailures(logger)
         while not self._stopping.is_set():
             try:
                 sock, peer = self._listener.accept()
             except TimeoutError:
                 continue
-            except OSError:
-                return  # the listener was closed
+            except OSError as exc:
+                if exc.errno in ACCEPT_IGNORABLE_ERRNOS:
+                    continue
+                if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                    return  # the listener was closed
+                failures.failed(exc)
+                self._stopping.wait(ACCEPT_RETRY_DELAY)
+                continue
+            if failures.count:
+                failures.accepted()
             no_delay(sock)
             handed = False
             with self._lock:

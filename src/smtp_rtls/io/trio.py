@@ -31,6 +31,10 @@ from ..session import client as client_ops
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
 from ._awaitable import awaitable
 from ._common import (
+    ACCEPT_CAPACITY_ERRNOS,
+    ACCEPT_IGNORABLE_ERRNOS,
+    ACCEPT_RETRY_DELAY,
+    AcceptFailures,
     AsyncClientBase,
     ServerBase,
     ServeSettings,
@@ -51,29 +55,6 @@ READ_SIZE = 65536
 
 #: Connections accepted in a row before the accepting task lets the others run.
 _ACCEPT_BATCH = 32
-#: The errors of accept() that only concern that one connection (as
-#: trio.SocketListener ignores them): take the next.
-_IGNORABLE_ACCEPT_ERRNOS = frozenset(
-    getattr(errno, name)
-    for name in (
-        "EPERM",
-        "ECONNABORTED",
-        "EPROTO",
-        "ENETDOWN",
-        "ENOPROTOOPT",
-        "EHOSTDOWN",
-        "ENONET",
-        "EHOSTUNREACH",
-        "EOPNOTSUPP",
-        "ENETUNREACH",
-        "ENOSR",
-        "ESOCKTNOSUPPORT",
-        "EPROTONOSUPPORT",
-        "ETIMEDOUT",
-        "ECONNRESET",
-    )
-    if hasattr(errno, name)
-)
 
 
 class Server(ServerBase):
@@ -138,12 +119,19 @@ class Server(ServerBase):
         # connection waiting is taken at each wake-up (as asyncio does),
         # not one wait for the socket, and a checkpoint, per connection.
         taken = 0
+        failures = AcceptFailures(logger)
         while True:
             if raw is None:
                 try:
                     stream = await listener.accept()
-                except (trio.ClosedResourceError, OSError):
+                except trio.ClosedResourceError:
                     return
+                except OSError as exc:
+                    if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                        return
+                    failures.failed(exc)
+                    await trio.sleep(ACCEPT_RETRY_DELAY)
+                    continue
                 peer = None  # asked of the socket when the session starts
             else:
                 try:
@@ -155,15 +143,21 @@ class Server(ServerBase):
                         return
                     continue
                 except OSError as exc:
-                    if exc.errno in _IGNORABLE_ACCEPT_ERRNOS:
+                    if exc.errno in ACCEPT_IGNORABLE_ERRNOS:
                         continue
-                    return  # closed, or out of resources: as before
+                    if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                        return  # the listener was closed
+                    failures.failed(exc)
+                    await trio.sleep(ACCEPT_RETRY_DELAY)
+                    continue
                 stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
                 peer = (address[0], address[1])
                 taken += 1
                 if taken % _ACCEPT_BATCH == 0:
                     # a flood of connections still lets the sessions run
                     await trio.lowlevel.checkpoint()
+            if failures.count:
+                failures.accepted()
             if len(self._sessions) >= self.settings.max_connections:
                 sessions.start_soon(_refuse, stream, self.hostname)
                 continue

@@ -77,22 +77,32 @@ ACCEPT_RETRY_DELAY = 0.1
 
 
 class AcceptFailures:
-    """A listener's streak of accept() failures of
-    :data:`ACCEPT_CAPACITY_ERRNOS`, logged once when it starts and once when
-    it ends (the server tries again every :data:`ACCEPT_RETRY_DELAY`)."""
+    """What a server's accept loop does when ``accept()`` fails.
+
+    :meth:`after` says how long to wait before the next ``accept()``, and
+    logs a streak of failures of :data:`ACCEPT_CAPACITY_ERRNOS` once when it
+    starts; :meth:`accepted` logs its end.
+    """
 
     def __init__(self, logger: logging.Logger) -> None:
         self._logger = logger
-        #: failures since the last connection accepted
+        #: failures for lack of resources since the last connection accepted
         self.count = 0
 
-    def failed(self, exc: OSError) -> None:
-        """accept() failed for lack of resources: note it."""
+    def after(self, exc: OSError) -> float | None:
+        """Seconds to wait before ``accept()`` again after ``exc`` (0: at
+        once, the error concerned one connection), or None: the listener
+        is gone, stop accepting."""
+        if exc.errno in ACCEPT_IGNORABLE_ERRNOS:
+            return 0.0
+        if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+            return None
         if not self.count:
             self._logger.error(
                 "accept() failed: %s; trying again every %.1f s", exc, ACCEPT_RETRY_DELAY
             )
         self.count += 1
+        return ACCEPT_RETRY_DELAY
 
     def accepted(self) -> None:
         """A connection was accepted after a streak of failures."""

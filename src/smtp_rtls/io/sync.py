@@ -39,9 +39,6 @@ from ..session.requests import Write as ClientWrite
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
 from ._awaitable import awaitable
 from ._common import (
-    ACCEPT_CAPACITY_ERRNOS,
-    ACCEPT_IGNORABLE_ERRNOS,
-    ACCEPT_RETRY_DELAY,
     AcceptFailures,
     ServerBase,
     ServeSettings,
@@ -147,12 +144,11 @@ class Server(ServerBase):
             except TimeoutError:
                 continue
             except OSError as exc:
-                if exc.errno in ACCEPT_IGNORABLE_ERRNOS:
-                    continue
-                if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                wait = failures.after(exc)
+                if wait is None:
                     return  # the listener was closed
-                failures.failed(exc)
-                self._stopping.wait(ACCEPT_RETRY_DELAY)
+                if wait:
+                    self._stopping.wait(wait)
                 continue
             if failures.count:
                 failures.accepted()

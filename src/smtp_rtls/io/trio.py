@@ -31,9 +31,6 @@ from ..session import client as client_ops
 from ..session.server import Call, Read, ServerSession, StartTLS, Write
 from ._awaitable import awaitable
 from ._common import (
-    ACCEPT_CAPACITY_ERRNOS,
-    ACCEPT_IGNORABLE_ERRNOS,
-    ACCEPT_RETRY_DELAY,
     AcceptFailures,
     AsyncClientBase,
     ServerBase,
@@ -127,10 +124,10 @@ class Server(ServerBase):
                 except trio.ClosedResourceError:
                     return
                 except OSError as exc:
-                    if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                    wait = failures.after(exc)
+                    if wait is None:
                         return
-                    failures.failed(exc)
-                    await trio.sleep(ACCEPT_RETRY_DELAY)
+                    await trio.sleep(wait)
                     continue
                 peer = None  # asked of the socket when the session starts
             else:
@@ -143,12 +140,11 @@ class Server(ServerBase):
                         return
                     continue
                 except OSError as exc:
-                    if exc.errno in ACCEPT_IGNORABLE_ERRNOS:
-                        continue
-                    if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                    wait = failures.after(exc)
+                    if wait is None:
                         return  # the listener was closed
-                    failures.failed(exc)
-                    await trio.sleep(ACCEPT_RETRY_DELAY)
+                    if wait:
+                        await trio.sleep(wait)
                     continue
                 stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
                 peer = (address[0], address[1])

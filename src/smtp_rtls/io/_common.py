@@ -1,6 +1,8 @@
-"""What the three adapters share: the server settings check, and the
-asynchronous client's operations (asyncio and trio differ only in how they
-move bytes and run the handshake)."""
+"""What the three adapters share: the server settings check, what an
+accept loop does when ``accept()`` fails (:class:`AcceptFailures`), the
+period of the asyncio and trio servers' timeout sweep (:func:`sweep_every`),
+and the asynchronous client's operations (asyncio and trio differ only in
+how they move bytes and run the handshake)."""
 
 from __future__ import annotations
 
